@@ -1,0 +1,252 @@
+"""The machinery behind every hidden check: parts, partial credit, diagnoses, clean output.
+
+A hidden test cell is one line, ``check_x(x)``, whose value is the points earned. nbgrader reads
+that value as partial credit (``nbgrader.utils.determine_grade``: a numeric ``execute_result`` is
+the cell's score). nbgrader also gives zero to a test cell that writes anything to stderr, so
+every call into student code goes through :meth:`Grader.call`, which records warnings and
+captures stderr and stdout, and turns them into readable report lines instead.
+
+Usage::
+
+    g = Grader("fit_standardizer", points=3)
+    with g.part("matches the population std on a 5x3 example", weight=2):
+        mean, scale = g.call(student_fn, X)
+        g.compare("scale", scale, ref_scale, rtol=1e-12, mistakes={"M1": (ddof1, "...")})
+    return g.finish()
+
+Inside ``g.part(...)`` any exception counts as a failed part, never as a crashed cell:
+:class:`Failure` carries our message; ``NotImplementedError`` means the exercise is still empty;
+any other exception from student code is reported with its type and message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import traceback
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: Prefix of every diagnosis line; the demo and the tests look for it in the feedback.
+DIAGNOSIS = "Diagnosis"
+
+
+class Failure(AssertionError):
+    """A part of a check failed; the message is shown to the student as is."""
+
+
+class StudentError(Exception):
+    """The student's function raised; wraps the original exception for the report."""
+
+    def __init__(self, fn_name: str, exc: BaseException):
+        self.fn_name = fn_name
+        self.exc = exc
+        super().__init__(f"{fn_name} raised {type(exc).__name__}: {exc}")
+
+
+@dataclass
+class PartResult:
+    label: str
+    weight: float
+    passed: bool
+    messages: list[str] = field(default_factory=list)
+
+
+def fmt(a, max_items: int = 6) -> str:
+    """Short, readable rendering of a value for a report line (first few entries of arrays)."""
+    if isinstance(a, np.ndarray) or isinstance(a, (list, tuple)) and not isinstance(a, str):
+        try:
+            arr = np.asarray(a)
+        except Exception:
+            return repr(a)
+        if arr.dtype == object:
+            return repr(a)[:200]
+        flat = arr.ravel()
+        body = np.array2string(flat[:max_items], precision=6, separator=", ", suppress_small=False)
+        more = f" ... ({arr.size} values)" if arr.size > max_items else ""
+        return f"{body[:-1]}{more}]" + (f" shape {arr.shape}" if arr.ndim > 1 else "")
+    return repr(a)
+
+
+class Grader:
+    """Collects the parts of one hidden check and prints a report for the student.
+
+    Parameters
+    ----------
+    name : str
+        The graded function's name, shown in the report.
+    points : float
+        The cell's points in the notebook metadata; the score is ``points`` times the passed
+        fraction of the parts' weights.
+    """
+
+    def __init__(self, name: str, points: float):
+        self.name = name
+        self.points = float(points)
+        self.results: list[PartResult] = []
+        self._current: PartResult | None = None
+        self.notes: list[str] = []
+
+    # ------------------------------------------------------------------ parts
+    @contextlib.contextmanager
+    def part(self, label: str, weight: float = 1.0):
+        """A weighted part of the check. Exceptions inside it fail the part, never the cell."""
+        result = PartResult(label, float(weight), passed=False)
+        self._current = result
+        try:
+            yield result
+            result.passed = True
+        except Failure as exc:
+            result.messages.append(str(exc))
+        except StudentError as exc:
+            result.messages.append(self._describe_student_error(exc))
+        except Exception as exc:  # a bug in a check must not crash grading either
+            result.messages.append(
+                f"the check could not run ({type(exc).__name__}: {exc}); "
+                "please tell the instructor"
+            )
+        finally:
+            self._current = None
+            self.results.append(result)
+
+    @staticmethod
+    def _describe_student_error(exc: StudentError) -> str:
+        inner = exc.exc
+        if isinstance(inner, NotImplementedError):
+            return f"{exc.fn_name} is not implemented yet (it raised NotImplementedError)."
+        tb = traceback.extract_tb(inner.__traceback__)
+        where = ""
+        if tb:
+            last = tb[-1]
+            where = f" (line {last.lineno}: {last.line!r})" if last.line else ""
+        return f"{exc.fn_name} raised {type(inner).__name__}: {inner}{where}"
+
+    def note(self, message: str) -> None:
+        """Attach an informational line to the current part (or the whole check)."""
+        (self._current.messages if self._current else self.notes).append(message)
+
+    # ------------------------------------------------------------------ calling student code
+    def call(self, fn: Callable, *args, **kwargs):
+        """Call student code with warnings recorded and stdout/stderr captured.
+
+        Warnings (numpy's included) become report notes; output the function prints is dropped
+        so that nothing reaches the cell's stderr. Exceptions are wrapped in StudentError.
+        """
+        name = getattr(fn, "__name__", "your function")
+        out_buf, err_buf = io.StringIO(), io.StringIO()
+        with warnings.catch_warnings(record=True) as caught, np.errstate(all="warn"):
+            warnings.simplefilter("always")
+            try:
+                with contextlib.redirect_stdout(out_buf), contextlib.redirect_stderr(err_buf):
+                    value = fn(*args, **kwargs)
+            except BaseException as exc:  # noqa: BLE001 - SystemExit, KeyboardInterrupt too
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                raise StudentError(name, exc) from None
+        seen = set()
+        for w in caught:
+            text = f"{w.category.__name__}: {w.message}"
+            if text not in seen:
+                seen.add(text)
+                self.note(f"{name} emitted a warning: {text}")
+        if err_buf.getvalue().strip():
+            self.note(f"{name} wrote to stderr: {err_buf.getvalue().strip()[:200]!r}")
+        return value
+
+    # ------------------------------------------------------------------ comparisons
+    def compare(
+        self,
+        what: str,
+        got,
+        expected,
+        *,
+        rtol: float,
+        atol: float = 0.0,
+        mistakes: Mapping[str, tuple[Callable[[], object] | object, str]] | None = None,
+        check_dtype: bool = False,
+    ) -> None:
+        """Fail unless ``got`` matches ``expected`` in shape and within tolerance.
+
+        ``mistakes`` maps a misconception id (e.g. ``"M1"``) to ``(wrong_value, explanation)``,
+        where ``wrong_value`` is what that mistake would produce (or a zero-argument callable
+        that computes it). When ``got`` is wrong and matches one of them, the explanation is
+        reported as the diagnosis.
+        """
+        expected = np.asarray(expected)
+        try:
+            arr = np.asarray(got)
+        except Exception as exc:
+            raise Failure(f"{what}: could not turn your value into an array ({exc})") from None
+        if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
+            raise Failure(f"{what}: expected numbers, got {type(got).__name__} {fmt(got)}")
+        if arr.shape != expected.shape:
+            diag = self._match_mistake(arr, mistakes, rtol, atol)
+            raise Failure(
+                f"{what}: shape {arr.shape}, expected {expected.shape}." + (f" {diag}" if diag else "")
+            )
+        if check_dtype and arr.dtype != expected.dtype:
+            raise Failure(f"{what}: dtype {arr.dtype}, expected {expected.dtype} (the input's dtype)")
+        if close(arr, expected, rtol, atol):
+            return
+        diag = self._match_mistake(arr, mistakes, rtol, atol)
+        bad = ~np.isfinite(arr)
+        detail = (
+            f" It contains {int(bad.sum())} nan/inf values." if bad.any() else
+            f" Largest difference {np.max(np.abs(arr.astype(np.float64) - expected)):.3g}."
+        )
+        raise Failure(
+            f"{what} is wrong.{detail}\n      yours:    {fmt(arr)}\n      expected: {fmt(expected)}"
+            + (f"\n      {diag}" if diag else "")
+        )
+
+    def _match_mistake(self, arr, mistakes, rtol, atol) -> str | None:
+        for key, (wrong, explanation) in (mistakes or {}).items():
+            try:
+                wrong_value = np.asarray(wrong() if callable(wrong) else wrong)
+            except Exception:
+                continue
+            if wrong_value.shape == arr.shape and close(arr, wrong_value, rtol, atol):
+                return f"{DIAGNOSIS} {key}: {explanation}"
+        return None
+
+    def require(self, condition: bool, message: str) -> None:
+        """Fail the current part with ``message`` unless ``condition`` holds."""
+        if not condition:
+            raise Failure(message)
+
+    # ------------------------------------------------------------------ result
+    def finish(self) -> float:
+        """Print the report and return the points earned (nbgrader's partial credit)."""
+        total = sum(r.weight for r in self.results) or 1.0
+        earned = sum(r.weight for r in self.results if r.passed)
+        score = round(self.points * earned / total, 2)
+        print(f"{self.name}: {score:g} / {self.points:g} points")
+        for r in self.results:
+            mark = "ok  " if r.passed else "FAIL"
+            print(f"  [{mark}] {r.label}")
+            for m in r.messages:
+                print(f"      {m}")
+        for m in self.notes:
+            print(f"  note: {m}")
+        if score < self.points and not any(
+            DIAGNOSIS in m for r in self.results for m in r.messages
+        ):
+            print("  No known mistake explains this; compare your values with the expected ones above.")
+        return score
+
+
+def close(a, b, rtol: float, atol: float = 0.0) -> bool:
+    """``allclose`` that treats nan/inf in ``a`` as a mismatch unless ``b`` has them too."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        return False
+    return bool(np.allclose(a, b, rtol=rtol, atol=atol, equal_nan=True))
+
+
+def rng(seed: int) -> np.random.Generator:
+    """The seeded generator every check draws its inputs from."""
+    return np.random.default_rng(seed)

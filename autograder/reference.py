@@ -1,0 +1,324 @@
+"""Hidden reference solutions: every graded function, same name and signature as the notebooks.
+
+BatchNorm follows PyTorch's ``torch.nn.BatchNorm1d`` / ``BatchNorm2d`` semantics exactly
+(https://pytorch.org/docs/stable/generated/torch.nn.BatchNorm1d.html): normalize with the biased
+batch variance, update ``running_var`` with the unbiased one, and
+``running = (1 - momentum) * running + momentum * batch_stat``. The transform itself is
+Algorithm 1 of Ioffe & Szegedy (2015), arXiv:1502.03167.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "fit_standardizer",
+    "standardize",
+    "batch_stats",
+    "normalize",
+    "scale_shift",
+    "batchnorm_forward",
+    "spatial_batchnorm_forward",
+]
+
+
+# --------------------------------------------------------------------------- validation helpers
+def _as_float_array(name: str, a, ndim: int | None = None) -> np.ndarray:
+    """``a`` as a floating ndarray (ints become float64); TypeError/ValueError otherwise."""
+    if isinstance(a, np.ndarray):
+        arr = a
+    else:
+        try:
+            arr = np.asarray(a)
+        except Exception as exc:  # ragged lists and the like
+            raise TypeError(f"{name} must be array-like of numbers: {exc}") from exc
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+    ):
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if not np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float64)
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
+    return arr
+
+
+def _check_vector(name: str, v, length: int) -> np.ndarray:
+    v = _as_float_array(name, v)
+    if v.shape != (length,):
+        raise ValueError(f"{name} must have shape ({length},), got {v.shape}")
+    return v
+
+
+# --------------------------------------------------------------------------- 01 standardization
+def fit_standardizer(X):
+    """Per-feature mean and population standard deviation, as ``StandardScaler.fit``.
+
+    Parameters
+    ----------
+    X : array_like, shape (m, D)
+        m ≥ 1 rows (samples) of D features, in the features' own units.
+
+    Returns
+    -------
+    mean : ndarray, shape (D,)
+        Column means, in the units of X.
+    scale : ndarray, shape (D,)
+        Population standard deviations (``ddof=0``), in the units of X; 1.0 where a feature's
+        variance is zero, as in scikit-learn's ``StandardScaler`` (``_handle_zeros_in_scale``).
+        float64 for integer input, otherwise the dtype of X.
+
+    Raises
+    ------
+    TypeError
+        If X does not hold real numbers.
+    ValueError
+        If X is not 2-D or has no rows.
+    """
+    X = _as_float_array("X", X, ndim=2)
+    if X.shape[0] == 0:
+        raise ValueError(f"X must have at least one row, got shape {X.shape}")
+    mean = X.mean(axis=0)
+    var = ((X - mean) ** 2).mean(axis=0)  # two-pass: exact for large offsets
+    scale = np.sqrt(var)
+    # StandardScaler treats a variance below 10 * machine epsilon * mean² as zero; a feature
+    # that is constant in exact arithmetic can have var ~ 1e-30 after rounding.
+    eps = np.finfo(X.dtype).eps
+    tiny = var <= 10 * eps * np.maximum(mean**2, eps)
+    scale[tiny] = 1.0
+    return mean, scale
+
+
+def standardize(X, mean, scale):
+    """Standardize with given statistics: ``Z = (X - mean) / scale``, column by column.
+
+    Parameters
+    ----------
+    X : array_like, shape (m, D)
+    mean, scale : array_like, shape (D,)
+        Statistics from :func:`fit_standardizer`, fitted on the *training* split only.
+
+    Returns
+    -------
+    Z : ndarray, shape (m, D)
+        Dimensionless. X itself is not modified.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For non-numeric input or mismatched shapes.
+    """
+    X = _as_float_array("X", X, ndim=2)
+    mean = _check_vector("mean", mean, X.shape[1])
+    scale = _check_vector("scale", scale, X.shape[1])
+    return (X - mean) / scale
+
+
+# --------------------------------------------------------------------------- 02 forward, staged
+def batch_stats(x):
+    """Per-feature batch mean and *biased* variance (Ioffe & Szegedy 2015, Alg. 1, lines 1–2).
+
+    Parameters
+    ----------
+    x : ndarray of float, shape (N, D)
+
+    Returns
+    -------
+    mean, var : ndarray, shape (D,), dtype of x
+        ``var = mean((x - mean)**2)``, divided by N, computed in two passes so that a large
+        offset (mean 1e4) does not cancel the variance away.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Non-numeric input; x not 2-D or with no rows.
+    """
+    x = _as_float_array("x", x, ndim=2)
+    if x.shape[0] == 0:
+        raise ValueError(f"x must have at least one row, got shape {x.shape}")
+    mean = x.mean(axis=0)
+    xmu = x - mean
+    var = np.einsum("ij,ij->j", xmu, xmu) / x.shape[0]
+    return mean, var.astype(x.dtype, copy=False)
+
+
+def normalize(x, mean, var, eps):
+    """``x_hat = (x - mean) / sqrt(var + eps)`` (Alg. 1, line 3).
+
+    Parameters
+    ----------
+    x : ndarray of float, shape (N, D)
+    mean, var : ndarray, shape (D,)
+    eps : float, ≥ 0
+        Added to the variance *inside* the square root.
+
+    Returns
+    -------
+    x_hat : ndarray, shape (N, D), dtype of x
+
+    Raises
+    ------
+    TypeError, ValueError
+        Non-numeric input, mismatched shapes, negative eps.
+    """
+    x = _as_float_array("x", x, ndim=2)
+    mean = _check_vector("mean", mean, x.shape[1])
+    var = _check_vector("var", var, x.shape[1])
+    eps = _check_eps(eps)
+    x_hat = (x - mean) / np.sqrt(var + eps)
+    return x_hat.astype(x.dtype, copy=False)
+
+
+def scale_shift(x_hat, gamma, beta):
+    """``out = gamma * x_hat + beta`` (Alg. 1, line 4).
+
+    Parameters
+    ----------
+    x_hat : ndarray of float, shape (N, D)
+    gamma, beta : ndarray, shape (D,)
+
+    Returns
+    -------
+    out : ndarray, shape (N, D), dtype of x_hat
+    """
+    x_hat = _as_float_array("x_hat", x_hat, ndim=2)
+    gamma = _check_vector("gamma", gamma, x_hat.shape[1])
+    beta = _check_vector("beta", beta, x_hat.shape[1])
+    return (gamma * x_hat + beta).astype(x_hat.dtype, copy=False)
+
+
+def _check_eps(eps) -> float:
+    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating, np.integer)):
+        raise TypeError(f"eps must be a real number, got {type(eps).__name__}")
+    if not eps >= 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    return float(eps)
+
+
+def _bn_settings(bn_param, D: int, dtype):
+    """Validate ``bn_param`` and return (mode, eps, momentum, running_mean, running_var)."""
+    if not isinstance(bn_param, dict):
+        raise TypeError(f"bn_param must be a dict, got {type(bn_param).__name__}")
+    mode = bn_param.get("mode")
+    if mode not in ("train", "test"):
+        raise ValueError(f"bn_param['mode'] must be 'train' or 'test', got {mode!r}")
+    eps = _check_eps(bn_param.get("eps", 1e-5))
+    momentum = bn_param.get("momentum", 0.1)
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float, np.floating)):
+        raise TypeError(f"bn_param['momentum'] must be a real number, got {momentum!r}")
+    if not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"bn_param['momentum'] must lie in [0, 1], got {momentum}")
+    rm = bn_param.get("running_mean")
+    rv = bn_param.get("running_var")
+    rm = np.zeros(D, dtype=dtype) if rm is None else _check_vector("bn_param['running_mean']", rm, D)
+    rv = np.ones(D, dtype=dtype) if rv is None else _check_vector("bn_param['running_var']", rv, D)
+    return mode, eps, float(momentum), rm, rv
+
+
+# --------------------------------------------------------------------------- 02/03 forward
+def batchnorm_forward(x, gamma, beta, bn_param):
+    """BatchNorm forward pass with PyTorch ``BatchNorm1d`` semantics.
+
+    Parameters
+    ----------
+    x : ndarray of float, shape (N, D)
+        Never modified. Its dtype is kept: float32 in, float32 out.
+    gamma, beta : ndarray, shape (D,)
+        Scale and shift.
+    bn_param : dict
+        ``mode``: ``'train'`` or ``'test'`` (required). ``eps`` (default 1e-5), ``momentum``
+        (default 0.1), ``running_mean`` (default zeros(D)), ``running_var`` (default ones(D)).
+        In train mode the updated running statistics are written back into this dict:
+        ``running = (1 - momentum) * running + momentum * batch_stat``, with the *unbiased*
+        batch variance (divide by N - 1) for ``running_var``, as in PyTorch.
+
+    Returns
+    -------
+    out : ndarray, shape (N, D), dtype of x
+    cache : dict
+        Every node of the computational graph, for the backward pass:
+        ``x`` (N, D) input; ``mean`` (D,) mu_B; ``xmu`` (N, D) x - mu_B; ``var`` (D,) biased
+        sigma²_B; ``std`` (D,) sqrt(var + eps); ``inv_std`` (D,) 1 / std; ``x_hat`` (N, D);
+        ``gamma``, ``beta`` (D,); ``eps`` float; ``mode`` str. In test mode ``mean`` and ``var``
+        are the running statistics, which are constants for the backward pass.
+
+    Raises
+    ------
+    TypeError
+        Non-numeric arrays, bn_param not a dict, non-numeric eps or momentum.
+    ValueError
+        x not 2-D, gamma/beta/running stats not of shape (D,), mode not 'train'/'test', eps < 0,
+        momentum outside [0, 1], or train mode with N = 1 (PyTorch: "Expected more than 1 value
+        per channel when training").
+    """
+    x = _as_float_array("x", x, ndim=2)
+    N, D = x.shape
+    gamma = _check_vector("gamma", gamma, D)
+    beta = _check_vector("beta", beta, D)
+    mode, eps, momentum, rm, rv = _bn_settings(bn_param, D, x.dtype)
+    if mode == "train":
+        if N < 2:
+            raise ValueError(
+                f"train mode needs more than 1 value per feature to compute a variance, got N={N}"
+            )
+        mean = x.mean(axis=0)
+        xmu = x - mean
+        var = np.einsum("ij,ij->j", xmu, xmu) / N
+        bn_param["running_mean"] = (1.0 - momentum) * rm + momentum * mean
+        bn_param["running_var"] = (1.0 - momentum) * rv + momentum * var * (N / (N - 1))
+    else:
+        mean, var = rm, rv
+        xmu = x - mean
+    std = np.sqrt(var + eps)
+    inv_std = 1.0 / std
+    x_hat = xmu * inv_std
+    out = x_hat * gamma
+    out += beta
+    cache = {
+        "x": x, "mean": mean, "xmu": xmu, "var": var, "std": std, "inv_std": inv_std,
+        "x_hat": x_hat, "gamma": gamma, "beta": beta, "eps": eps, "mode": mode,
+    }
+    return out.astype(x.dtype, copy=False), cache
+
+
+def _nchw_to_rows(x: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) -> (N*H*W, C): move channels last, then flatten the rest."""
+    return x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+
+def _rows_to_nchw(rows: np.ndarray, shape) -> np.ndarray:
+    N, C, H, W = shape
+    return rows.reshape(N, H, W, C).transpose(0, 3, 1, 2)
+
+
+def spatial_batchnorm_forward(x, gamma, beta, bn_param):
+    """Per-channel (spatial) BatchNorm, PyTorch ``BatchNorm2d`` semantics.
+
+    Statistics are taken per channel over the N, H and W axes: the (N, C, H, W) input is viewed as
+    N·H·W rows of C features (channels moved last, *then* reshaped) and passed through
+    :func:`batchnorm_forward`.
+
+    Parameters
+    ----------
+    x : ndarray of float, shape (N, C, H, W)
+    gamma, beta : ndarray, shape (C,)
+    bn_param : dict
+        As for :func:`batchnorm_forward`; running statistics have shape (C,) and the unbiased
+        variance divides by N·H·W - 1.
+
+    Returns
+    -------
+    out : ndarray, shape (N, C, H, W), dtype of x
+    cache : dict
+        The cache of :func:`batchnorm_forward` on the (N·H·W, C) view, plus
+        ``input_shape`` = (N, C, H, W).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`batchnorm_forward`; also if x is not 4-D. Train mode needs N·H·W ≥ 2.
+    """
+    x = _as_float_array("x", x, ndim=4)
+    out_rows, cache = batchnorm_forward(_nchw_to_rows(x), gamma, beta, bn_param)
+    cache["input_shape"] = x.shape
+    return _rows_to_nchw(out_rows, x.shape), cache

@@ -1,0 +1,1 @@
+"""Support package for the Batch Normalization from Scratch course."""

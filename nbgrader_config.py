@@ -1,0 +1,52 @@
+"""nbgrader configuration for the course. The repository root is the course directory.
+
+Run nbgrader's own commands from here, e.g.::
+
+    nbgrader generate_assignment 02_batchnorm_forward --force
+    nbgrader autograde 02_batchnorm_forward
+    nbgrader generate_feedback 02_batchnorm_forward
+    nbgrader export
+"""
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+
+# The assignments, in teaching order. Each is source/<name>/<notebook>.ipynb.
+# `nbgrader generate_assignment` adds each one to the gradebook the first time it runs.
+ASSIGNMENTS = {
+    "01_standardization": "standardization.ipynb",
+    "02_batchnorm_forward": "batchnorm_forward.ipynb",
+    "03_batchnorm_backward": "batchnorm_backward.ipynb",
+}
+
+# The hidden checks live in autograder/, which is never given to students. Kernels started by
+# nbgrader (autograde, validate, the Formgrader) inherit this environment, so the one-line hidden
+# test cells can `from autograder.checks import ...`.
+_path = os.environ.get("PYTHONPATH", "")
+if str(ROOT) not in _path.split(os.pathsep):
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), _path) if p)
+# Plots render off-screen during grading.
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+c = get_config()  # noqa: F821 - provided by traitlets when nbgrader loads this file
+
+c.CourseDirectory.course_id = "batchnorm-from-scratch"
+c.CourseDirectory.root = str(ROOT)
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".venv"]
+c.GenerateAssignment.create_assignment = True
+
+# Hidden tests: `### BEGIN HIDDEN TESTS` ... `### END HIDDEN TESTS` regions are stripped from
+# release/ and restored from the gradebook when autograding; generate_feedback shows them again,
+# which reveals nothing because each one is a single call into autograder.checks.
+c.ClearHiddenTests.begin_test_delimeter = "BEGIN HIDDEN TESTS"
+c.ClearHiddenTests.end_test_delimeter = "END HIDDEN TESTS"
+c.ClearHiddenTests.enforce_metadata = True
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+
+# Every hidden check finishes in well under a second; a student's infinite loop is cut off here
+# (the cell then scores 0 and grading moves on to the next cell).
+c.Execute.timeout = 60
+c.Execute.interrupt_on_timeout = True
