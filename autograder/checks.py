@@ -6,3 +6,12 @@ ids M1–M21), prints a report, and returns the points earned (nbgrader partial 
 The checks are grouped by assignment in ``autograder/checks_*.py``; this module is the single
 import point the notebooks use.
 """
+
+from autograder.checks_backward import *  # noqa: F403
+from autograder.checks_backward import __all__ as _backward
+from autograder.checks_forward import *  # noqa: F403
+from autograder.checks_forward import __all__ as _forward
+from autograder.checks_standardization import *  # noqa: F403
+from autograder.checks_standardization import __all__ as _standardization
+
+__all__ = [*_standardization, *_forward, *_backward]

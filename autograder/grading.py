@@ -250,3 +250,35 @@ def close(a, b, rtol: float, atol: float = 0.0) -> bool:
 def rng(seed: int) -> np.random.Generator:
     """The seeded generator every check draws its inputs from."""
     return np.random.default_rng(seed)
+
+
+def hidden_check(name: str, points: float):
+    """Turn ``body(g, student_fn)`` into a hidden check ``check(student_fn) -> points earned``.
+
+    The wrapper makes the :class:`Grader`, runs the body, and always prints the report and
+    returns a score, even if the body itself fails outside a part. ``check.points`` is the
+    cell's maximum, which a test compares with the notebook's metadata.
+    """
+
+    def decorate(body):
+        def check(student_fn):
+            g = Grader(name, points)
+            if not callable(student_fn):
+                with g.part(f"{name} is a function"):
+                    raise Failure(f"{name} should be a function, got {type(student_fn).__name__}")
+                return g.finish()
+            try:
+                body(g, student_fn)
+            except Exception as exc:  # outside any part: report it, keep what was earned
+                g.note(f"the check stopped early ({type(exc).__name__}: {exc})")
+            return g.finish()
+
+        check.__name__ = body.__name__
+        check.__qualname__ = body.__qualname__
+        check.__doc__ = body.__doc__
+        check.__module__ = body.__module__
+        check.points = float(points)
+        check.function_name = name
+        return check
+
+    return decorate

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from course.validate import as_float_array, check_real, check_vector
+
 __all__ = [
     "fit_standardizer",
     "standardize",
@@ -20,34 +22,6 @@ __all__ = [
     "batchnorm_forward",
     "spatial_batchnorm_forward",
 ]
-
-
-# --------------------------------------------------------------------------- validation helpers
-def _as_float_array(name: str, a, ndim: int | None = None) -> np.ndarray:
-    """``a`` as a floating ndarray (ints become float64); TypeError/ValueError otherwise."""
-    if isinstance(a, np.ndarray):
-        arr = a
-    else:
-        try:
-            arr = np.asarray(a)
-        except Exception as exc:  # ragged lists and the like
-            raise TypeError(f"{name} must be array-like of numbers: {exc}") from exc
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
-    ):
-        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-    if not np.issubdtype(arr.dtype, np.floating):
-        arr = arr.astype(np.float64)
-    if ndim is not None and arr.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
-    return arr
-
-
-def _check_vector(name: str, v, length: int) -> np.ndarray:
-    v = _as_float_array(name, v)
-    if v.shape != (length,):
-        raise ValueError(f"{name} must have shape ({length},), got {v.shape}")
-    return v
 
 
 # --------------------------------------------------------------------------- 01 standardization
@@ -75,7 +49,7 @@ def fit_standardizer(X):
     ValueError
         If X is not 2-D or has no rows.
     """
-    X = _as_float_array("X", X, ndim=2)
+    X = as_float_array("X", X, ndim=2)
     if X.shape[0] == 0:
         raise ValueError(f"X must have at least one row, got shape {X.shape}")
     mean = X.mean(axis=0)
@@ -108,9 +82,9 @@ def standardize(X, mean, scale):
     TypeError, ValueError
         For non-numeric input or mismatched shapes.
     """
-    X = _as_float_array("X", X, ndim=2)
-    mean = _check_vector("mean", mean, X.shape[1])
-    scale = _check_vector("scale", scale, X.shape[1])
+    X = as_float_array("X", X, ndim=2)
+    mean = check_vector("mean", mean, X.shape[1])
+    scale = check_vector("scale", scale, X.shape[1])
     return (X - mean) / scale
 
 
@@ -133,7 +107,7 @@ def batch_stats(x):
     TypeError, ValueError
         Non-numeric input; x not 2-D or with no rows.
     """
-    x = _as_float_array("x", x, ndim=2)
+    x = as_float_array("x", x, ndim=2)
     if x.shape[0] == 0:
         raise ValueError(f"x must have at least one row, got shape {x.shape}")
     mean = x.mean(axis=0)
@@ -161,10 +135,10 @@ def normalize(x, mean, var, eps):
     TypeError, ValueError
         Non-numeric input, mismatched shapes, negative eps.
     """
-    x = _as_float_array("x", x, ndim=2)
-    mean = _check_vector("mean", mean, x.shape[1])
-    var = _check_vector("var", var, x.shape[1])
-    eps = _check_eps(eps)
+    x = as_float_array("x", x, ndim=2)
+    mean = check_vector("mean", mean, x.shape[1])
+    var = check_vector("var", var, x.shape[1])
+    eps = check_real("eps", eps, low=0.0)
     x_hat = (x - mean) / np.sqrt(var + eps)
     return x_hat.astype(x.dtype, copy=False)
 
@@ -181,18 +155,10 @@ def scale_shift(x_hat, gamma, beta):
     -------
     out : ndarray, shape (N, D), dtype of x_hat
     """
-    x_hat = _as_float_array("x_hat", x_hat, ndim=2)
-    gamma = _check_vector("gamma", gamma, x_hat.shape[1])
-    beta = _check_vector("beta", beta, x_hat.shape[1])
+    x_hat = as_float_array("x_hat", x_hat, ndim=2)
+    gamma = check_vector("gamma", gamma, x_hat.shape[1])
+    beta = check_vector("beta", beta, x_hat.shape[1])
     return (gamma * x_hat + beta).astype(x_hat.dtype, copy=False)
-
-
-def _check_eps(eps) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating, np.integer)):
-        raise TypeError(f"eps must be a real number, got {type(eps).__name__}")
-    if not eps >= 0:
-        raise ValueError(f"eps must be >= 0, got {eps}")
-    return float(eps)
 
 
 def _bn_settings(bn_param, D: int, dtype):
@@ -202,17 +168,13 @@ def _bn_settings(bn_param, D: int, dtype):
     mode = bn_param.get("mode")
     if mode not in ("train", "test"):
         raise ValueError(f"bn_param['mode'] must be 'train' or 'test', got {mode!r}")
-    eps = _check_eps(bn_param.get("eps", 1e-5))
-    momentum = bn_param.get("momentum", 0.1)
-    if isinstance(momentum, bool) or not isinstance(momentum, (int, float, np.floating)):
-        raise TypeError(f"bn_param['momentum'] must be a real number, got {momentum!r}")
-    if not 0.0 <= momentum <= 1.0:
-        raise ValueError(f"bn_param['momentum'] must lie in [0, 1], got {momentum}")
+    eps = check_real("bn_param['eps']", bn_param.get("eps", 1e-5), low=0.0)
+    momentum = check_real("bn_param['momentum']", bn_param.get("momentum", 0.1), 0.0, 1.0)
     rm = bn_param.get("running_mean")
     rv = bn_param.get("running_var")
-    rm = np.zeros(D, dtype=dtype) if rm is None else _check_vector("bn_param['running_mean']", rm, D)
-    rv = np.ones(D, dtype=dtype) if rv is None else _check_vector("bn_param['running_var']", rv, D)
-    return mode, eps, float(momentum), rm, rv
+    rm = np.zeros(D, dtype=dtype) if rm is None else check_vector("bn_param['running_mean']", rm, D)
+    rv = np.ones(D, dtype=dtype) if rv is None else check_vector("bn_param['running_var']", rv, D)
+    return mode, eps, momentum, rm, rv
 
 
 # --------------------------------------------------------------------------- 02/03 forward
@@ -251,10 +213,10 @@ def batchnorm_forward(x, gamma, beta, bn_param):
         momentum outside [0, 1], or train mode with N = 1 (PyTorch: "Expected more than 1 value
         per channel when training").
     """
-    x = _as_float_array("x", x, ndim=2)
+    x = as_float_array("x", x, ndim=2)
     N, D = x.shape
-    gamma = _check_vector("gamma", gamma, D)
-    beta = _check_vector("beta", beta, D)
+    gamma = check_vector("gamma", gamma, D)
+    beta = check_vector("beta", beta, D)
     mode, eps, momentum, rm, rv = _bn_settings(bn_param, D, x.dtype)
     if mode == "train":
         if N < 2:
@@ -318,7 +280,7 @@ def spatial_batchnorm_forward(x, gamma, beta, bn_param):
     TypeError, ValueError
         As :func:`batchnorm_forward`; also if x is not 4-D. Train mode needs N·H·W ≥ 2.
     """
-    x = _as_float_array("x", x, ndim=4)
+    x = as_float_array("x", x, ndim=4)
     out_rows, cache = batchnorm_forward(_nchw_to_rows(x), gamma, beta, bn_param)
     cache["input_shape"] = x.shape
     return _rows_to_nchw(out_rows, x.shape), cache

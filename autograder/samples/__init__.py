@@ -1,0 +1,1 @@
+"""Sample submissions used by the demo and the tests; see CONTRIBUTING.md."""
