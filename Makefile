@@ -1,0 +1,49 @@
+# Batch Normalization from Scratch. `make demo` and `make test` are all a newcomer needs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+NOTEBOOKS := $(wildcard source/*/*.ipynb)
+
+.PHONY: help venv demo test lint release lab strip bench clean
+
+help:
+	@echo "make demo     build release/, autograde the sample submissions with nbgrader, print grades"
+	@echo "make test     lint (ruff) and run the whole test suite (pytest)"
+	@echo "make lab      start JupyterLab (with the nbgrader extension) in the course directory"
+	@echo "make release  regenerate release/ from source/ with nbgrader generate_assignment"
+	@echo "make strip    clear outputs from the source notebooks before committing"
+	@echo "make bench    run the BatchNorm speed benchmark"
+
+# The virtual environment is rebuilt only when pyproject.toml changes (idempotent).
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version.split()[0]'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m autograder.demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check course autograder tests benchmarks source nbgrader_config.py
+
+test: lint
+	$(BIN)/python -m pytest
+
+release: $(STAMP)
+	$(BIN)/python -m autograder.demo --release-only
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab
+
+strip: $(STAMP)
+	$(BIN)/jupyter nbconvert --clear-output --inplace $(NOTEBOOKS)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_batchnorm.py
+
+clean:
+	rm -rf submitted autograded feedback gradebook.db grades.csv
