@@ -1,0 +1,204 @@
+"""The course's main job, end to end: ``make demo`` (``python -m autograder.demo``).
+
+1. Regenerates ``release/`` from ``source/`` with ``nbgrader generate_assignment``.
+2. Places the sample submissions (``autograder/samples/``) in ``submitted/`` as four demo
+   students per assignment, built from the *release* notebooks.
+3. Runs ``nbgrader autograde``, ``nbgrader generate_feedback`` and ``nbgrader export``.
+4. Prints a per-student score table with the diagnoses found in each autograded notebook.
+
+Only nbgrader's own commands touch the gradebook. Demo students have ids ``demo_<name>`` and the
+demo regrades only them, so an instructor's real submissions in the same course directory are
+left alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib
+import json
+import re
+import runpy
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_PREFIX = "demo_"
+DIAGNOSIS_RE = re.compile(r"Diagnosis (M\d+)")
+
+
+def load_assignments(root: Path = ROOT) -> dict[str, str]:
+    """``{assignment: notebook file}`` as declared in ``nbgrader_config.py``."""
+    from traitlets.config import Config
+
+    namespace = runpy.run_path(str(root / "nbgrader_config.py"), init_globals={"get_config": Config})
+    return dict(namespace["ASSIGNMENTS"])
+
+
+def load_samples(notebook: str):
+    """The sample-submission module for a notebook (``autograder/samples/<stem>.py``)."""
+    return importlib.import_module(f"autograder.samples.{Path(notebook).stem}")
+
+
+def nbgrader(*args: str, root: Path = ROOT) -> None:
+    """Run one of nbgrader's own commands from the course root; stop the demo if it fails."""
+    exe = Path(sys.executable).with_name("nbgrader")
+    cmd = [str(exe) if exe.exists() else "nbgrader", *args]
+    print(f"$ nbgrader {' '.join(args)}", flush=True)
+    result = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout + result.stderr)
+        raise SystemExit(f"nbgrader {args[0]} failed with exit code {result.returncode}")
+
+
+def build_submission(release_nb: Path, answers: dict[str, str]) -> nbformat.NotebookNode:
+    """A copy of the release notebook with the given cells (by nbgrader grade_id) filled in.
+
+    Raises
+    ------
+    KeyError
+        If a sample names a grade_id the release notebook does not have (samples out of date).
+    """
+    nb = nbformat.read(release_nb, as_version=4)
+    by_id = {
+        c.metadata["nbgrader"]["grade_id"]: c
+        for c in nb.cells
+        if "nbgrader" in c.metadata and "grade_id" in c.metadata["nbgrader"]
+    }
+    missing = sorted(set(answers) - set(by_id))
+    if missing:
+        raise KeyError(f"{release_nb.name} has no cells with grade_id {missing}")
+    for grade_id, source in answers.items():
+        if not by_id[grade_id].metadata["nbgrader"].get("solution", False):
+            raise KeyError(f"{release_nb.name}: cell {grade_id!r} is not an answer cell")
+        by_id[grade_id].source = source.strip("\n")
+    return nb
+
+
+def place_submissions(assignments: dict[str, str], root: Path = ROOT) -> list[str]:
+    """Write every sample student's notebooks to ``submitted/``; return the student ids."""
+    students: set[str] = set()
+    for assignment, notebook in assignments.items():
+        samples = load_samples(notebook)
+        release_nb = root / "release" / assignment / notebook
+        for name, sample in samples.STUDENTS.items():
+            student = DEMO_PREFIX + name
+            students.add(student)
+            for sub in ("submitted", "autograded", "feedback"):
+                shutil.rmtree(root / sub / student / assignment, ignore_errors=True)
+            target = root / "submitted" / student / assignment
+            target.mkdir(parents=True)
+            nbformat.write(build_submission(release_nb, sample["answers"]), target / notebook)
+            (target / "timestamp.txt").write_text("2026-11-20 09:00:00.000000 UTC\n")
+    return sorted(students)
+
+
+@dataclass
+class Row:
+    student: str
+    assignment: str
+    auto: float = 0.0
+    auto_max: float = 0.0
+    manual_max: float = 0.0
+    manual_pending: int = 0
+    diagnoses: list[str] = field(default_factory=list)
+
+
+def collect(assignments: dict[str, str], students: list[str], root: Path = ROOT) -> list[Row]:
+    """Scores from the gradebook, and diagnoses from the autograded notebooks' outputs."""
+    from nbgrader.api import Gradebook
+
+    rows = []
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        for student in students:
+            for assignment, notebook in assignments.items():
+                row = Row(student, assignment)
+                nb = gb.find_submission_notebook(Path(notebook).stem, assignment, student)
+                for grade in nb.grades:
+                    if grade.cell_type == "code":
+                        row.auto += grade.auto_score or 0.0
+                        row.auto_max += grade.max_score
+                    else:
+                        row.manual_max += grade.max_score
+                        row.manual_pending += int(grade.needs_manual_grade)
+                graded = nbformat.read(root / "autograded" / student / assignment / notebook, 4)
+                found = []
+                for cell in graded.cells:
+                    for out in cell.get("outputs", []):
+                        found += DIAGNOSIS_RE.findall(out.get("text", ""))
+                row.diagnoses = sorted(set(found), key=lambda m: int(m[1:]))
+                rows.append(row)
+    return rows
+
+
+def expectation_met(row: Row, expect: dict) -> bool:
+    """Whether a demo row agrees with what its sample declares (``expect``)."""
+    ok = set(expect.get("diagnoses", [])) <= set(row.diagnoses)
+    if expect.get("full_marks"):
+        ok &= row.auto == row.auto_max
+    else:
+        ok &= row.auto < row.auto_max
+    if expect.get("zero"):
+        ok &= row.auto == 0
+    return ok
+
+
+def print_table(rows: list[Row], assignments: dict[str, str]) -> bool:
+    """Print the grade table; return True when every row is as its sample expects."""
+    header = f"{'student':<10} {'assignment':<24} {'auto score':>12} {'written':>12}  {'as expected':<11}  diagnoses"
+    print("\n" + header + "\n" + "-" * len(header))
+    all_ok = True
+    for row in rows:
+        expect = load_samples(assignments[row.assignment]).STUDENTS[
+            row.student.removeprefix(DEMO_PREFIX)
+        ]["expect"]
+        ok = expectation_met(row, expect)
+        all_ok &= ok
+        written = (
+            f"{row.manual_pending} to grade" if row.manual_pending else f"0 / {row.manual_max:g}"
+        )
+        print(
+            f"{row.student.removeprefix(DEMO_PREFIX):<10} {row.assignment:<24} "
+            f"{row.auto:>5g} / {row.auto_max:<4g} {written:>12}  {'yes' if ok else 'NO':<11}  "
+            f"{', '.join(row.diagnoses) or '-'}"
+        )
+    print(
+        "\nauto score: hidden autograder tests (partial credit per test cell). written: answers "
+        "that wait for manual grading in the Formgrader (an empty answer scores 0 at once).\n"
+        "Diagnoses are misconception ids from MISCONCEPTIONS.md, explained in each student's "
+        "feedback: feedback/<student>/<assignment>/*.html"
+    )
+    return all_ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--release-only", action="store_true", help="only regenerate release/")
+    args = parser.parse_args(argv)
+
+    start = time.perf_counter()
+    assignments = load_assignments()
+    for assignment in assignments:
+        nbgrader("generate_assignment", assignment, "--force")
+    if args.release_only:
+        return 0
+    students = place_submissions(assignments)
+    pattern = f"{DEMO_PREFIX}*"
+    for assignment in assignments:
+        nbgrader("autograde", assignment, "--force", f"--student={pattern}")
+    for assignment in assignments:
+        nbgrader("generate_feedback", assignment, "--force", f"--student={pattern}")
+    nbgrader("export")
+    ok = print_table(collect(assignments, students), assignments)
+    print(f"\nDemo finished in {time.perf_counter() - start:.0f} s; grades exported to grades.csv.")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
