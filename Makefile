@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 NOTEBOOKS := $(wildcard source/*/*.ipynb)
+# nbgrader and jupyter find their helpers (alembic, kernels) on PATH: use the venv's.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: help venv demo test lint release lab strip bench clean
 

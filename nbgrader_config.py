@@ -11,6 +11,9 @@ Run nbgrader's own commands from here, e.g.::
 import os
 from pathlib import Path
 
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+from nbgrader.preprocessors import ClearMarkScheme, GetGrades
+
 ROOT = Path(__file__).resolve().parent
 
 # The assignments, in teaching order. Each is source/<name>/<notebook>.ipynb.
@@ -50,3 +53,14 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # (the cell then scores 0 and grading moves on to the next cell).
 c.Execute.timeout = 60
 c.Execute.interrupt_on_timeout = True
+
+# Written questions: the question sits in a locked markdown cell whose rubric lies between
+# `=== BEGIN MARK SCHEME ===` and `=== END MARK SCHEME ===`; the answer is the manually graded
+# cell below it. ClearMarkScheme strips the rubric from release/; autograde restores the locked
+# cell from the gradebook, so the Formgrader shows the rubric next to the answer; and the
+# feedback strips it again, so students never see it. (A task cell would add an item that
+# always waits for manual grading, hence enforce_metadata = False.)
+c.ClearMarkScheme.begin_mark_scheme_delimeter = "BEGIN MARK SCHEME"
+c.ClearMarkScheme.end_mark_scheme_delimeter = "END MARK SCHEME"
+c.ClearMarkScheme.enforce_metadata = False
+c.GenerateFeedback.preprocessors = [GetGrades, ClearMarkScheme, CSSHTMLHeaderPreprocessor]

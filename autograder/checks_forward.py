@@ -1,3 +1,680 @@
-"""Hidden checks for the assignment (filled in by its author)."""
+"""Hidden checks for assignment 02, the BatchNorm forward pass (``batchnorm_forward.ipynb``).
 
-__all__: list[str] = []
+Each check calls the student's function on seeded inputs (``autograder.grading.rng``), compares
+with ``autograder.reference`` (PyTorch ``BatchNorm1d``/``BatchNorm2d`` semantics) and, when the
+result is wrong, tests it against the value each known mistake would produce
+(``../shared/MISCONCEPTIONS.md``): M1 ddof=1, M2 wrong axis, M3 eps missing/outside the square
+root, M4 one-pass variance, M5 zero variance, M6 momentum flipped, M7 biased running_var, M8
+batch/running statistics swapped between modes, M9 running statistics not written back, M10
+inputs mutated, M11 ``gamma * x + beta``, M12 squared numerator, M13 per-activation spatial
+statistics, M14 NCHW reshaped to (-1, C) without moving C last.
+
+Tolerances, used throughout:
+
+* ``RTOL64``/``ATOL64`` (float64). Correct implementations differ only in the order of
+  roundings (``x_hat * gamma`` vs ``gamma * (x - mu) / std``, ``np.var`` vs a hand-written
+  mean of squares): a few ulps, about 1e-15 relative, times the conditioning |x|/std ≤ 1e3 of
+  our inputs. 1e-7 leaves a margin of 1e5 over that, while every mistake above changes the
+  values by more than 1e-3 relative (each is measured in the test suite).
+* ``RTOL32``/``ATOL32`` (float32 input). float32 has eps 1.2e-7 and our float32 inputs are
+  well conditioned (|mean|/std ≤ 5), so a float32 computation is off by about 1e-6; 1e-4 accepts
+  float32 and float64 arithmetic alike and still rejects every mistake (≥ 1e-2 relative).
+  float32 is never combined with a large offset and a tiny variance: with mean 1e4 and std 1e-3
+  the inputs themselves are rounded by 1e4 * 6e-8 = 6e-4 ≫ std, ill-conditioned for everyone.
+  That case is tested in float64 only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from autograder import reference as ref
+from autograder.grading import DIAGNOSIS, Failure, Grader, StudentError, close, hidden_check, rng
+
+__all__ = [
+    "check_batch_stats",
+    "check_normalize",
+    "check_scale_shift",
+    "check_batchnorm_forward",
+    "check_spatial_batchnorm_forward",
+]
+
+RTOL64, ATOL64 = 1e-7, 1e-10  # see the module docstring
+RTOL32, ATOL32 = 1e-4, 1e-5  # see the module docstring
+
+# ----------------------------------------------------------------------------- plain-words texts
+EXPLAIN = {
+    "M1": "you divide by N - 1 (np.var(..., ddof=1) or np.std(..., ddof=1)). BatchNorm "
+    "normalizes with the biased batch variance, dividing by N; only running_var uses N - 1.",
+    "M2": "the statistics are taken over the wrong axis: per sample (a row) instead of per "
+    "feature (a column). Use axis=0: one mean and one variance for each of the D features.",
+    "M3_missing": "eps is missing: you divide by sqrt(var). eps belongs inside the square "
+    "root, sqrt(var + eps); it matters whenever var is not much larger than eps.",
+    "M3_outside": "eps is added outside the square root, sqrt(var) + eps. It belongs inside: "
+    "sqrt(var + eps). The two differ whenever var is comparable to eps.",
+    "M4": "the variance looks computed in one pass, E[x^2] - E[x]^2. With a large mean (here "
+    "1e4) the two terms are huge and nearly equal and their difference loses all its digits "
+    "(it can even be negative). Subtract the mean first: mean((x - mu)**2).",
+    "M5": "a constant feature (variance 0) gives nan/inf: 0 / sqrt(0). Keep eps inside the "
+    "square root, sqrt(var + eps), so that a constant feature maps to 0 (then to beta).",
+    "M6": "the running average uses the momentum the other way round: your running statistics "
+    "move by (1 - momentum) toward the batch value instead of by momentum. With PyTorch's "
+    "convention, running = (1 - momentum) * running + momentum * batch_stat (momentum=0.1 "
+    "moves 10% of the way).",
+    "M7": "running_var is updated with the biased batch variance (divide by N). PyTorch updates "
+    "it with the unbiased variance, var * N / (N - 1), while it still normalizes the batch "
+    "with the biased one.",
+    "M8_test": "test mode normalizes with the statistics of the test batch. It must use "
+    "bn_param['running_mean'] and bn_param['running_var'] (the output of one test sample "
+    "must not depend on the others).",
+    "M8_train": "train mode normalizes with the running statistics. In train mode use the "
+    "batch mean and biased batch variance; the running ones are only for test mode.",
+    "M9": "the running statistics in bn_param did not change after a train step. Write the "
+    "updated arrays back into the caller's dict (bn_param['running_mean'] = ...), or update "
+    "the arrays in place; rebinding bn_param to a new dict does not reach the caller.",
+    "M10": "your function changed an input array in place (e.g. x -= mean). Work on new "
+    "arrays: the caller's x, gamma and beta must be left as they were.",
+    "M11": "the output is gamma * x + beta: the scale and shift are applied to the raw input "
+    "x instead of to the normalized x_hat.",
+    "M12": "the numerator is squared, (x - mu)**2 / sqrt(var + eps). It is x - mu, to the "
+    "first power; the output then has both signs.",
+    "M13": "the statistics are per activation (a separate mean for every channel *and* pixel, "
+    "over N only). Spatial BatchNorm takes one mean and one variance per channel, over the "
+    "N, H and W axes, so gamma, beta and the running statistics have shape (C,).",
+    "M14": "the channels got mixed: x.reshape(-1, C) on an (N, C, H, W) array does not put "
+    "one channel in each column. Move C last first, x.transpose(0, 2, 3, 1).reshape(-1, C), "
+    "and undo both steps in the reverse order on the way back.",
+    "M14_back": "the statistics are right but the output is put back in the wrong order: "
+    "after the (N*H*W, C) rows, reshape to (N, H, W, C) and then transpose(0, 3, 1, 2); a "
+    "direct reshape to (N, C, H, W) scrambles the values.",
+    "swap": "gamma and beta are swapped: the output is beta * x_hat + gamma. gamma scales, "
+    "beta shifts: out = gamma * x_hat + beta.",
+    "eps_default": "the default eps is not 1e-5 (PyTorch's BatchNorm1d default); bn_param "
+    "without an 'eps' key must use eps = 1e-5.",
+}
+
+
+def _m(key: str) -> str:
+    """The misconception id shown in a diagnosis line for an EXPLAIN key."""
+    return key.split("_")[0]
+
+
+def _mistakes(**values) -> dict:
+    """``mistakes=`` for ``Grader.compare``: EXPLAIN key -> (value or callable, explanation).
+
+    Keys with a suffix (``M3_missing``) are shown by their id with the variant in brackets so
+    that two variants of one misconception can be told apart.
+    """
+    out = {}
+    for key, value in values.items():
+        label = _m(key) if "_" not in key else f"{_m(key)} ({key.split('_', 1)[1]})"
+        if key == "swap":
+            label = "gamma/beta swapped"
+        elif key == "eps_default":
+            label = "M3 (default eps)"
+        out[label] = (_quiet(value), EXPLAIN[key] if key in EXPLAIN else EXPLAIN[_m(key)])
+    return out
+
+
+def _quiet(value):
+    """Wrap a callable so that computing a mistaken value never writes warnings to stderr."""
+    if not callable(value):
+        return value
+
+    def wrapped():
+        with np.errstate(all="ignore"):
+            return value()
+
+    return wrapped
+
+
+def _diagnose(key: str) -> str:
+    return f"{DIAGNOSIS} {_m(key)}: {EXPLAIN[key]}"
+
+
+def _copy(bn_param: dict) -> dict:
+    return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in bn_param.items()}
+
+
+def _pair(value, names: str):
+    """Unpack a student's 2-tuple (``"mean, var"``) with a clear message when it is not one."""
+    try:
+        a, b = value
+    except Exception:
+        raise Failure(
+            f"expected a pair ({names}), got {type(value).__name__} {str(value)[:80]}"
+        ) from None
+    return a, b
+
+
+def _expect_raises(g: Grader, exc_type, fn, *args, what: str) -> None:
+    """Pass if ``fn(*args)`` raises ``exc_type``; an empty exercise still counts as empty."""
+    try:
+        g.call(fn, *args)
+    except StudentError as err:
+        if isinstance(err.exc, NotImplementedError) or isinstance(err.exc, exc_type):
+            if isinstance(err.exc, NotImplementedError):
+                raise
+            return
+        raise Failure(
+            f"{what}: expected {exc_type.__name__}, got {type(err.exc).__name__}: {err.exc}"
+        ) from None
+    raise Failure(f"{what}: expected {exc_type.__name__}, but nothing was raised")
+
+
+def _unchanged(originals: dict, now: dict) -> None:
+    for name, before in originals.items():
+        if not np.array_equal(before, now[name], equal_nan=True):
+            raise Failure(f"{name} was modified. {_diagnose('M10')}")
+
+
+def _dtype(what: str, value, dtype) -> None:
+    got = getattr(value, "dtype", None)
+    if got != dtype:
+        raise Failure(
+            f"{what}: dtype {got}, expected {np.dtype(dtype)} (the dtype of x: float32 in, "
+            "float32 out; cast with .astype(x.dtype) if you compute in float64)"
+        )
+
+
+# ----------------------------------------------------------------------------- mistaken models
+def _bn_wrong(x, gamma, beta, bn, *, ddof=0, run_ddof=1, flip=False, use_x=False, square=False,
+              eps_mode="inside", axis=0, onepass=False, train_stats="batch",
+              test_stats="running", eps=None):
+    """What ``batchnorm_forward`` returns under one set of mistakes: (out, running_mean, running_var).
+
+    All in float64, on copies. The default arguments reproduce the reference.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    mode = bn["mode"]
+    eps = bn.get("eps", 1e-5) if eps is None else eps
+    m = bn.get("momentum", 0.1)
+    D = x.shape[1]
+    rm = np.asarray(bn.get("running_mean", np.zeros(D)), dtype=np.float64)
+    rv = np.asarray(bn.get("running_var", np.ones(D)), dtype=np.float64)
+    batch_mean = x.mean(axis=axis, keepdims=True)
+    if onepass:
+        batch_var = (x**2).mean(axis=axis, keepdims=True) - batch_mean**2
+    else:
+        batch_var = x.var(axis=axis, ddof=ddof, keepdims=True)
+    use_batch = (train_stats if mode == "train" else test_stats) == "batch"
+    mu, var = (batch_mean, batch_var) if use_batch else (rm, rv)
+    num = (x - mu) ** 2 if square else x - mu
+    if eps_mode == "inside":
+        den = np.sqrt(var + eps)
+    elif eps_mode == "missing":
+        den = np.sqrt(var)
+    else:
+        den = np.sqrt(var) + eps
+    x_hat = num / den
+    out = gamma * (x if use_x else x_hat) + beta
+    if mode == "train":
+        b_mean = x.mean(axis=0)
+        b_var = x.var(axis=0, ddof=run_ddof)
+        a = (1 - m) if flip else m
+        rm = (1 - a) * rm + a * b_mean
+        rv = (1 - a) * rv + a * b_var
+    return out, rm, rv
+
+
+def _ref_bn(x, gamma, beta, bn):
+    """Reference forward on float64 copies: (out, updated bn_param)."""
+    bn = _copy(bn)
+    out, _ = ref.batchnorm_forward(np.asarray(x, dtype=np.float64), gamma, beta, bn)
+    return out, bn
+
+
+# ============================================================================= batch_stats
+@hidden_check("batch_stats", points=2)
+def check_batch_stats(g: Grader, batch_stats) -> None:
+    """Per-feature mean and biased variance on several shapes, dtypes and hard cases."""
+    r = rng(201)
+
+    with g.part("mean and biased variance per feature on a 7x4 batch", weight=2):
+        x = r.normal(loc=[0.0, 5.0, -3.0, 1.0], scale=[1.0, 3.0, 0.5, 2.0], size=(7, 4))
+        mean, var = _pair(g.call(batch_stats, x.copy()), "mean, var")
+        g.compare("mean", mean, x.mean(axis=0), rtol=RTOL64, atol=ATOL64,
+                  mistakes=_mistakes(M2=x.mean(axis=1)))
+        g.compare("var", var, ref.batch_stats(x)[1], rtol=RTOL64, atol=ATOL64,
+                  mistakes=_mistakes(M1=x.var(axis=0, ddof=1), M2=x.var(axis=1),
+                                     M4=lambda: (x**2).mean(0) - x.mean(0) ** 2))
+
+    with g.part("a batch of N=2 samples with a single feature (D=1)", weight=0.5):
+        x = np.array([[1.5], [-0.5]])  # mean 0.5, biased variance 1.0
+        mean, var = _pair(g.call(batch_stats, x.copy()), "mean, var")
+        g.compare("mean", mean, [0.5], rtol=RTOL64, atol=ATOL64)
+        g.compare("var", var, [1.0], rtol=RTOL64, atol=ATOL64,
+                  mistakes=_mistakes(M1=[2.0]))
+
+    with g.part("float32 input gives float32 mean and var", weight=0.5):
+        x = r.normal(loc=1.0, scale=2.0, size=(16, 3)).astype(np.float32)
+        mean, var = _pair(g.call(batch_stats, x.copy()), "mean, var")
+        exp_mean, exp_var = ref.batch_stats(x.astype(np.float64))
+        _dtype("mean", mean, np.float32)
+        _dtype("var", var, np.float32)
+        g.compare("mean", mean, exp_mean, rtol=RTOL32, atol=ATOL32)
+        g.compare("var", var, exp_var, rtol=RTOL32, atol=ATOL32,
+                  mistakes=_mistakes(M1=lambda: x.astype(np.float64).var(0, ddof=1)))
+
+    with g.part("features with a large mean (1e4) and a tiny spread (std 1e-3), float64",
+                weight=1):
+        # float64 on purpose: see the module docstring. The exact biased variance is ~1e-6;
+        # a one-pass formula loses it in E[x^2] ~ 1e8 (float64 rounding there is ~1e-8).
+        x = 1e4 + 1e-3 * r.normal(size=(12, 3))
+        mean, var = _pair(g.call(batch_stats, x.copy()), "mean, var")
+        g.compare("mean", mean, ref.batch_stats(x)[0], rtol=RTOL64, atol=ATOL64)
+        try:
+            g.compare("var", var, ref.batch_stats(x)[1], rtol=1e-6, atol=0.0,
+                      mistakes=_mistakes(M1=x.var(axis=0, ddof=1),
+                                         M4=lambda: (x**2).mean(0) - x.mean(0) ** 2))
+        except Failure as f:
+            # numpy may sum E[x^2] in another order than we did; the symptom is what counts:
+            # right on centred data (the first part), wrong once the mean is large.
+            if DIAGNOSIS not in str(f) and close(
+                _pair(g.call(batch_stats, x - 1e4), "mean, var")[1],
+                ref.batch_stats(x - 1e4)[1], rtol=1e-6):
+                raise Failure(f"{f}\n      {_diagnose('M4')}") from None
+            raise
+
+    with g.part("a constant feature has variance 0 (not nan, not negative)", weight=0.5):
+        x = np.column_stack([np.full(5, 3.0), r.normal(size=5)])
+        mean, var = _pair(g.call(batch_stats, x.copy()), "mean, var")
+        g.compare("mean", mean, x.mean(axis=0), rtol=RTOL64, atol=ATOL64)
+        g.compare("var", var, ref.batch_stats(x)[1], rtol=RTOL64, atol=ATOL64)
+
+    with g.part("x is left unchanged", weight=0.5):
+        x = r.normal(loc=2.0, size=(6, 3))
+        x_in = x.copy()
+        g.call(batch_stats, x_in)
+        _unchanged({"x": x}, {"x": x_in})
+
+
+# ============================================================================= normalize
+@hidden_check("normalize", points=2)
+def check_normalize(g: Grader, normalize) -> None:
+    """``(x - mean) / sqrt(var + eps)`` with the statistics it is given."""
+    r = rng(202)
+
+    def expected(x, mean, var, eps):
+        return ref.normalize(np.asarray(x, np.float64), mean, var, eps)
+
+    def wrong(x, mean, var, eps, kind):
+        with np.errstate(all="ignore"):
+            x, mean, var = (np.asarray(a, np.float64) for a in (x, mean, var))
+            if kind == "missing":
+                return (x - mean) / np.sqrt(var)
+            if kind == "outside":
+                return (x - mean) / (np.sqrt(var) + eps)
+            return (x - mean) ** 2 / np.sqrt(var + eps)
+
+    with g.part("uses the mean and var it is given (6x3 batch, eps=1e-5)", weight=2):
+        x = r.normal(loc=[1.0, -2.0, 0.0], scale=[1.0, 2.0, 0.5], size=(6, 3))
+        mean = np.array([0.5, -1.0, 0.2])  # deliberately not the batch statistics
+        var = np.array([2.0, 0.5, 1.5])
+        x_hat = g.call(normalize, x.copy(), mean.copy(), var.copy(), 1e-5)
+        g.compare("x_hat", x_hat, expected(x, mean, var, 1e-5), rtol=RTOL64, atol=ATOL64,
+                  mistakes=_mistakes(M12=lambda: wrong(x, mean, var, 1e-5, "square")))
+
+    with g.part("eps inside the square root matters when var is small (var 1e-6..1e-3, "
+                "eps=1e-3)", weight=1):
+        x = 1e-2 * r.normal(size=(5, 3))
+        mean = np.zeros(3)
+        var = np.array([1e-6, 1e-4, 1e-3])
+        x_hat = g.call(normalize, x.copy(), mean.copy(), var.copy(), 1e-3)
+        g.compare("x_hat", x_hat, expected(x, mean, var, 1e-3), rtol=RTOL64, atol=ATOL64,
+                  mistakes=_mistakes(M3_missing=lambda: wrong(x, mean, var, 1e-3, "missing"),
+                                     M3_outside=lambda: wrong(x, mean, var, 1e-3, "outside"),
+                                     M12=lambda: wrong(x, mean, var, 1e-3, "square")))
+
+    with g.part("a zero variance gives finite values (x - mean) / sqrt(eps)", weight=0.5):
+        x = np.array([[3.0, 1.0], [3.0, -1.0]])
+        mean = np.array([3.0, 0.0])
+        var = np.array([0.0, 1.0])
+        x_hat = g.call(normalize, x.copy(), mean.copy(), var.copy(), 1e-5)
+        g.compare("x_hat", x_hat, expected(x, mean, var, 1e-5), rtol=RTOL64, atol=ATOL64,
+                  mistakes=_mistakes(M5=lambda: wrong(x, mean, var, 1e-5, "missing")))
+
+    with g.part("N=2 samples, D=1 feature", weight=0.5):
+        x = np.array([[4.0], [0.0]])
+        x_hat = g.call(normalize, x.copy(), np.array([2.0]), np.array([4.0]), 0.0)
+        g.compare("x_hat", x_hat, [[1.0], [-1.0]], rtol=RTOL64, atol=ATOL64)
+
+    with g.part("float32 in, float32 out", weight=0.5):
+        x = r.normal(loc=1.0, size=(8, 3)).astype(np.float32)
+        mean = x.mean(axis=0)
+        var = x.var(axis=0)
+        x_hat = g.call(normalize, x.copy(), mean.copy(), var.copy(), 1e-5)
+        _dtype("x_hat", x_hat, np.float32)
+        g.compare("x_hat", x_hat, expected(x, mean, var, 1e-5), rtol=RTOL32, atol=ATOL32)
+
+    with g.part("x, mean and var are left unchanged", weight=0.5):
+        x = r.normal(size=(4, 2))
+        mean, var = np.array([0.1, -0.2]), np.array([1.5, 0.7])
+        args = (x.copy(), mean.copy(), var.copy())
+        g.call(normalize, *args, 1e-5)
+        _unchanged({"x": x, "mean": mean, "var": var},
+                   {"x": args[0], "mean": args[1], "var": args[2]})
+
+
+# ============================================================================= scale_shift
+@hidden_check("scale_shift", points=1)
+def check_scale_shift(g: Grader, scale_shift) -> None:
+    """``gamma * x_hat + beta`` column by column."""
+    r = rng(203)
+
+    with g.part("gamma scales and beta shifts each feature (5x3)", weight=1):
+        x_hat = r.normal(size=(5, 3))
+        gamma, beta = np.array([2.0, 0.5, -1.0]), np.array([1.0, -3.0, 0.25])
+        out = g.call(scale_shift, x_hat.copy(), gamma.copy(), beta.copy())
+        g.compare("out", out, ref.scale_shift(x_hat, gamma, beta), rtol=RTOL64, atol=ATOL64,
+                  mistakes=_mistakes(swap=beta * x_hat + gamma))
+
+    with g.part("N=2, D=1", weight=0.5):
+        out = g.call(scale_shift, np.array([[1.0], [-1.0]]), np.array([3.0]), np.array([0.5]))
+        g.compare("out", out, [[3.5], [-2.5]], rtol=RTOL64, atol=ATOL64)
+
+    with g.part("float32 in, float32 out", weight=0.5):
+        x_hat = r.normal(size=(4, 2)).astype(np.float32)
+        gamma, beta = np.float32([1.5, -0.5]), np.float32([0.1, 2.0])
+        out = g.call(scale_shift, x_hat.copy(), gamma.copy(), beta.copy())
+        _dtype("out", out, np.float32)
+        g.compare("out", out, ref.scale_shift(x_hat.astype(np.float64), gamma, beta),
+                  rtol=RTOL32, atol=ATOL32)
+
+    with g.part("x_hat, gamma and beta are left unchanged", weight=0.5):
+        x_hat, gamma, beta = r.normal(size=(3, 2)), np.array([2.0, 3.0]), np.array([1.0, -1.0])
+        args = (x_hat.copy(), gamma.copy(), beta.copy())
+        g.call(scale_shift, *args)
+        _unchanged({"x_hat": x_hat, "gamma": gamma, "beta": beta},
+                   {"x_hat": args[0], "gamma": args[1], "beta": args[2]})
+
+
+# ============================================================================= batchnorm_forward
+def _bn_case(r, N=8):
+    """A train-mode case: features on different scales, one with variance below eps."""
+    loc = np.array([0.0, 5.0, -3.0, 1.0, 2.0])
+    scale = np.array([1.0, 3.0, 0.5, 1e-3, 2.0])  # feature 3: var ~1e-6 < eps = 1e-5 (M3)
+    x = loc + scale * r.normal(size=(N, 5))
+    gamma = np.array([1.5, 0.5, 2.0, 1.0, -0.75])
+    beta = np.array([0.5, -1.0, 0.0, 2.0, 0.3])
+    bn = {"mode": "train", "eps": 1e-5, "momentum": 0.1,
+          "running_mean": r.normal(size=5), "running_var": r.uniform(0.5, 2.0, size=5)}
+    return x, gamma, beta, bn
+
+
+def _call_bn(g, fn, x, gamma, beta, bn):
+    """Call the student on copies; return (out, the student's bn_param dict after the call)."""
+    bn_in = _copy(bn)
+    out, _cache = _pair(g.call(fn, x.copy(), gamma.copy(), beta.copy(), bn_in), "out, cache")
+    return out, bn_in
+
+
+def _compare_running(g, bn_after, exp_bn, bn_before, wrong_runs: dict, rtol, atol):
+    """Compare running_mean/var with the expected ones; wrong_runs: key -> (rm, rv).
+
+    ``bn_before`` holds the running statistics before the train step(s): still finding them
+    there afterwards is M9, tested after the other mistakes (an M7 value can coincide).
+    """
+    for name, idx in (("running_mean", 0), ("running_var", 1)):
+        got = bn_after.get(name)
+        if got is None:
+            raise Failure(f"bn_param has no '{name}' after a train step. {_diagnose('M9')}")
+        runs = {k: v[idx] for k, v in wrong_runs.items()}
+        runs["M9"] = bn_before[name]
+        g.compare(f"bn_param['{name}']", got, exp_bn[name], rtol=rtol, atol=atol,
+                  mistakes=_mistakes(**runs))
+
+
+@hidden_check("batchnorm_forward", points=6)
+def check_batchnorm_forward(g: Grader, batchnorm_forward) -> None:
+    """Train and test mode, running statistics, defaults, dtypes, errors; PyTorch semantics."""
+    r = rng(204)
+    x, gamma, beta, bn = _bn_case(r)
+
+    with g.part("train-mode output on an 8x5 batch (one feature with variance below eps)",
+                weight=2):
+        out, _ = _call_bn(g, batchnorm_forward, x, gamma, beta, bn)
+        exp, _ = _ref_bn(x, gamma, beta, bn)
+
+        def w(**kw):
+            return lambda: _bn_wrong(x, gamma, beta, bn, **kw)[0]
+
+        g.compare("out", out, exp, rtol=RTOL64, atol=ATOL64, mistakes=_mistakes(
+            M1=w(ddof=1), M2=w(axis=1), M3_missing=w(eps_mode="missing"),
+            M3_outside=w(eps_mode="outside"), M11=w(use_x=True), M12=w(square=True),
+            M8_train=w(train_stats="running")))
+
+    with g.part("one train step updates bn_param's running_mean and running_var "
+                "(momentum 0.1, unbiased variance)", weight=1.5):
+        _, bn_after = _call_bn(g, batchnorm_forward, x, gamma, beta, bn)
+        _, exp_bn = _ref_bn(x, gamma, beta, bn)
+        wrong = {k: _bn_wrong(x, gamma, beta, bn, **kw)[1:] for k, kw in
+                 {"M6": {"flip": True}, "M7": {"run_ddof": 0}}.items()}
+        _compare_running(g, bn_after, exp_bn, bn, wrong, RTOL64, ATOL64)
+
+    with g.part("running statistics after three train steps (momentum 0.3, batch sizes "
+                "4, 6, 3)", weight=1):
+        bn_s = {"mode": "train", "momentum": 0.3, "eps": 1e-5,
+                "running_mean": np.zeros(5), "running_var": np.ones(5)}
+        exp_bn = _copy(bn_s)
+        wrong = {"M6": (_copy(bn_s), {"flip": True}), "M7": (_copy(bn_s), {"run_ddof": 0})}
+        for n in (4, 6, 3):
+            xs = _bn_case(r, N=n)[0]
+            out, _ = _pair(g.call(batchnorm_forward, xs.copy(), gamma.copy(), beta.copy(),
+                                  bn_s), "out, cache")
+            ref.batchnorm_forward(xs, gamma, beta, exp_bn)
+            for state, kw in wrong.values():
+                _, state["running_mean"], state["running_var"] = _bn_wrong(
+                    xs, gamma, beta, state, **kw)
+        wrong_runs = {k: (s["running_mean"], s["running_var"]) for k, (s, _) in wrong.items()}
+        _compare_running(g, bn_s, exp_bn, {"running_mean": np.zeros(5),
+                                           "running_var": np.ones(5)},
+                         wrong_runs, RTOL64, ATOL64)
+
+    with g.part("defaults when bn_param holds only 'mode': eps=1e-5, momentum=0.1, "
+                "running_mean=0, running_var=1", weight=1):
+        bn_d = {"mode": "train"}
+        out, bn_after = _call_bn(g, batchnorm_forward, x, gamma, beta, bn_d)
+        exp, exp_bn = _ref_bn(x, gamma, beta, bn_d)
+        g.compare("out", out, exp, rtol=RTOL64, atol=ATOL64, mistakes=_mistakes(
+            eps_default=lambda: _bn_wrong(x, gamma, beta, bn_d, eps=1e-8)[0],
+            M3_missing=lambda: _bn_wrong(x, gamma, beta, bn_d, eps_mode="missing")[0]))
+        wrong = {k: _bn_wrong(x, gamma, beta, bn_d, **kw)[1:] for k, kw in
+                 {"M6": {"flip": True}, "M7": {"run_ddof": 0}}.items()}
+        _compare_running(g, bn_after, exp_bn, {"running_mean": np.zeros(5),
+                                               "running_var": np.ones(5)},
+                         wrong, RTOL64, ATOL64)
+        out_t, _ = _call_bn(g, batchnorm_forward, x, gamma, beta, {"mode": "test"})
+        g.compare("test-mode out with default running statistics", out_t,
+                  _ref_bn(x, gamma, beta, {"mode": "test"})[0], rtol=RTOL64, atol=ATOL64)
+
+    with g.part("test mode normalizes with the running statistics and leaves them unchanged",
+                weight=1.5):
+        bn_t = dict(_copy(bn), mode="test")
+        xt = _bn_case(r, N=6)[0]
+        out, bn_after = _call_bn(g, batchnorm_forward, xt, gamma, beta, bn_t)
+        g.compare("out", out, _ref_bn(xt, gamma, beta, bn_t)[0], rtol=RTOL64, atol=ATOL64,
+                  mistakes=_mistakes(
+                      M8_test=lambda: _bn_wrong(xt, gamma, beta, bn_t, test_stats="batch")[0],
+                      M3_missing=lambda: _bn_wrong(xt, gamma, beta, bn_t,
+                                                   eps_mode="missing")[0],
+                      M11=lambda: _bn_wrong(xt, gamma, beta, bn_t, use_x=True)[0]))
+        for name in ("running_mean", "running_var"):
+            if not np.array_equal(bn_after.get(name), bn_t[name]):
+                raise Failure(f"test mode changed bn_param['{name}']; only train mode updates "
+                              "the running statistics.")
+        one, _ = _call_bn(g, batchnorm_forward, xt[:1], gamma, beta, bn_t)
+        g.compare("test-mode out for a single sample (N=1)", one,
+                  _ref_bn(xt[:1], gamma, beta, bn_t)[0], rtol=RTOL64, atol=ATOL64)
+
+    with g.part("float32 in, float32 out (train and test mode)", weight=1):
+        x32 = r.normal(loc=1.0, scale=2.0, size=(16, 3)).astype(np.float32)
+        g32, b32 = np.float32([1.5, 0.5, -1.0]), np.float32([0.0, 1.0, -2.0])
+        bn32 = {"mode": "train", "running_mean": np.zeros(3, np.float32),
+                "running_var": np.ones(3, np.float32)}
+        out, bn_after = _call_bn(g, batchnorm_forward, x32, g32, b32, bn32)
+        exp, exp_bn = _ref_bn(x32, g32, b32, bn32)
+        _dtype("out (train)", out, np.float32)
+        g.compare("out (train)", out, exp, rtol=RTOL32, atol=ATOL32)
+        wrong = {k: _bn_wrong(x32, g32, b32, bn32, **kw)[1:] for k, kw in
+                 {"M6": {"flip": True}, "M7": {"run_ddof": 0}}.items()}
+        _compare_running(g, bn_after, exp_bn, bn32, wrong, RTOL32, ATOL32)
+        bn32t = dict(_copy(bn_after), mode="test")
+        out, _ = _call_bn(g, batchnorm_forward, x32, g32, b32, bn32t)
+        _dtype("out (test)", out, np.float32)
+        g.compare("out (test)", out, _ref_bn(x32, g32, b32, bn32t)[0], rtol=RTOL32,
+                  atol=ATOL32)
+
+    with g.part("N=2 samples, D=1 feature: output and running_var (N - 1 = 1)", weight=0.5):
+        x2, g2, b2 = np.array([[1.0], [4.0]]), np.array([2.0]), np.array([0.5])
+        bn2 = {"mode": "train", "running_mean": np.zeros(1), "running_var": np.ones(1)}
+        out, bn_after = _call_bn(g, batchnorm_forward, x2, g2, b2, bn2)
+        exp, exp_bn = _ref_bn(x2, g2, b2, bn2)
+        g.compare("out", out, exp, rtol=RTOL64, atol=ATOL64, mistakes=_mistakes(
+            M1=lambda: _bn_wrong(x2, g2, b2, bn2, ddof=1)[0]))
+        wrong = {"M7": _bn_wrong(x2, g2, b2, bn2, run_ddof=0)[1:],
+                 "M6": _bn_wrong(x2, g2, b2, bn2, flip=True)[1:]}
+        _compare_running(g, bn_after, exp_bn, bn2, wrong, RTOL64, ATOL64)
+
+    with g.part("a constant feature is mapped to beta (no nan/inf)", weight=0.5):
+        xc = np.column_stack([np.full(6, 3.0), r.normal(size=6)])
+        gc, bc = np.array([2.0, 1.0]), np.array([-0.5, 0.0])
+        bnc = {"mode": "train"}
+        out, _ = _call_bn(g, batchnorm_forward, xc, gc, bc, bnc)
+        g.compare("out", out, _ref_bn(xc, gc, bc, bnc)[0], rtol=RTOL64, atol=ATOL64,
+                  mistakes=_mistakes(
+                      M5=lambda: _bn_wrong(xc, gc, bc, bnc, eps_mode="missing")[0]))
+
+    with g.part("features with a large mean (1e4) and a small spread (std 1e-2), float64",
+                weight=0.5):
+        # float64 on purpose (module docstring). var ~1e-4 vs eps 1e-5: the variance decides
+        # the output, and a one-pass variance is off by ~1e-8 absolute, ~1e-4 relative.
+        xo = 1e4 + 1e-2 * r.normal(size=(10, 3))
+        go, bo = np.array([1.0, 2.0, 0.5]), np.array([0.0, 1.0, -1.0])
+        bno = {"mode": "train"}
+        out, _ = _call_bn(g, batchnorm_forward, xo, go, bo, bno)
+        try:
+            g.compare("out", out, _ref_bn(xo, go, bo, bno)[0], rtol=1e-6, atol=1e-8,
+                      mistakes=_mistakes(
+                          M4=lambda: _bn_wrong(xo, go, bo, bno, onepass=True)[0]))
+        except Failure as f:
+            if DIAGNOSIS not in str(f):
+                centred, _ = _call_bn(g, batchnorm_forward, xo - 1e4, go, bo, bno)
+                if close(centred, _ref_bn(xo - 1e4, go, bo, bno)[0], 1e-6, 1e-8):
+                    raise Failure(f"{f}\n      {_diagnose('M4')}") from None
+            raise
+
+    with g.part("ValueError for a mode other than 'train'/'test', and for N=1 in train mode",
+                weight=1):
+        for bad in ("eval", "training"):
+            _expect_raises(g, ValueError, batchnorm_forward, x.copy(), gamma, beta,
+                           dict(_copy(bn), mode=bad), what=f"mode={bad!r}")
+        _expect_raises(g, ValueError, batchnorm_forward, x[:1].copy(), gamma, beta,
+                       _copy(bn), what="train mode with N=1 (a variance needs two samples)")
+
+    with g.part("x, gamma and beta are left unchanged (train and test mode)", weight=0.5):
+        for mode in ("train", "test"):
+            args = (x.copy(), gamma.copy(), beta.copy())
+            g.call(batchnorm_forward, *args, dict(_copy(bn), mode=mode))
+            _unchanged({"x": x, "gamma": gamma, "beta": beta},
+                       {"x": args[0], "gamma": args[1], "beta": args[2]})
+
+
+# ============================================================================= spatial
+def _spatial_wrong(x, gamma, beta, bn, kind):
+    """(out, running_mean, running_var) of spatial BN under one mistake, float64."""
+    N, C, H, W = x.shape
+    g4, b4 = gamma[None, :, None, None], beta[None, :, None, None]
+    eps, m = bn.get("eps", 1e-5), bn.get("momentum", 0.1)
+    if kind == "M13":  # per activation: statistics over N only, for every (c, h, w)
+        mu, var = x.mean(axis=0), x.var(axis=0)
+        out = g4 * (x - mu) / np.sqrt(var + eps) + b4
+        rm = (1 - m) * np.zeros((C, H, W)) + m * mu
+        rv = (1 - m) * np.ones((C, H, W)) + m * x.var(axis=0, ddof=1)
+        return out, rm, rv
+    if kind == "M13_flat":  # the same, flattened to (N, C*H*W) and left flat
+        o, rm, rv = _spatial_wrong(x, gamma, beta, bn, "M13")
+        return o, rm.ravel(), rv.ravel()
+    if kind == "M2":  # per sample and channel (instance norm): over H, W only
+        mu, var = x.mean(axis=(2, 3), keepdims=True), x.var(axis=(2, 3), keepdims=True)
+        return g4 * (x - mu) / np.sqrt(var + eps) + b4, None, None
+    if kind == "M14":  # reshape(-1, C) without transposing, and back the same way
+        rows = x.reshape(-1, C)
+        out, _ = ref.batchnorm_forward(rows, gamma, beta, _copy(bn))
+        bn_w = _copy(bn)
+        ref.batchnorm_forward(rows, gamma, beta, bn_w)
+        return out.reshape(N, C, H, W), bn_w["running_mean"], bn_w["running_var"]
+    if kind == "M14_back":  # right rows, wrong way back
+        rows = x.transpose(0, 2, 3, 1).reshape(-1, C)
+        out, _ = ref.batchnorm_forward(rows, gamma, beta, _copy(bn))
+        return out.reshape(N, C, H, W), None, None
+    raise ValueError(kind)
+
+
+@hidden_check("spatial_batchnorm_forward", points=3)
+def check_spatial_batchnorm_forward(g: Grader, spatial_batchnorm_forward) -> None:
+    """Per-channel statistics over (N, H, W), as ``BatchNorm2d``."""
+    r = rng(205)
+    N, C, H, W = 3, 4, 2, 5
+    loc = np.array([0.0, 4.0, -2.0, 1.0])[None, :, None, None]
+    scale = np.array([1.0, 2.0, 0.5, 3.0])[None, :, None, None]
+    x = loc + scale * r.normal(size=(N, C, H, W))
+    gamma, beta = np.array([1.5, 0.5, 2.0, -1.0]), np.array([0.0, 1.0, -1.0, 0.5])
+    bn = {"mode": "train", "eps": 1e-5, "momentum": 0.1,
+          "running_mean": r.normal(size=C), "running_var": r.uniform(0.5, 2.0, size=C)}
+
+    def reference(xx, bb):
+        bb = _copy(bb)
+        out, _ = ref.spatial_batchnorm_forward(np.asarray(xx, np.float64), gamma, beta, bb)
+        return out, bb
+
+    def w(kind, i=0):
+        return lambda: _spatial_wrong(x, gamma, beta, bn, kind)[i]
+
+    with g.part("train-mode output: one mean and variance per channel over (N, H, W)",
+                weight=2):
+        try:
+            out, _ = _call_bn(g, spatial_batchnorm_forward, x, gamma, beta, bn)
+        except StudentError as err:
+            if "broadcast" in str(err.exc):
+                raise Failure(f"{g._describe_student_error(err)}\n      gamma and beta have "
+                              f"shape (C,) = {gamma.shape}. {_diagnose('M13')}") from None
+            raise
+        g.compare("out", out, reference(x, bn)[0], rtol=RTOL64, atol=ATOL64, mistakes=_mistakes(
+            M13=w("M13"), M14=w("M14"), M14_back=w("M14_back"), M2=w("M2")))
+
+    with g.part("running_mean and running_var have shape (C,), unbiased over N*H*W - 1",
+                weight=1):
+        _, bn_after = _call_bn(g, spatial_batchnorm_forward, x, gamma, beta, bn)
+        _, exp_bn = reference(x, bn)
+        rows = x.transpose(0, 2, 3, 1).reshape(-1, C)
+        wrong = {
+            "M13": (w("M13", 1)(), w("M13", 2)()),
+            "M13_flat": (w("M13_flat", 1)(), w("M13_flat", 2)()),
+            "M14": (w("M14", 1)(), w("M14", 2)()),
+            "M7": _bn_wrong(rows, gamma, beta, bn, run_ddof=0)[1:],
+            "M6": _bn_wrong(rows, gamma, beta, bn, flip=True)[1:],
+        }
+        _compare_running(g, bn_after, exp_bn, bn, wrong, RTOL64, ATOL64)
+
+    with g.part("test mode uses the running statistics per channel", weight=1):
+        bn_t = dict(_copy(bn), mode="test")
+        out, _ = _call_bn(g, spatial_batchnorm_forward, x, gamma, beta, bn_t)
+        g.compare("out", out, reference(x, bn_t)[0], rtol=RTOL64, atol=ATOL64,
+                  mistakes=_mistakes(M8_test=lambda: reference(x, bn)[0],
+                                     M14=lambda: _spatial_wrong(x, gamma, beta, bn_t, "M14")[0]))
+
+    with g.part("float32 in, float32 out; x is left unchanged", weight=0.5):
+        x32 = (loc + scale * r.normal(size=(2, C, 3, 3))).astype(np.float32)
+        x_in = x32.copy()
+        out, _ = _pair(g.call(spatial_batchnorm_forward, x_in, gamma.astype(np.float32),
+                              beta.astype(np.float32), {"mode": "train"}), "out, cache")
+        _unchanged({"x": x32}, {"x": x_in})
+        _dtype("out", out, np.float32)
+        g.compare("out", out, reference(x32, {"mode": "train"})[0], rtol=RTOL32,
+                  atol=ATOL32)
+
+    with g.part("a single image (N=1, H*W > 1) trains: statistics over its pixels", weight=0.5):
+        x1 = x[:1]
+        out, _ = _call_bn(g, spatial_batchnorm_forward, x1, gamma, beta, {"mode": "train"})
+        g.compare("out", out, reference(x1, {"mode": "train"})[0], rtol=RTOL64, atol=ATOL64)

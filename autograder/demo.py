@@ -14,9 +14,8 @@ left alone.
 from __future__ import annotations
 
 import argparse
-import copy
 import importlib
-import json
+import os
 import re
 import runpy
 import shutil
@@ -48,10 +47,13 @@ def load_samples(notebook: str):
 
 def nbgrader(*args: str, root: Path = ROOT) -> None:
     """Run one of nbgrader's own commands from the course root; stop the demo if it fails."""
-    exe = Path(sys.executable).with_name("nbgrader")
+    bindir = Path(sys.executable).parent
+    exe = bindir / "nbgrader"
     cmd = [str(exe) if exe.exists() else "nbgrader", *args]
+    # nbgrader runs `alembic` (gradebook migrations) from PATH: put this environment's bin first
+    env = {**os.environ, "PATH": os.pathsep.join([str(bindir), os.environ.get("PATH", "")])}
     print(f"$ nbgrader {' '.join(args)}", flush=True)
-    result = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+    result = subprocess.run(cmd, cwd=root, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         sys.stderr.write(result.stdout + result.stderr)
         raise SystemExit(f"nbgrader {args[0]} failed with exit code {result.returncode}")
@@ -114,6 +116,9 @@ def collect(assignments: dict[str, str], students: list[str], root: Path = ROOT)
     """Scores from the gradebook, and diagnoses from the autograded notebooks' outputs."""
     from nbgrader.api import Gradebook
 
+    bindir = str(Path(sys.executable).parent)
+    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([bindir, os.environ.get("PATH", "")])
     rows = []
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
         for student in students:

@@ -21,6 +21,13 @@ __all__ = [
     "scale_shift",
     "batchnorm_forward",
     "spatial_batchnorm_forward",
+    "numerical_gradient",
+    "batchnorm_backward",
+    "batchnorm_backward_alt",
+    "spatial_batchnorm_backward",
+    "fixed_backward_dgamma",
+    "fixed_backward_inv_n",
+    "fixed_backward_dvar",
 ]
 
 
@@ -284,3 +291,220 @@ def spatial_batchnorm_forward(x, gamma, beta, bn_param):
     out_rows, cache = batchnorm_forward(_nchw_to_rows(x), gamma, beta, bn_param)
     cache["input_shape"] = x.shape
     return _rows_to_nchw(out_rows, x.shape), cache
+
+
+# --------------------------------------------------------------------------- 03 backward
+# The gradients are those of Ioffe & Szegedy (2015), arXiv:1502.03167, Sec. 3; the staged graph
+# follows F. Kratzert, "Understanding the backward pass through Batch Normalization Layer" (2016).
+def numerical_gradient(f, x, dout, h=1e-5):
+    """Centered-difference gradient of ``sum(f(x) * dout)`` with respect to the array ``x``.
+
+    ``grad[i] = sum((f(x + h e_i) - f(x - h e_i)) * dout) / (2 h)``: truncation error O(h²),
+    against O(h) for the one-sided difference. ``x`` is perturbed in place, one entry at a time,
+    and each entry is restored to its saved value, so ``x`` is bit-for-bit unchanged afterwards.
+
+    Parameters
+    ----------
+    f : callable
+        Maps an array shaped like ``x`` to an array shaped like ``dout``.
+    x : ndarray of float, any shape
+        Writable floating-point array, the point at which to differentiate.
+    dout : array_like of float
+        Upstream gradient, the shape of ``f(x)``. Never modified.
+    h : float, optional
+        Step, > 0. 1e-5 suits float64 (error ~1e-10); float32 needs ~1e-2.
+
+    Returns
+    -------
+    grad : ndarray, shape and dtype of ``x``
+
+    Raises
+    ------
+    TypeError
+        If ``f`` is not callable or ``x`` is not a floating-point ndarray.
+    ValueError
+        If ``h`` is not positive, ``x`` is read-only, or ``f(x)`` and ``dout`` differ in shape.
+    """
+    if not callable(f):
+        raise TypeError(f"f must be callable, got {type(f).__name__}")
+    if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.floating):
+        raise TypeError(f"x must be a floating-point ndarray, got {type(x).__name__}")
+    if not x.flags.writeable:
+        raise ValueError("x must be writable: it is perturbed in place (and restored)")
+    h = check_real("h", h)
+    if not h > 0:
+        raise ValueError(f"h must be positive, got {h}")
+    dout = as_float_array("dout", dout)
+    grad = np.zeros(x.shape, dtype=np.float64)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        x[i] = old + h
+        plus = np.array(f(x), dtype=np.float64)  # a copy: f may return a view of x
+        x[i] = old - h
+        minus = np.array(f(x), dtype=np.float64)
+        x[i] = old
+        if plus.shape != dout.shape:
+            raise ValueError(f"f(x) has shape {plus.shape} but dout has shape {dout.shape}")
+        grad[i] = np.sum((plus - minus) * dout) / (2.0 * h)
+    return grad.astype(x.dtype, copy=False)
+
+
+_CACHE_KEYS = ("x", "mean", "xmu", "var", "std", "inv_std", "x_hat", "gamma", "beta", "eps", "mode")
+
+
+def _backward_inputs(dout, cache):
+    """Validate ``(dout, cache)`` for the backward pass; return ``dout`` as a float array."""
+    if not isinstance(cache, dict):
+        raise TypeError(f"cache must be the dict returned by batchnorm_forward, got {type(cache).__name__}")
+    missing = [k for k in _CACHE_KEYS if k not in cache]
+    if missing:
+        raise ValueError(f"cache is missing {missing}; pass the cache returned by batchnorm_forward")
+    dout = as_float_array("dout", dout, ndim=2)
+    if dout.shape != cache["x_hat"].shape:
+        raise ValueError(f"dout must have the shape of x, {cache['x_hat'].shape}, got {dout.shape}")
+    return dout
+
+
+def batchnorm_backward(dout, cache):
+    """BatchNorm backward pass: gradients of the loss with respect to x, gamma and beta.
+
+    Train mode uses the closed form (derived in notebook 03; Ioffe & Szegedy 2015, Sec. 3)::
+
+        dbeta  = sum_i dout_i
+        dgamma = sum_i dout_i * x_hat_i
+        dx     = gamma * inv_std / N * (N * dout - dbeta - x_hat * dgamma)
+
+    computed in one output buffer, with no other (N, D) temporary. In test mode the statistics
+    are the running ones, constants of the graph, so ``dx = gamma * inv_std * dout`` (what
+    PyTorch's autograd gives for ``BatchNorm1d`` in ``eval()``).
+
+    Parameters
+    ----------
+    dout : ndarray of float, shape (N, D)
+        Upstream gradient dL/d(out). Never modified.
+    cache : dict
+        From :func:`batchnorm_forward`; uses ``x_hat``, ``gamma``, ``inv_std`` and ``mode``.
+        Never modified.
+
+    Returns
+    -------
+    dx : ndarray, shape (N, D)
+    dgamma, dbeta : ndarray, shape (D,)
+        Summed over the batch: gamma and beta are shared by all N rows. All three have the
+        dtype of ``dout`` and the cache (float32 in, float32 out).
+
+    Raises
+    ------
+    TypeError
+        If cache is not a dict or dout is not numeric.
+    ValueError
+        If the cache lacks a node or dout is not 2-D with the shape of x.
+    """
+    dout = _backward_inputs(dout, cache)
+    x_hat, gamma, inv_std = cache["x_hat"], cache["gamma"], cache["inv_std"]
+    N = dout.shape[0]
+    dbeta = dout.sum(axis=0)
+    dgamma = np.einsum("ij,ij->j", dout, x_hat)  # column sums of dout * x_hat, no temporary
+    if cache["mode"] == "test":
+        return dout * (gamma * inv_std), dgamma, dbeta
+    dx = x_hat * (dgamma / N)  # the path through the variance
+    dx += dbeta / N  # the path through the mean
+    np.subtract(dout, dx, out=dx)
+    dx *= gamma * inv_std
+    return dx, dgamma, dbeta
+
+
+def batchnorm_backward_alt(dout, cache):
+    """The closed-form backward pass, written as the formula.
+
+    ``dx = (gamma * inv_std / N) * (N * dout - sum(dout) - x_hat * sum(dout * x_hat))``, sums
+    over the batch axis. Same inputs, outputs and errors as :func:`batchnorm_backward`.
+    """
+    dout = _backward_inputs(dout, cache)
+    if cache["mode"] == "test":
+        return batchnorm_backward(dout, cache)
+    x_hat, gamma, inv_std = cache["x_hat"], cache["gamma"], cache["inv_std"]
+    N = dout.shape[0]
+    dbeta = dout.sum(axis=0)
+    dgamma = (dout * x_hat).sum(axis=0)
+    dx = (gamma * inv_std / N) * (N * dout - dbeta - x_hat * dgamma)
+    return dx, dgamma, dbeta
+
+
+def spatial_batchnorm_backward(dout, cache):
+    """Backward pass of :func:`spatial_batchnorm_forward` (per-channel BatchNorm).
+
+    Parameters
+    ----------
+    dout : ndarray of float, shape (N, C, H, W)
+        Never modified.
+    cache : dict
+        From :func:`spatial_batchnorm_forward`: the flat cache on the (N·H·W, C) rows, plus
+        ``input_shape``.
+
+    Returns
+    -------
+    dx : ndarray, shape (N, C, H, W)
+    dgamma, dbeta : ndarray, shape (C,)
+        Summed over N, H and W.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`batchnorm_backward`; also if dout is not 4-D with ``cache['input_shape']``.
+    """
+    dout = as_float_array("dout", dout, ndim=4)
+    if not isinstance(cache, dict) or "input_shape" not in cache:
+        raise ValueError("cache must be the dict returned by spatial_batchnorm_forward")
+    if dout.shape != tuple(cache["input_shape"]):
+        raise ValueError(f"dout must have shape {tuple(cache['input_shape'])}, got {dout.shape}")
+    dx_rows, dgamma, dbeta = batchnorm_backward(_nchw_to_rows(dout), cache)
+    return _rows_to_nchw(dx_rows, dout.shape), dgamma, dbeta
+
+
+# --------------------------------------------------------------------------- 03 bug hunt, fixed
+def fixed_backward_dgamma(dout, cache):
+    """Bug hunt 1, fixed: dgamma (and dbeta) summed over the batch (MISCONCEPTIONS M15).
+
+    Same contract as :func:`batchnorm_backward`, train mode.
+    """
+    dout = _backward_inputs(dout, cache)
+    x_hat, gamma, inv_std = cache["x_hat"], cache["gamma"], cache["inv_std"]
+    N = dout.shape[0]
+    dbeta = dout.sum(axis=0)
+    dgamma = (dout * x_hat).sum(axis=0)  # was: dout * x_hat, shape (N, D)
+    dx_hat = dout * gamma
+    dx = inv_std / N * (N * dx_hat - dx_hat.sum(axis=0) - x_hat * (dx_hat * x_hat).sum(axis=0))
+    return dx, dgamma, dbeta
+
+
+def fixed_backward_inv_n(dout, cache):
+    """Bug hunt 2, fixed: the mean is over the batch, so divide by N (MISCONCEPTIONS M16).
+
+    Same contract as :func:`batchnorm_backward`, train mode.
+    """
+    dout = _backward_inputs(dout, cache)
+    x_hat, gamma, inv_std = cache["x_hat"], cache["gamma"], cache["inv_std"]
+    N = x_hat.shape[0]
+    inv_n = 1.0 / N  # was: 1.0 / x_hat.shape[1], the number of features
+    dbeta = dout.sum(axis=0)
+    dgamma = (dout * x_hat).sum(axis=0)
+    dx = gamma * inv_std * inv_n * (N * dout - dbeta - x_hat * dgamma)
+    return dx, dgamma, dbeta
+
+
+def fixed_backward_dvar(dout, cache):
+    """Bug hunt 3, fixed: dvar uses x - mu, not x_hat (MISCONCEPTIONS M18).
+
+    Same contract as :func:`batchnorm_backward`, train mode.
+    """
+    dout = _backward_inputs(dout, cache)
+    xmu, inv_std, gamma = cache["xmu"], cache["inv_std"], cache["gamma"]
+    N = dout.shape[0]
+    dbeta = dout.sum(axis=0)
+    dgamma = (dout * cache["x_hat"]).sum(axis=0)
+    dx_hat = dout * gamma
+    dvar = -0.5 * inv_std**3 * (dx_hat * xmu).sum(axis=0)  # was: (dx_hat * x_hat)
+    dmu = -inv_std * dx_hat.sum(axis=0) - 2.0 * dvar * xmu.mean(axis=0)
+    dx = dx_hat * inv_std + 2.0 * dvar * xmu / N + dmu / N
+    return dx, dgamma, dbeta

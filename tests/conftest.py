@@ -19,6 +19,9 @@ from autograder.demo import load_assignments  # noqa: E402
 
 ASSIGNMENTS = load_assignments(ROOT)
 
+# nbgrader's Gradebook runs `alembic` from PATH; use this environment's copy.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+
 
 def nbgrader_meta(cell) -> dict:
     return cell.get("metadata", {}).get("nbgrader", {})

@@ -1,0 +1,78 @@
+"""The main job end to end: `python -m autograder.demo` with real nbgrader in a scratch copy."""
+
+from __future__ import annotations
+
+import csv
+import re
+
+import pytest
+from conftest import ASSIGNMENTS
+from nbgrader.api import Gradebook
+
+from autograder.demo import DEMO_PREFIX, load_samples
+
+CASES = [
+    (assignment, notebook, name)
+    for assignment, notebook in ASSIGNMENTS.items()
+    for name in load_samples(notebook).STUDENTS
+]
+
+
+def _auto_scores(root, assignment, notebook, student):
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        nb = gb.find_submission_notebook(notebook.removesuffix(".ipynb"), assignment, student)
+        code = [g for g in nb.grades if g.cell_type == "code"]
+        return sum(g.auto_score or 0.0 for g in code), sum(g.max_score for g in code)
+
+
+def test_every_assignment_has_the_four_kinds_of_sample():
+    for notebook in ASSIGNMENTS.values():
+        students = load_samples(notebook).STUDENTS
+        kinds = {(s["expect"].get("full_marks", False), s["expect"].get("zero", False))
+                 for s in students.values()}
+        assert (True, False) in kinds and (False, True) in kinds, notebook
+        assert sum(1 for s in students.values() if s["expect"].get("diagnoses")) >= 2, notebook
+        assert any(not s["answers"] for s in students.values()), f"{notebook}: no untouched sample"
+
+
+@pytest.mark.parametrize(("assignment", "notebook", "name"), CASES,
+                         ids=[f"{a}-{n}" for a, _, n in CASES])
+def test_sample_grade_and_feedback(demo_run, assignment, notebook, name):
+    root, _ = demo_run
+    expect = load_samples(notebook).STUDENTS[name]["expect"]
+    student = DEMO_PREFIX + name
+    auto, auto_max = _auto_scores(root, assignment, notebook, student)
+    assert auto_max > 0
+    if expect.get("full_marks"):
+        assert auto == auto_max, f"{name} should get full marks, got {auto}/{auto_max}"
+    else:
+        assert auto < auto_max, f"{name} has mistakes but got full marks"
+    if expect.get("zero"):
+        assert auto == 0, f"the untouched notebook should score 0, got {auto}"
+    html = (root / "feedback" / student / assignment / notebook.replace(".ipynb", ".html")).read_text()
+    found = set(re.findall(r"Diagnosis (M\d+)", html))
+    missing = set(expect.get("diagnoses", [])) - found
+    assert not missing, f"{name}'s feedback lacks the diagnoses {sorted(missing)} (found {sorted(found)})"
+
+
+def test_mistaken_samples_score_between_untouched_and_correct(demo_run):
+    root, _ = demo_run
+    for assignment, notebook in ASSIGNMENTS.items():
+        scores = {name: _auto_scores(root, assignment, notebook, DEMO_PREFIX + name)[0]
+                  for name in load_samples(notebook).STUDENTS}
+        students = load_samples(notebook).STUDENTS
+        best = max(scores[n] for n, s in students.items() if s["expect"].get("full_marks"))
+        for n, s in students.items():
+            if not s["expect"].get("full_marks"):
+                assert scores[n] < best, (assignment, n, scores)
+
+
+def test_demo_prints_the_grade_table_and_exports(demo_run):
+    root, stdout = demo_run
+    assert "as expected" in stdout and "\nada " in stdout
+    assert " NO " not in stdout, stdout
+    with open(root / "grades.csv") as f:
+        rows = list(csv.DictReader(f))
+    graded = {(r["assignment"], r["student_id"]) for r in rows}
+    for assignment in ASSIGNMENTS:
+        assert (assignment, DEMO_PREFIX + "ada") in graded

@@ -1,0 +1,90 @@
+"""Source and release notebooks execute as a student or instructor would (nbclient)."""
+
+from __future__ import annotations
+
+import re
+
+import nbformat
+import pytest
+from conftest import ASSIGNMENTS, ROOT, execute_notebook, nbgrader_meta
+
+import autograder.checks
+
+SOURCES = [ROOT / "source" / a / nb for a, nb in ASSIGNMENTS.items()]
+RELEASES = [ROOT / "release" / a / nb for a, nb in ASSIGNMENTS.items()]
+CHECK_CALL = re.compile(r"^from autograder\.checks import (\w+); \1\((\w+)\)$", re.M)
+
+
+def _ids(paths):
+    return [p.parent.name for p in paths]
+
+
+def _hidden_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code" and nbgrader_meta(c).get("grade")]
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=_ids(SOURCES))
+def test_source_is_committed_without_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, (
+                f"{path.name}: a code cell has outputs; run `make strip`"
+            )
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=_ids(SOURCES))
+def test_hidden_cells_are_one_call_worth_their_check_points(path):
+    nb = nbformat.read(path, as_version=4)
+    hidden = _hidden_cells(nb)
+    assert hidden, f"{path.name} has no hidden test cells"
+    for cell in hidden:
+        meta = nbgrader_meta(cell)
+        body = re.search(r"### BEGIN HIDDEN TESTS\n(.*)\n### END HIDDEN TESTS\s*$", cell.source, re.S)
+        assert body, f"{meta['grade_id']}: the cell must end with a hidden-test region"
+        m = CHECK_CALL.fullmatch(body.group(1).strip())
+        assert m, f"{meta['grade_id']}: the hidden region must be one line calling autograder.checks"
+        check = getattr(autograder.checks, m.group(1))
+        assert check.points == meta["points"], (
+            f"{meta['grade_id']}: cell is worth {meta['points']} but {m.group(1)} scores out of {check.points}"
+        )
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=_ids(SOURCES))
+def test_written_questions_have_a_mark_scheme(path):
+    nb = nbformat.read(path, as_version=4)
+    questions = [c for c in nb.cells if "=== BEGIN MARK SCHEME ===" in c.source]
+    answers = [c for c in nb.cells if c.cell_type == "markdown" and nbgrader_meta(c).get("grade")]
+    assert questions and answers, f"{path.name} needs at least one manually graded written question"
+    for q in questions:
+        assert nbgrader_meta(q).get("locked"), "a rubric must sit in a locked cell (restored when grading)"
+        assert "=== END MARK SCHEME ===" in q.source
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=_ids(SOURCES))
+def test_source_notebook_runs_and_every_test_passes(path):
+    nb = execute_notebook(path, ROOT, allow_errors=False)
+    for cell in _hidden_cells(nb):
+        meta = nbgrader_meta(cell)
+        results = [o for o in cell.outputs if o.output_type == "execute_result"]
+        assert not any(o.output_type == "stream" and o.name == "stderr" for o in cell.outputs), (
+            f"{meta['grade_id']} wrote to stderr, which nbgrader scores as 0"
+        )
+        assert results, f"{meta['grade_id']} returned no score"
+        score = float(results[-1]["data"]["text/plain"])
+        report = "".join(o.get("text", "") for o in cell.outputs)
+        assert score == meta["points"], f"{meta['grade_id']}: {score}/{meta['points']}\n{report}"
+
+
+@pytest.mark.parametrize("path", RELEASES, ids=_ids(RELEASES))
+def test_release_notebook_fails_only_with_not_implemented(path):
+    nb = execute_notebook(path, ROOT, allow_errors=True)
+    errors = [
+        (i, o) for i, c in enumerate(nb.cells) if c.cell_type == "code"
+        for o in c.outputs if o.output_type == "error"
+    ]
+    assert errors, "the untouched release should stop at the first empty exercise"
+    for i, err in errors:
+        assert err.ename == "NotImplementedError", (
+            f"cell {i} of {path.name} failed with {err.ename}: {err.evalue}"
+        )
