@@ -1,3 +1,440 @@
-"""Hidden checks for the assignment (filled in by its author)."""
+"""Hidden checks for assignment 03, the BatchNorm backward pass.
 
-__all__: list[str] = []
+Every check builds seeded inputs, runs the reference forward to get a cache, hands the student
+deep copies of ``dout`` and the cache, and compares the result with ``autograder.reference``
+computed in float64. When the result is wrong it is compared with what each known mistake
+(``MISCONCEPTIONS.md`` M13-M20) would produce, computed below from the same cache, and the
+matching one is named.
+
+Data: columns with standard deviations between 2 and 5 (so that x_hat and x - mu differ, which
+M18 needs), an offset (mean 1e3 in float64), N != D (so that 1/N and 1/D differ, M16), and an
+upstream gradient ``dout`` drawn at random, never all ones.
+
+Tolerances are relative to ``scale``, the size of the terms dx is built from
+(max |gamma * inv_std| * max |dout|), because a correct dx can be near zero (exactly so for
+N = 2, where x_hat = +-1 whatever x is):
+
+* float64: the staged graph and the closed form round differently, by ~1e-13 of ``scale``;
+  ``atol = 1e-9 * scale``, ``rtol = 1e-7`` leave a factor 1e4 of room, while every mistake
+  changes dx by a sizeable fraction of ``scale``.
+* float32: sums of N = 1000 float32 terms carry up to N * 6e-8 ~ 6e-5 relative error;
+  ``atol = 2e-3 * scale``, ``rtol = 1e-3`` (the mistakes still differ by > 10 %).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from autograder import reference as ref
+from autograder.grading import DIAGNOSIS, Failure, hidden_check, rng
+
+__all__ = [
+    "check_numerical_gradient",
+    "check_batchnorm_backward",
+    "check_batchnorm_backward_alt",
+    "check_spatial_batchnorm_backward",
+    "check_fixed_backward_dgamma",
+    "check_fixed_backward_inv_n",
+    "check_fixed_backward_dvar",
+]
+
+
+# --------------------------------------------------------------------------- inputs
+def _bn_case(seed: int, N: int, D: int, dtype=np.float64, offset: float = 0.0):
+    """Seeded train-mode forward: returns (x, gamma, beta, dout, cache), all of ``dtype``."""
+    r = rng(seed)
+    x = offset + r.uniform(2.0, 5.0, D) * r.normal(size=(N, D))
+    gamma = r.uniform(0.5, 2.0, D) * r.choice([-1.0, 1.0], D)
+    beta = r.normal(size=D)
+    dout = r.normal(size=(N, D))  # not all ones: catches M20-like shortcuts
+    x, gamma, beta, dout = (a.astype(dtype) for a in (x, gamma, beta, dout))
+    _, cache = ref.batchnorm_forward(x, gamma, beta, {"mode": "train"})
+    return x, gamma, beta, dout, cache
+
+
+def _as64(cache: dict) -> dict:
+    return {k: (v.astype(np.float64) if isinstance(v, np.ndarray) else v) for k, v in cache.items()}
+
+
+def _tols(dtype, N: int, scale: float) -> tuple[float, float, float]:
+    """(rtol, atol for dx, atol for the column sums dgamma/dbeta); see the module docstring."""
+    if np.dtype(dtype) == np.float32:
+        return 1e-3, 2e-3 * scale, 1e-5 * N * scale
+    return 1e-7, 1e-9 * scale, 1e-12 * N * scale
+
+
+def _scale(dout, cache) -> float:
+    return float(np.max(np.abs(cache["gamma"] * cache["inv_std"])) * np.max(np.abs(dout))) or 1.0
+
+
+# --------------------------------------------------------------------------- known mistakes
+def _variant(dout, cache, *, n=None, dvar_with="xmu", dx_var_with="xmu", mean_path=True,
+             var_path=True):
+    """The staged backward with one mistake switched on, in float64 (dx only).
+
+    n: the count used for the means (the mistake M16 puts D or N*D here). dvar_with /
+    dx_var_with: what stands where (x - mu) belongs in dvar and in its path to dx (M18 puts
+    x_hat there; seed 000 writes x_hat - mu). mean_path / var_path: drop a path (M17).
+    """
+    c = _as64(cache)
+    dout = np.asarray(dout, dtype=np.float64)
+    xmu, x_hat, inv_std, gamma, mean = c["xmu"], c["x_hat"], c["inv_std"], c["gamma"], c["mean"]
+    n = dout.shape[0] if n is None else n
+    pick = {"xmu": xmu, "x_hat": x_hat, "x_hat - mu": x_hat - mean}
+    dx_hat = dout * gamma
+    dx = dx_hat * inv_std
+    dvar = np.zeros_like(inv_std)
+    if var_path:
+        dvar = -0.5 * inv_std**3 * (dx_hat * pick[dvar_with]).sum(axis=0)
+        dx = dx + 2.0 * dvar * pick[dx_var_with] / n
+    if mean_path:
+        dmu = -(dx_hat * inv_std).sum(axis=0) - 2.0 * dvar * xmu.sum(axis=0) / n
+        dx = dx + dmu / n
+    return dx
+
+
+def _closest(got, candidates):
+    """The candidate nearest to ``got`` (so one diagnosis can cover several spellings)."""
+    def dist(c):
+        c = np.asarray(c)
+        if c.shape != np.shape(got):
+            return np.inf
+        return float(np.nanmax(np.abs(np.asarray(got, dtype=np.float64) - c))) if c.size else 0.0
+    return lambda: min(candidates, key=lambda c: dist(c()))()
+
+
+def _dx_mistakes(got, dout, cache) -> dict:
+    N, D = np.shape(dout)
+    correct = ref.batchnorm_backward(np.asarray(dout, np.float64), _as64(cache))[0]
+    return {
+        "M16": (_closest(got, [
+            lambda: _variant(dout, cache, n=D),
+            lambda: _variant(dout, cache, n=N * D),
+            lambda: correct * N / D,
+            lambda: correct * N,
+        ]), "dx is off by a wrong 1/N. The mean and the variance are taken over the batch, so "
+            "every 1/N in the backward pass divides by the batch size N = x.shape[0], not by the "
+            "number of features D = x.shape[1] (nor by N*D)."),
+        "M17": (_closest(got, [
+            lambda: _variant(dout, cache, mean_path=False),
+            lambda: _variant(dout, cache, var_path=False),
+            lambda: _variant(dout, cache, mean_path=False, var_path=False),
+        ]), "dx misses the path through the batch mean or through the batch variance. Both "
+            "depend on every x[i, j] of the column, so each adds a term to dx; with both paths "
+            "the columns of dx sum to zero and are orthogonal to x_hat."),
+        "M18": (_closest(got, [
+            lambda: _variant(dout, cache, dvar_with="x_hat"),
+            lambda: _variant(dout, cache, dx_var_with="x_hat"),
+            lambda: _variant(dout, cache, dvar_with="x_hat", dx_var_with="x_hat"),
+            lambda: _variant(dout, cache, dvar_with="x_hat - mu"),
+        ]), "the variance term of dx is wrong by a factor of sqrt(var + eps): x_hat stands "
+            "where (x - mu) belongs. var = mean((x - mu)**2), so dvar = sum(dx_hat * (x - mu)) "
+            "* -0.5 * (var + eps)**-1.5 and dvar reaches x through 2 * (x - mu) / N."),
+    }
+
+
+def _sum_mistakes(name: str) -> dict:
+    return {"M15": (None, f"{name} has one row per sample. gamma and beta are shared by all N "
+                          f"rows of the batch, so their gradients are summed over axis 0: "
+                          f"{name} has shape (D,).")}
+
+
+def _with_shape(got, name):
+    """An M15 'wrong value' that matches any (N, D) array: only its shape is diagnostic."""
+    return {"M15": (lambda: got if np.ndim(got) == 2 else None,
+                    _sum_mistakes(name)["M15"][1])}
+
+
+# --------------------------------------------------------------------------- calling the student
+def _call_backward(g, fn, dout, cache):
+    """Call ``fn`` on deep copies; fail if it changed them; return (dx, dgamma, dbeta)."""
+    d_copy, c_copy = dout.copy(), copy.deepcopy(cache)
+    result = g.call(fn, d_copy, c_copy)
+    if not isinstance(result, tuple | list) or len(result) != 3:
+        raise Failure(f"{fn.__name__} should return a tuple (dx, dgamma, dbeta), got "
+                      f"{type(result).__name__}")
+    if not np.array_equal(d_copy, dout):
+        raise Failure(f"{fn.__name__} modified dout in place. Diagnosis M10: the caller still "
+                      "needs it; compute into new arrays.")
+    for k, v in cache.items():
+        w = c_copy.get(k, None)
+        same = np.array_equal(v, w) if isinstance(v, np.ndarray) else v == w
+        if not same:
+            raise Failure(f"{fn.__name__} modified cache[{k!r}]. Diagnosis M10: the cache "
+                          "belongs to the forward pass; read from it, never write into it.")
+    if isinstance(result[0], np.ndarray) and result[0].dtype != dout.dtype:
+        g.note(f"on {dout.dtype} input your dx is {result[0].dtype}; that is accepted, but a layer "
+               "usually keeps its input's dtype.")
+    return result
+
+
+def _compare_backward(g, fn, dout, cache, *, dx_mistakes=True):
+    """Compare the three gradients with the reference; name the mistake if one matches."""
+    dx, dgamma, dbeta = _call_backward(g, fn, dout, cache)
+    N = dout.shape[0]
+    scale = _scale(dout, cache)
+    rtol, atol, atol_sum = _tols(dout.dtype, N, scale)
+    e_dx, e_dg, e_db = ref.batchnorm_backward(dout.astype(np.float64), _as64(cache))
+    g.compare("dbeta", dbeta, e_db, rtol=rtol, atol=atol_sum, mistakes=_with_shape(dbeta, "dbeta"))
+    g.compare("dgamma", dgamma, e_dg, rtol=rtol, atol=atol_sum,
+              mistakes=_with_shape(dgamma, "dgamma"))
+    g.compare("dx", dx, e_dx, rtol=rtol, atol=atol,
+              mistakes=_dx_mistakes(dx, dout, cache) if dx_mistakes else None)
+
+
+def _backward_parts(g, fn, seed: int):
+    """The parts shared by batchnorm_backward and batchnorm_backward_alt."""
+    with g.part("returns dx (N, D), dgamma (D,), dbeta (D,) on a 4x3 example", weight=1):
+        *_, dout, cache = _bn_case(seed, 4, 3)
+        dx, dgamma, dbeta = _call_backward(g, fn, dout, cache)
+        for name, v, shape in (("dx", dx, (4, 3)), ("dgamma", dgamma, (3,)), ("dbeta", dbeta, (3,))):
+            if np.shape(v) != shape:
+                hint = (f" {DIAGNOSIS} M15: {_sum_mistakes(name)['M15'][1]}"
+                        if name != "dx" and np.shape(v) == (4, 3) else "")
+                raise Failure(f"{name} has shape {np.shape(v)}, expected {shape}.{hint}")
+    with g.part("matches the reference: float64, offset 1e3, N=50, D=7, random dout", weight=2):
+        *_, dout, cache = _bn_case(seed + 1, 50, 7, offset=1e3)
+        _compare_backward(g, fn, dout, cache)
+    with g.part("N = 2 (x_hat = +-1, so dx is almost exactly zero)", weight=0.5):
+        *_, dout, cache = _bn_case(seed + 2, 2, 5)
+        _compare_backward(g, fn, dout, cache)
+    with g.part("D = 1 (a single feature)", weight=0.5):
+        *_, dout, cache = _bn_case(seed + 3, 9, 1, offset=-20.0)
+        _compare_backward(g, fn, dout, cache)
+    with g.part("float32, N = 1000, D = 4, offset 10", weight=1):
+        # offset 10, not 1e3: float32 keeps ~7 digits, and a correct student who recomputes
+        # x_hat from cache['x'] must not lose them all to the offset.
+        *_, dout, cache = _bn_case(seed + 4, 1000, 4, dtype=np.float32, offset=10.0)
+        _compare_backward(g, fn, dout, cache)
+
+
+# --------------------------------------------------------------------------- numerical gradient
+_FWD_DIFF = ("your gradient matches a one-sided difference (f(x+h) - f(x)) / h, whose error is "
+             "about h times the second derivative (~1e-5 here). Use the centered difference "
+             "(f(x+h) - f(x-h)) / (2h): its error is about h**2.")
+_NO_DOUT = ("your gradient ignores dout: it is the gradient of sum(f(x)), not of "
+            "sum(f(x) * dout). Multiply the change of f by dout before summing.")
+
+
+def _fd(f, x, dout, h=1e-5, kind="central"):
+    """Finite differences of sum(f(x) * dout), in float64 on a copy of x."""
+    x = np.array(x, dtype=np.float64)
+    grad = np.zeros_like(x)
+    base = np.array(f(x), dtype=np.float64)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        x[i] = old + h
+        plus = np.array(f(x), dtype=np.float64)
+        x[i] = old - h
+        minus = np.array(f(x), dtype=np.float64)
+        x[i] = old
+        if kind == "central":
+            grad[i] = np.sum((plus - minus) * dout) / (2 * h)
+        elif kind == "forward":
+            grad[i] = np.sum((plus - base) * dout) / h
+        else:
+            grad[i] = np.sum((base - minus) * dout) / h
+    return grad
+
+
+def _numgrad_mistakes(f, x, dout) -> dict:
+    ones = np.ones_like(np.asarray(dout, dtype=np.float64))
+    return {
+        "M19": (_closest_fixed([lambda: _fd(f, x, dout, kind="forward"),
+                                lambda: _fd(f, x, dout, kind="backward")]), _FWD_DIFF),
+        "M20": (_closest_fixed([lambda: _fd(f, x, ones), lambda: _fd(f, x, ones, kind="forward")]),
+                _NO_DOUT),
+    }
+
+
+def _closest_fixed(candidates):
+    """Like _closest, for when ``got`` is only known at comparison time: try each in turn."""
+    class _Multi:
+        def __init__(self):
+            self.values = None
+    m = _Multi()
+
+    def value():
+        if m.values is None:
+            m.values = [c() for c in candidates]
+        return m.values
+    return value
+
+
+def _compare_numgrad(g, what, got, expected, f, x, dout, *, rtol, atol):
+    """compare() with the M19/M20 spellings, each tried in turn."""
+    try:
+        g.compare(what, got, expected, rtol=rtol, atol=atol)
+    except Failure as exc:
+        for key, (values, text) in _numgrad_mistakes(f, x, dout).items():
+            for v in values():
+                if np.shape(v) == np.shape(got) and np.allclose(
+                        np.asarray(got, dtype=np.float64), v, rtol=rtol, atol=atol):
+                    raise Failure(f"{exc}\n      {DIAGNOSIS} {key}: {text}") from None
+        raise
+
+
+def _call_numgrad(g, fn, f, x, dout):
+    x_in, d_in = x.copy(), dout.copy()
+    grad = g.call(fn, f, x_in, d_in)
+    return grad, x_in, d_in
+
+
+@hidden_check("numerical_gradient", points=3)
+def check_numerical_gradient(g, fn):
+    """Centered differences, weighted by dout, x restored, on 2-D and 4-D arrays."""
+    r = rng(300)
+
+    def cube(z):
+        return z**3
+
+    with g.part("centered difference: f(x) = x**3 on a 3x4 x, dout = ones", weight=1):
+        x = r.uniform(0.5, 2.0, (3, 4))
+        dout = np.ones((3, 4))
+        grad, _, _ = _call_numgrad(g, fn, cube, x, dout)
+        # exact answer 3 x**2; centered error ~h**2 = 1e-10, one-sided ~3 x h ~ 1e-5 relative
+        _compare_numgrad(g, "grad", grad, 3 * x**2 * dout, cube, x, dout, rtol=1e-7, atol=1e-9)
+
+    with g.part("weights by dout: f = BatchNorm forward (5x3), dout not all ones", weight=1):
+        x, gamma, beta, dout, cache = _bn_case(301, 5, 3, offset=2.0)
+
+        def bn(z):
+            return ref.batchnorm_forward(z, gamma, beta, {"mode": "train"})[0]
+
+        grad, _, _ = _call_numgrad(g, fn, bn, x, dout)
+        expected = ref.batchnorm_backward(dout, cache)[0]
+        scale = _scale(dout, cache)
+        # centered differences of BN with h = 1e-5 are within ~1e-10 * scale of the exact dx
+        _compare_numgrad(g, "grad", grad, expected, bn, x, dout, rtol=1e-6, atol=1e-7 * scale)
+
+    with g.part("leaves x and dout exactly unchanged", weight=0.5):
+        x = r.normal(size=(4, 3))
+        dout = r.normal(size=(4, 3))
+        _, x_after, d_after = _call_numgrad(g, fn, np.sin, x, dout)
+        if not np.array_equal(d_after, dout):
+            raise Failure("dout was modified. Diagnosis M10: leave the caller's arrays alone.")
+        if not np.array_equal(x_after, x):
+            worst = float(np.max(np.abs(x_after - x)))
+            raise Failure(
+                f"x differs from its value before the call, by up to {worst:.3g}. "
+                f"{DIAGNOSIS} M19: x is not restored after it is perturbed. Save old = x[i] "
+                "before changing it and write x[i] = old back (adding and subtracting h can "
+                "leave rounding errors)."
+            )
+
+    with g.part("works on a 4-D x (2x3x2x2), f couples entries of a channel", weight=0.5):
+        x = r.normal(size=(2, 3, 2, 2))
+        dout = r.normal(size=(2, 3, 2, 2))
+
+        def coupled(z):
+            return np.tanh(z) * z.sum(axis=(2, 3), keepdims=True)
+
+        grad, _, _ = _call_numgrad(g, fn, coupled, x, dout)
+        t = np.tanh(x)
+        expected = (1 - t**2) * x.sum(axis=(2, 3), keepdims=True) * dout + (t * dout).sum(
+            axis=(2, 3), keepdims=True)
+        # analytic gradient; centered differences are within ~1e-9 of it
+        _compare_numgrad(g, "grad", grad, expected, coupled, x, dout, rtol=1e-6, atol=1e-8)
+
+
+# --------------------------------------------------------------------------- the backward passes
+@hidden_check("batchnorm_backward", points=6)
+def check_batchnorm_backward(g, fn):
+    """dx, dgamma, dbeta against the reference; any correct route (staged or closed) passes."""
+    _backward_parts(g, fn, seed=310)
+    with g.part("dout and the cache are left unmodified (N=6, D=3)", weight=1):
+        *_, dout, cache = _bn_case(316, 6, 3)
+        _call_backward(g, fn, dout, cache)
+
+
+@hidden_check("batchnorm_backward_alt", points=4)
+def check_batchnorm_backward_alt(g, fn):
+    """The closed form: same answers as the staged graph."""
+    _backward_parts(g, fn, seed=320)
+
+
+@hidden_check("spatial_batchnorm_backward", points=3)
+def check_spatial_batchnorm_backward(g, fn):
+    """Per-channel backward on (N, C, H, W); sums over N, H, W."""
+
+    def case(seed, shape, dtype=np.float64, offset=0.0):
+        r = rng(seed)
+        N, C, H, W = shape
+        x = offset + r.uniform(2.0, 5.0, (1, C, 1, 1)) * r.normal(size=shape)
+        gamma = r.uniform(0.5, 2.0, C)
+        beta = r.normal(size=C)
+        dout = r.normal(size=shape)
+        x, gamma, beta, dout = (a.astype(dtype) for a in (x, gamma, beta, dout))
+        _, cache = ref.spatial_batchnorm_forward(x, gamma, beta, {"mode": "train"})
+        return dout, cache
+
+    def compare(dout, cache):
+        dx, dgamma, dbeta = _call_backward(g, fn, dout, cache)
+        N, C, H, W = dout.shape
+        rows = N * H * W
+        scale = _scale(dout, cache)
+        rtol, atol, atol_sum = _tols(dout.dtype, rows, scale)
+        d64, c64 = dout.astype(np.float64), _as64(cache)
+        e_dx, e_dg, e_db = ref.spatial_batchnorm_backward(d64, c64)
+        # M14: dout reshaped to (-1, C) without moving C last, or dx reshaped back that way
+        flat = d64.reshape(-1, C)
+        m14_dx = ref.batchnorm_backward(flat, c64)[0].reshape(dout.shape)
+        m14_dx2 = ref.batchnorm_backward(ref._nchw_to_rows(d64), c64)[0].reshape(dout.shape)
+        m14_dg = (flat * c64["x_hat"]).sum(axis=0)
+        x_hat4 = ref._rows_to_nchw(c64["x_hat"], dout.shape)
+        m14 = "channels are mixed: (N, C, H, W) was reshaped to (-1, C) without moving C last. "
+        m14 += "Transpose to (N, H, W, C) first (and back after), then reshape."
+        m13 = "the sums are per activation (over N only), not per channel: sum over N, H and W "
+        m13 += "so that dgamma and dbeta have shape (C,)."
+        g.compare("dbeta", dbeta, e_db, rtol=rtol, atol=atol_sum, mistakes={
+            "M13": (lambda: d64.sum(axis=0), m13)})
+        g.compare("dgamma", dgamma, e_dg, rtol=rtol, atol=atol_sum, mistakes={
+            "M13": (lambda: (d64 * x_hat4).sum(axis=0), m13), "M14": (m14_dg, m14)})
+        g.compare("dx", dx, e_dx, rtol=rtol, atol=atol, mistakes={
+            "M14": (_closest(dx, [lambda: m14_dx, lambda: m14_dx2]), m14)})
+
+    with g.part("shapes: dx (N, C, H, W), dgamma and dbeta (C,)", weight=0.5):
+        dout, cache = case(330, (2, 3, 4, 5))
+        dx, dgamma, dbeta = _call_backward(g, fn, dout, cache)
+        for name, v, shape in (("dx", dx, (2, 3, 4, 5)), ("dgamma", dgamma, (3,)),
+                               ("dbeta", dbeta, (3,))):
+            if np.shape(v) != shape:
+                hint = f" {DIAGNOSIS} M13: per-channel sums run over N, H and W." if name != "dx" else ""
+                raise Failure(f"{name} has shape {np.shape(v)}, expected {shape}.{hint}")
+    with g.part("matches the reference: float64, N=3, C=4, H=5, W=2, offset 50", weight=1.5):
+        compare(*case(331, (3, 4, 5, 2), offset=50.0))
+    with g.part("float32, N=8, C=3, H=W=6", weight=0.5):
+        compare(*case(332, (8, 3, 6, 6), dtype=np.float32, offset=5.0))
+    with g.part("dout and the cache are left unmodified", weight=0.5):
+        dout, cache = case(333, (2, 2, 3, 3))
+        _call_backward(g, fn, dout, cache)
+
+
+# --------------------------------------------------------------------------- the bug hunt
+def _fixed_parts(g, fn, seed):
+    with g.part("matches the reference: float64, N=6, D=4, std 2-5, random dout", weight=2):
+        *_, dout, cache = _bn_case(seed, 6, 4, offset=3.0)
+        _compare_backward(g, fn, dout, cache)
+    with g.part("float32, N=1000, D=3, offset 10; dout and cache unmodified", weight=1):
+        *_, dout, cache = _bn_case(seed + 1, 1000, 3, dtype=np.float32, offset=10.0)
+        _compare_backward(g, fn, dout, cache)
+
+
+@hidden_check("fixed_backward_dgamma", points=1)
+def check_fixed_backward_dgamma(g, fn):
+    """Bug 1 fixed: dgamma summed over the batch (M15)."""
+    _fixed_parts(g, fn, 340)
+
+
+@hidden_check("fixed_backward_inv_n", points=1)
+def check_fixed_backward_inv_n(g, fn):
+    """Bug 2 fixed: 1/N, not 1/D (M16)."""
+    _fixed_parts(g, fn, 350)
+
+
+@hidden_check("fixed_backward_dvar", points=1)
+def check_fixed_backward_dvar(g, fn):
+    """Bug 3 fixed: (x - mu) in dvar, not x_hat (M18)."""
+    _fixed_parts(g, fn, 360)

@@ -76,3 +76,13 @@ def test_demo_prints_the_grade_table_and_exports(demo_run):
     graded = {(r["assignment"], r["student_id"]) for r in rows}
     for assignment in ASSIGNMENTS:
         assert (assignment, DEMO_PREFIX + "ada") in graded
+
+
+def test_feedback_never_shows_rubrics_or_reference_code(demo_run):
+    root, _ = demo_run
+    pages = list((root / "feedback").rglob("*.html"))
+    assert len(pages) >= 4 * len(ASSIGNMENTS)
+    for page in pages:
+        html = page.read_text()
+        assert "MARK SCHEME" not in html, f"{page} shows a rubric to the student"
+        assert "autograder.reference" not in html, f"{page} names the hidden reference module"
