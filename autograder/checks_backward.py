@@ -135,16 +135,15 @@ def _dx_mistakes(got, dout, cache) -> dict:
     }
 
 
-def _sum_mistakes(name: str) -> dict:
-    return {"M15": (None, f"{name} has one row per sample. gamma and beta are shared by all N "
-                          f"rows of the batch, so their gradients are summed over axis 0: "
-                          f"{name} has shape (D,).")}
+def _m15_text(name: str) -> str:
+    return (f"{name} has one row per sample. gamma and beta are shared by all N rows of the "
+            f"batch, so their gradients are summed over axis 0: {name} has shape (D,).")
 
 
-def _with_shape(got, name):
-    """An M15 'wrong value' that matches any (N, D) array: only its shape is diagnostic."""
-    return {"M15": (lambda: got if np.ndim(got) == 2 else None,
-                    _sum_mistakes(name)["M15"][1])}
+def _m15(got, name, shape_nd):
+    """An M15 'wrong value' that matches any array of shape (N, D): the shape is the symptom."""
+    return {"M15": (lambda: got if np.shape(got) == shape_nd else np.empty((0, 0)),
+                    _m15_text(name))}
 
 
 # --------------------------------------------------------------------------- calling the student
@@ -177,9 +176,9 @@ def _compare_backward(g, fn, dout, cache, *, dx_mistakes=True):
     scale = _scale(dout, cache)
     rtol, atol, atol_sum = _tols(dout.dtype, N, scale)
     e_dx, e_dg, e_db = ref.batchnorm_backward(dout.astype(np.float64), _as64(cache))
-    g.compare("dbeta", dbeta, e_db, rtol=rtol, atol=atol_sum, mistakes=_with_shape(dbeta, "dbeta"))
+    g.compare("dbeta", dbeta, e_db, rtol=rtol, atol=atol_sum, mistakes=_m15(dbeta, "dbeta", dout.shape))
     g.compare("dgamma", dgamma, e_dg, rtol=rtol, atol=atol_sum,
-              mistakes=_with_shape(dgamma, "dgamma"))
+              mistakes=_m15(dgamma, "dgamma", dout.shape))
     g.compare("dx", dx, e_dx, rtol=rtol, atol=atol,
               mistakes=_dx_mistakes(dx, dout, cache) if dx_mistakes else None)
 
@@ -191,7 +190,7 @@ def _backward_parts(g, fn, seed: int):
         dx, dgamma, dbeta = _call_backward(g, fn, dout, cache)
         for name, v, shape in (("dx", dx, (4, 3)), ("dgamma", dgamma, (3,)), ("dbeta", dbeta, (3,))):
             if np.shape(v) != shape:
-                hint = (f" {DIAGNOSIS} M15: {_sum_mistakes(name)['M15'][1]}"
+                hint = (f" {DIAGNOSIS} M15: {_m15_text(name)}"
                         if name != "dx" and np.shape(v) == (4, 3) else "")
                 raise Failure(f"{name} has shape {np.shape(v)}, expected {shape}.{hint}")
     with g.part("matches the reference: float64, offset 1e3, N=50, D=7, random dout", weight=2):
@@ -240,27 +239,14 @@ def _fd(f, x, dout, h=1e-5, kind="central"):
 
 
 def _numgrad_mistakes(f, x, dout) -> dict:
+    """Each mistake id with the spellings of it to try, as zero-argument callables."""
     ones = np.ones_like(np.asarray(dout, dtype=np.float64))
     return {
-        "M19": (_closest_fixed([lambda: _fd(f, x, dout, kind="forward"),
-                                lambda: _fd(f, x, dout, kind="backward")]), _FWD_DIFF),
-        "M20": (_closest_fixed([lambda: _fd(f, x, ones), lambda: _fd(f, x, ones, kind="forward")]),
-                _NO_DOUT),
+        "M19": ([lambda: _fd(f, x, dout, kind="forward"),
+                 lambda: _fd(f, x, dout, kind="backward")], _FWD_DIFF),
+        "M20": ([lambda: _fd(f, x, ones), lambda: _fd(f, x, ones, kind="forward"),
+                 lambda: _fd(f, x, ones, kind="backward")], _NO_DOUT),
     }
-
-
-def _closest_fixed(candidates):
-    """Like _closest, for when ``got`` is only known at comparison time: try each in turn."""
-    class _Multi:
-        def __init__(self):
-            self.values = None
-    m = _Multi()
-
-    def value():
-        if m.values is None:
-            m.values = [c() for c in candidates]
-        return m.values
-    return value
 
 
 def _compare_numgrad(g, what, got, expected, f, x, dout, *, rtol, atol):
@@ -268,8 +254,9 @@ def _compare_numgrad(g, what, got, expected, f, x, dout, *, rtol, atol):
     try:
         g.compare(what, got, expected, rtol=rtol, atol=atol)
     except Failure as exc:
-        for key, (values, text) in _numgrad_mistakes(f, x, dout).items():
-            for v in values():
+        for key, (spellings, text) in _numgrad_mistakes(f, x, dout).items():
+            for spelling in spellings:
+                v = spelling()
                 if np.shape(v) == np.shape(got) and np.allclose(
                         np.asarray(got, dtype=np.float64), v, rtol=rtol, atol=atol):
                     raise Failure(f"{exc}\n      {DIAGNOSIS} {key}: {text}") from None

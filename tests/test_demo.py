@@ -86,3 +86,10 @@ def test_feedback_never_shows_rubrics_or_reference_code(demo_run):
         html = page.read_text()
         assert "MARK SCHEME" not in html, f"{page} shows a rubric to the student"
         assert "autograder.reference" not in html, f"{page} names the hidden reference module"
+
+
+def test_rubric_is_restored_for_the_grader(demo_run):
+    root, _ = demo_run
+    for assignment, notebook in ASSIGNMENTS.items():
+        graded = (root / "autograded" / (DEMO_PREFIX + "ada") / assignment / notebook).read_text()
+        assert "BEGIN MARK SCHEME" in graded, f"{assignment}: the Formgrader would not show the rubric"
