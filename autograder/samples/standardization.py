@@ -58,17 +58,17 @@ scale with the model and apply exactly those.
 """
 
 _ADA_CONDITIONING = """
-The raw Hessian proxy has eigenvalues from about 1e-3 to 7e5 (condition number ~4e8), because
-proline varies by hundreds while some features vary by 0.1. GD is only stable for a step below
-2/λ_max, so the largest eigenvalue (proline's direction) forces a tiny learning rate, about
-6e-6; along the directions with small eigenvalues each step then moves the weights by only
-lr·λ_min ≈ 1e-8 of the remaining distance, so after 300 steps they have barely moved and the
-loss is stuck near 0.53. After standardizing, the eigenvalues lie between about 0.1 and 4.5
-(condition number ~41), so a step of about 0.9 is safe and every direction shrinks by a useful
-fraction per step; the loss falls below 0.05. Standardizing does not change which models can be
-represented (an affine change of variables, absorbed by w and b), only how fast GD finds them.
+The curvature bound H has eigenvalues from about 4e-4 to 1.7e5 (condition number ~4e8), because
+proline varies by hundreds while some features vary by 0.1. GD is only safe for a step below
+about 1/lambda_max, so the largest eigenvalue (proline's direction) forces a tiny learning
+rate, about 6e-6; along the directions with small eigenvalues each step then removes only
+lr * lambda_min = 1/kappa, about 2e-9, of the remaining error, so after 300 steps they have
+barely moved and the loss is stuck near 0.53. After standardizing, the eigenvalues lie
+between about 0.03 and 1.1 (condition number ~41), a step of about 0.9 is safe, and every
+direction shrinks by a useful fraction per step: the loss falls to 0.03. Standardizing does
+not change which models can be represented (an affine change of variables, absorbed by w and
+b), so the best loss is the same; only how fast GD gets there changes.
 """
-
 # --------------------------------------------------------------------------- ben: M1
 _BEN_FIT = '''
 def fit_standardizer(X):
