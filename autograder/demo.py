@@ -176,7 +176,7 @@ def print_table(rows: list[Row], assignments: dict[str, str]) -> bool:
     print(
         "\nauto score: hidden autograder tests (partial credit per test cell). written: answers "
         "that wait for manual grading in the Formgrader (an empty answer scores 0 at once).\n"
-        "Diagnoses are misconception ids from MISCONCEPTIONS.md, explained in each student's "
+        "Diagnoses are misconception ids (autograder/MISCONCEPTIONS.md), explained in each student's "
         "feedback: feedback/<student>/<assignment>/*.html"
     )
     return all_ok
