@@ -9,7 +9,10 @@ import pytest
 from conftest import ASSIGNMENTS, ROOT, nbgrader_meta
 
 PAIRS = [(a, nb) for a, nb in ASSIGNMENTS.items()]
-FORBIDDEN = ["BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "MARK SCHEME", "autograder"]
+# Markers of solutions, rubrics and hidden tests, and any reference to the hidden package's
+# modules (prose may say "the autograder"; code must not import it).
+FORBIDDEN = ["BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "MARK SCHEME",
+             "from autograder", "import autograder", "autograder.checks", "autograder.reference"]
 
 
 def _normalized(path):
