@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import re
 import runpy
 import shutil
 import subprocess
@@ -27,9 +26,11 @@ from pathlib import Path
 
 import nbformat
 
+from autograder.grading import diagnoses_in
+from autograder.samples import unmet_expectations
+
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_PREFIX = "demo_"
-DIAGNOSIS_RE = re.compile(r"Diagnosis (M\d+)")
 
 
 def load_assignments(root: Path = ROOT) -> dict[str, str]:
@@ -133,25 +134,17 @@ def collect(assignments: dict[str, str], students: list[str], root: Path = ROOT)
                         row.manual_max += grade.max_score
                         row.manual_pending += int(grade.needs_manual_grade)
                 graded = nbformat.read(root / "autograded" / student / assignment / notebook, 4)
-                found = []
-                for cell in graded.cells:
-                    for out in cell.get("outputs", []):
-                        found += DIAGNOSIS_RE.findall(out.get("text", ""))
-                row.diagnoses = sorted(set(found), key=lambda m: int(m[1:]))
+                text = "".join(
+                    out.get("text", "") for cell in graded.cells for out in cell.get("outputs", [])
+                )
+                row.diagnoses = sorted(diagnoses_in(text), key=lambda m: int(m[1:]))
                 rows.append(row)
     return rows
 
 
 def expectation_met(row: Row, expect: dict) -> bool:
     """Whether a demo row agrees with what its sample declares (``expect``)."""
-    ok = set(expect.get("diagnoses", [])) <= set(row.diagnoses)
-    if expect.get("full_marks"):
-        ok &= row.auto == row.auto_max
-    else:
-        ok &= row.auto < row.auto_max
-    if expect.get("zero"):
-        ok &= row.auto == 0
-    return ok
+    return not unmet_expectations(expect, row.auto, row.auto_max, set(row.diagnoses))
 
 
 def print_table(rows: list[Row], assignments: dict[str, str]) -> bool:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import traceback
 import warnings
 from collections.abc import Callable, Mapping
@@ -32,6 +33,12 @@ import numpy as np
 
 #: Prefix of every diagnosis line; the demo and the tests look for it in the feedback.
 DIAGNOSIS = "Diagnosis"
+_DIAGNOSIS_RE = re.compile(rf"{DIAGNOSIS} (M\d+)")
+
+
+def diagnoses_in(text: str) -> set[str]:
+    """The misconception ids (``"M1"``, ...) diagnosed in a report, notebook output or HTML."""
+    return set(_DIAGNOSIS_RE.findall(text))
 
 
 class Failure(AssertionError):
