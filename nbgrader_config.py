@@ -30,8 +30,6 @@ ASSIGNMENTS = {
 _path = os.environ.get("PYTHONPATH", "")
 if str(ROOT) not in _path.split(os.pathsep):
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), _path) if p)
-# Plots render off-screen during grading.
-os.environ.setdefault("MPLBACKEND", "Agg")
 
 c = get_config()  # noqa: F821 - provided by traitlets when nbgrader loads this file
 

@@ -36,7 +36,7 @@ def execute_notebook(path: Path, root: Path, allow_errors: bool, timeout: int = 
     nb = nbformat.read(path, as_version=4)
     env_before = dict(os.environ)
     os.environ["PYTHONPATH"] = os.pathsep.join([str(root), env_before.get("PYTHONPATH", "")])
-    os.environ["MPLBACKEND"] = "Agg"
+    os.environ.pop("MPLBACKEND", None)  # the kernel's inline backend draws figures into outputs
     try:
         client = NotebookClient(
             nb,
