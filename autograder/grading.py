@@ -275,10 +275,15 @@ def hidden_check(name: str, points: float):
                 with g.part(f"{name} is a function"):
                     raise Failure(f"{name} should be a function, got {type(student_fn).__name__}")
                 return g.finish()
-            try:
-                body(g, student_fn)
-            except Exception as exc:  # outside any part: report it, keep what was earned
-                g.note(f"the check stopped early ({type(exc).__name__}: {exc})")
+            # Nothing may reach stderr (nbgrader would score the cell 0): the check's own
+            # warnings and output are captured too, not only the student's (see Grader.call).
+            stray = io.StringIO()
+            with warnings.catch_warnings(record=True), contextlib.redirect_stderr(stray):
+                warnings.simplefilter("always")
+                try:
+                    body(g, student_fn)
+                except Exception as exc:  # outside any part: report it, keep what was earned
+                    g.note(f"the check stopped early ({type(exc).__name__}: {exc})")
             return g.finish()
 
         check.__name__ = body.__name__
