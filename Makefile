@@ -39,7 +39,7 @@ release: $(STAMP)
 	$(BIN)/python -m autograder.demo --release-only
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab
+	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 strip: $(STAMP)
 	$(BIN)/jupyter nbconvert --clear-output --inplace $(NOTEBOOKS)
