@@ -28,7 +28,14 @@ import copy
 import numpy as np
 
 from autograder import reference as ref
-from autograder.grading import DIAGNOSIS, Failure, hidden_check, rng
+from autograder.grading import (
+    DIAGNOSIS,
+    Failure,
+    hidden_check,
+    require_unchanged,
+    rng,
+    unpack,
+)
 
 __all__ = [
     "check_numerical_gradient",
@@ -150,19 +157,11 @@ def _m15(got, name, shape_nd):
 def _call_backward(g, fn, dout, cache):
     """Call ``fn`` on deep copies; fail if it changed them; return (dx, dgamma, dbeta)."""
     d_copy, c_copy = dout.copy(), copy.deepcopy(cache)
-    result = g.call(fn, d_copy, c_copy)
-    if not isinstance(result, tuple | list) or len(result) != 3:
-        raise Failure(f"{fn.__name__} should return a tuple (dx, dgamma, dbeta), got "
-                      f"{type(result).__name__}")
-    if not np.array_equal(d_copy, dout):
-        raise Failure(f"{fn.__name__} modified dout in place. Diagnosis M10: the caller still "
-                      "needs it; compute into new arrays.")
+    result = unpack(g.call(fn, d_copy, c_copy), 3, "dx, dgamma, dbeta")
+    require_unchanged("dout", dout, d_copy)
     for k, v in cache.items():
-        w = c_copy.get(k, None)
-        same = np.array_equal(v, w) if isinstance(v, np.ndarray) else v == w
-        if not same:
-            raise Failure(f"{fn.__name__} modified cache[{k!r}]. Diagnosis M10: the cache "
-                          "belongs to the forward pass; read from it, never write into it.")
+        require_unchanged(f"cache[{k!r}]", v, c_copy.get(k), "the cache belongs to the forward "
+                          "pass; read from it, never write into it")
     if isinstance(result[0], np.ndarray) and result[0].dtype != dout.dtype:
         g.note(f"on {dout.dtype} input your dx is {result[0].dtype}; that is accepted, but a layer "
                "usually keeps its input's dtype.")
@@ -300,8 +299,7 @@ def check_numerical_gradient(g, fn):
         x = r.normal(size=(4, 3))
         dout = r.normal(size=(4, 3))
         _, x_after, d_after = _call_numgrad(g, fn, np.sin, x, dout)
-        if not np.array_equal(d_after, dout):
-            raise Failure("dout was modified. Diagnosis M10: leave the caller's arrays alone.")
+        require_unchanged("dout", dout, d_after)
         if not np.array_equal(x_after, x):
             worst = float(np.max(np.abs(x_after - x)))
             raise Failure(

@@ -31,7 +31,17 @@ from __future__ import annotations
 import numpy as np
 
 from autograder import reference as ref
-from autograder.grading import DIAGNOSIS, Failure, Grader, StudentError, close, hidden_check, rng
+from autograder.grading import (
+    DIAGNOSIS,
+    Failure,
+    Grader,
+    StudentError,
+    close,
+    hidden_check,
+    require_unchanged,
+    rng,
+    unpack,
+)
 
 __all__ = [
     "check_batch_stats",
@@ -114,20 +124,9 @@ def _mistakes(**values) -> dict:
             label = "gamma/beta swapped"
         elif key == "eps_default":
             label = "M3 (default eps)"
-        out[label] = (_quiet(value), EXPLAIN[key] if key in EXPLAIN else EXPLAIN[_m(key)])
+        # Grader.compare evaluates a callable value quietly (mistakes may divide by zero)
+        out[label] = (value, EXPLAIN[key] if key in EXPLAIN else EXPLAIN[_m(key)])
     return out
-
-
-def _quiet(value):
-    """Wrap a callable so that computing a mistaken value never writes warnings to stderr."""
-    if not callable(value):
-        return value
-
-    def wrapped():
-        with np.errstate(all="ignore"):
-            return value()
-
-    return wrapped
 
 
 def _diagnose(key: str) -> str:
@@ -138,36 +137,9 @@ def _copy(bn_param: dict) -> dict:
     return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in bn_param.items()}
 
 
-def _pair(value, names: str):
-    """Unpack a student's 2-tuple (``"mean, var"``) with a clear message when it is not one."""
-    try:
-        a, b = value
-    except Exception:
-        raise Failure(
-            f"expected a pair ({names}), got {type(value).__name__} {str(value)[:80]}"
-        ) from None
-    return a, b
-
-
-def _expect_raises(g: Grader, exc_type, fn, *args, what: str) -> None:
-    """Pass if ``fn(*args)`` raises ``exc_type``; an empty exercise still counts as empty."""
-    try:
-        g.call(fn, *args)
-    except StudentError as err:
-        if isinstance(err.exc, NotImplementedError) or isinstance(err.exc, exc_type):
-            if isinstance(err.exc, NotImplementedError):
-                raise
-            return
-        raise Failure(
-            f"{what}: expected {exc_type.__name__}, got {type(err.exc).__name__}: {err.exc}"
-        ) from None
-    raise Failure(f"{what}: expected {exc_type.__name__}, but nothing was raised")
-
-
 def _unchanged(originals: dict, now: dict) -> None:
     for name, before in originals.items():
-        if not np.array_equal(before, now[name], equal_nan=True):
-            raise Failure(f"{name} was modified. {_diagnose('M10')}")
+        require_unchanged(name, before, now[name], EXPLAIN["M10"])
 
 
 def _dtype(what: str, value, dtype) -> None:
@@ -234,7 +206,7 @@ def check_batch_stats(g: Grader, batch_stats) -> None:
 
     with g.part("mean and biased variance per feature on a 7x4 batch", weight=2):
         x = r.normal(loc=[0.0, 5.0, -3.0, 1.0], scale=[1.0, 3.0, 0.5, 2.0], size=(7, 4))
-        mean, var = _pair(g.call(batch_stats, x.copy()), "mean, var")
+        mean, var = unpack(g.call(batch_stats, x.copy()), 2, "mean, var")
         g.compare("mean", mean, x.mean(axis=0), rtol=RTOL64, atol=ATOL64,
                   mistakes=_mistakes(M2=x.mean(axis=1)))
         g.compare("var", var, ref.batch_stats(x)[1], rtol=RTOL64, atol=ATOL64,
@@ -243,14 +215,14 @@ def check_batch_stats(g: Grader, batch_stats) -> None:
 
     with g.part("a batch of N=2 samples with a single feature (D=1)", weight=0.5):
         x = np.array([[1.5], [-0.5]])  # mean 0.5, biased variance 1.0
-        mean, var = _pair(g.call(batch_stats, x.copy()), "mean, var")
+        mean, var = unpack(g.call(batch_stats, x.copy()), 2, "mean, var")
         g.compare("mean", mean, [0.5], rtol=RTOL64, atol=ATOL64)
         g.compare("var", var, [1.0], rtol=RTOL64, atol=ATOL64,
                   mistakes=_mistakes(M1=[2.0]))
 
     with g.part("float32 input gives float32 mean and var", weight=0.5):
         x = r.normal(loc=1.0, scale=2.0, size=(16, 3)).astype(np.float32)
-        mean, var = _pair(g.call(batch_stats, x.copy()), "mean, var")
+        mean, var = unpack(g.call(batch_stats, x.copy()), 2, "mean, var")
         exp_mean, exp_var = ref.batch_stats(x.astype(np.float64))
         _dtype("mean", mean, np.float32)
         _dtype("var", var, np.float32)
@@ -263,7 +235,7 @@ def check_batch_stats(g: Grader, batch_stats) -> None:
         # float64 on purpose: see the module docstring. The exact biased variance is ~1e-6;
         # a one-pass formula loses it in E[x^2] ~ 1e8 (float64 rounding there is ~1e-8).
         x = 1e4 + 1e-3 * r.normal(size=(12, 3))
-        mean, var = _pair(g.call(batch_stats, x.copy()), "mean, var")
+        mean, var = unpack(g.call(batch_stats, x.copy()), 2, "mean, var")
         g.compare("mean", mean, ref.batch_stats(x)[0], rtol=RTOL64, atol=ATOL64)
         try:
             g.compare("var", var, ref.batch_stats(x)[1], rtol=1e-6, atol=0.0,
@@ -273,14 +245,14 @@ def check_batch_stats(g: Grader, batch_stats) -> None:
             # numpy may sum E[x^2] in another order than we did; the symptom is what counts:
             # right on centred data (the first part), wrong once the mean is large.
             if DIAGNOSIS not in str(f) and close(
-                _pair(g.call(batch_stats, x - 1e4), "mean, var")[1],
+                unpack(g.call(batch_stats, x - 1e4), 2, "mean, var")[1],
                 ref.batch_stats(x - 1e4)[1], rtol=1e-6):
                 raise Failure(f"{f}\n      {_diagnose('M4')}") from None
             raise
 
     with g.part("a constant feature has variance 0 (not nan, not negative)", weight=0.5):
         x = np.column_stack([np.full(5, 3.0), r.normal(size=5)])
-        mean, var = _pair(g.call(batch_stats, x.copy()), "mean, var")
+        mean, var = unpack(g.call(batch_stats, x.copy()), 2, "mean, var")
         g.compare("mean", mean, x.mean(axis=0), rtol=RTOL64, atol=ATOL64)
         g.compare("var", var, ref.batch_stats(x)[1], rtol=RTOL64, atol=ATOL64)
 
@@ -407,7 +379,7 @@ def _bn_case(r, N=8):
 def _call_bn(g, fn, x, gamma, beta, bn):
     """Call the student on copies; return (out, the student's bn_param dict after the call)."""
     bn_in = _copy(bn)
-    out, _cache = _pair(g.call(fn, x.copy(), gamma.copy(), beta.copy(), bn_in), "out, cache")
+    out, _cache = unpack(g.call(fn, x.copy(), gamma.copy(), beta.copy(), bn_in), 2, "out, cache")
     return out, bn_in
 
 
@@ -462,8 +434,8 @@ def check_batchnorm_forward(g: Grader, batchnorm_forward) -> None:
         wrong = {"M6": (_copy(bn_s), {"flip": True}), "M7": (_copy(bn_s), {"run_ddof": 0})}
         for n in (4, 6, 3):
             xs = _bn_case(r, N=n)[0]
-            out, _ = _pair(g.call(batchnorm_forward, xs.copy(), gamma.copy(), beta.copy(),
-                                  bn_s), "out, cache")
+            out, _ = unpack(g.call(batchnorm_forward, xs.copy(), gamma.copy(), beta.copy(),
+                                   bn_s), 2, "out, cache")
             ref.batchnorm_forward(xs, gamma, beta, exp_bn)
             for state, kw in wrong.values():
                 _, state["running_mean"], state["running_var"] = _bn_wrong(
@@ -569,10 +541,10 @@ def check_batchnorm_forward(g: Grader, batchnorm_forward) -> None:
     with g.part("ValueError for a mode other than 'train'/'test', and for N=1 in train mode",
                 weight=1):
         for bad in ("eval", "training"):
-            _expect_raises(g, ValueError, batchnorm_forward, x.copy(), gamma, beta,
-                           dict(_copy(bn), mode=bad), what=f"mode={bad!r}")
-        _expect_raises(g, ValueError, batchnorm_forward, x[:1].copy(), gamma, beta,
-                       _copy(bn), what="train mode with N=1 (a variance needs two samples)")
+            g.expect_raises(ValueError, batchnorm_forward, x.copy(), gamma, beta,
+                            dict(_copy(bn), mode=bad), what=f"mode={bad!r}")
+        g.expect_raises(ValueError, batchnorm_forward, x[:1].copy(), gamma, beta,
+                        _copy(bn), what="train mode with N=1 (a variance needs two samples)")
 
     with g.part("x, gamma and beta are left unchanged (train and test mode)", weight=0.5):
         for mode in ("train", "test"):
@@ -670,8 +642,8 @@ def check_spatial_batchnorm_forward(g: Grader, spatial_batchnorm_forward) -> Non
     with g.part("float32 in, float32 out; x is left unchanged", weight=0.5):
         x32 = (loc + scale * r.normal(size=(2, C, 3, 3))).astype(np.float32)
         x_in = x32.copy()
-        out, _ = _pair(g.call(spatial_batchnorm_forward, x_in, gamma.astype(np.float32),
-                              beta.astype(np.float32), {"mode": "train"}), "out, cache")
+        out, _ = unpack(g.call(spatial_batchnorm_forward, x_in, gamma.astype(np.float32),
+                               beta.astype(np.float32), {"mode": "train"}), 2, "out, cache")
         _unchanged({"x": x32}, {"x": x_in})
         _dtype("out", out, np.float32)
         g.compare("out", out, reference(x32, {"mode": "train"})[0], rtol=RTOL32,

@@ -17,12 +17,20 @@ taken from the training split, or recomputed from the data being transformed).
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from autograder import reference as ref
-from autograder.grading import DIAGNOSIS, Failure, Grader, close, fmt, hidden_check, rng
+from autograder.grading import (
+    Failure,
+    Grader,
+    close,
+    fmt,
+    hidden_check,
+    quiet,
+    require_unchanged,
+    rng,
+    unpack,
+)
 
 __all__ = ["check_fit_standardizer", "check_standardize", "check_standardize_splits"]
 
@@ -78,30 +86,8 @@ _M21_RECOMPUTE = (
 
 
 # --------------------------------------------------------------------------- helpers
-def _quiet(fn, *args, **kwargs):
-    """Evaluate one of our own 'wrong answer' formulas without letting numpy warn."""
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        return fn(*args, **kwargs)
-
-
-def _pair(result, what: str):
-    """Unpack a (mean, scale) pair, with a clear failure if the function returned something else."""
-    if not isinstance(result, (tuple, list)) or len(result) != 2:
-        raise Failure(f"{what} should return a pair (mean, scale); got {fmt(result)}")
-    return result
-
-
-def _close(a, b, rtol, atol=0.0) -> bool:
-    """:func:`close` that answers False (instead of raising) for values that are not numbers."""
-    try:
-        return close(a, b, rtol, atol)
-    except (TypeError, ValueError):
-        return False
-
-
 def _population_std(X):
-    return _quiet(lambda: np.sqrt(((X - X.mean(axis=0)) ** 2).mean(axis=0)))
+    return quiet(lambda: np.sqrt(((X - X.mean(axis=0)) ** 2).mean(axis=0)))
 
 
 def _ones_where_zero(scale):
@@ -112,10 +98,10 @@ def _ones_where_zero(scale):
 
 def _eps_mistake(got, X, rtol, atol):
     """The M3 entry for ``mistakes`` if ``got`` matches std with some eps added, else {}."""
-    var = _quiet(lambda: ((X - X.mean(axis=0)) ** 2).mean(axis=0))
+    var = quiet(lambda: ((X - X.mean(axis=0)) ** 2).mean(axis=0))
     for eps in _EPS_CANDIDATES:
-        for variant in (_quiet(np.sqrt, var + eps), _quiet(np.sqrt, var) + eps):
-            if _close(got, variant, rtol, atol):
+        for variant in (quiet(np.sqrt, var + eps), quiet(np.sqrt, var) + eps):
+            if close(got, variant, rtol, atol):
                 return {"M3": (variant, _M3)}
     return {}
 
@@ -124,10 +110,10 @@ def _scale_mistakes(got, X, rtol, atol):
     """The known wrong scales for data X (shape (m, D)), in the order they are tried."""
     mistakes = {
         "M1": (
-            lambda: _ones_where_zero(_quiet(lambda: X.std(axis=0, ddof=1))),
+            lambda: _ones_where_zero(quiet(lambda: X.std(axis=0, ddof=1))),
             _M1,
         ),
-        "M2": (lambda: _quiet(lambda: X.std(axis=1)), _M2),
+        "M2": (lambda: quiet(lambda: X.std(axis=1)), _M2),
         "M5": (lambda: _population_std(X), _M5),
     }
     mistakes.update(_eps_mistake(got, X, rtol, atol))
@@ -141,39 +127,11 @@ def _compare_side_scale(g: Grader, what: str, got, expected, X, rtol: float, mis
     accepted here with a note: the first part already takes the points for M1, and each part
     should cost points for its own property only.
     """
-    ddof1 = _ones_where_zero(_quiet(lambda: X.std(axis=0, ddof=1)))
-    if not _close(got, expected, rtol) and _close(got, ddof1, rtol):
+    ddof1 = _ones_where_zero(quiet(lambda: X.std(axis=0, ddof=1)))
+    if not close(got, expected, rtol) and close(got, ddof1, rtol):
         g.note(f"{what} matches ddof=1 (M1, graded in the first part); not counted again here.")
         return
     g.compare(what, got, expected, rtol=rtol, mistakes=mistakes)
-
-
-def _require_unchanged(name: str, before, after) -> None:
-    if not np.array_equal(before, after, equal_nan=True):
-        raise Failure(
-            f"{name} was modified by the call.\n      before: {fmt(before)}\n      after:  "
-            f"{fmt(after)}\n      {DIAGNOSIS} M10: {_M10}"
-        )
-
-
-def _expect_value_error(g: Grader, fn, X, what: str) -> None:
-    from autograder.grading import StudentError
-
-    try:
-        result = g.call(fn, X)
-    except StudentError as exc:
-        if isinstance(exc.exc, NotImplementedError):
-            raise
-        if isinstance(exc.exc, ValueError):
-            return
-        raise Failure(
-            f"for {what} (shape {X.shape}) your function raised {type(exc.exc).__name__}: "
-            f"{exc.exc}; expected a ValueError with a message naming X and its shape"
-        ) from None
-    raise Failure(
-        f"for {what} (shape {X.shape}) your function returned {fmt(result)} instead of raising "
-        "ValueError. Check X.ndim and X.shape[0] first and raise ValueError with a clear message."
-    )
 
 
 def _random_data(seed: int, m: int, D: int, dtype=np.float64):
@@ -191,7 +149,7 @@ def check_fit_standardizer(g: Grader, fit_standardizer) -> None:
     with g.part("mean and population std per feature, float64, shapes (40, 5), (300, 3), (6, 1)", 3):
         for seed, (m, D) in enumerate([(40, 5), (300, 3), (6, 1)]):
             X = _random_data(seed, m, D)
-            mean, scale = _pair(g.call(fit_standardizer, X.copy()), "fit_standardizer")
+            mean, scale = unpack(g.call(fit_standardizer, X.copy()), 2, "mean, scale")
             exp_mean, exp_scale = ref.fit_standardizer(X)
             g.compare(
                 f"mean for X of shape {X.shape}", mean, exp_mean, rtol=RTOL64, atol=ATOL64,
@@ -204,7 +162,7 @@ def check_fit_standardizer(g: Grader, fit_standardizer) -> None:
 
     with g.part("a single row (m = 1): mean = that row, scale = 1.0 for every feature", 1):
         X = _random_data(10, 1, 4)
-        mean, scale = _pair(g.call(fit_standardizer, X.copy()), "fit_standardizer")
+        mean, scale = unpack(g.call(fit_standardizer, X.copy()), 2, "mean, scale")
         g.compare("mean of a single row", mean, X[0], rtol=RTOL64, atol=ATOL64)
         g.compare(
             "scale of a single row", scale, np.ones(4), rtol=RTOL64,
@@ -217,7 +175,7 @@ def check_fit_standardizer(g: Grader, fit_standardizer) -> None:
 
     with g.part("float32 input, shape (60, 4): values to float32 precision", 1):
         X32 = _random_data(11, 60, 4, dtype=np.float32)
-        mean, scale = _pair(g.call(fit_standardizer, X32.copy()), "fit_standardizer")
+        mean, scale = unpack(g.call(fit_standardizer, X32.copy()), 2, "mean, scale")
         X64 = X32.astype(np.float64)
         exp_mean, exp_scale = ref.fit_standardizer(X64)
         # A float64 result is accepted (StandardScaler itself returns float64 statistics).
@@ -232,18 +190,16 @@ def check_fit_standardizer(g: Grader, fit_standardizer) -> None:
         offset = 1e4
         centred = 0.01 * r.standard_normal((50, 3))
         X = offset + centred
-        mean, scale = _pair(g.call(fit_standardizer, X.copy()), "fit_standardizer")
+        mean, scale = unpack(g.call(fit_standardizer, X.copy()), 2, "mean, scale")
         exp_mean, exp_scale = ref.fit_standardizer(X)
         # Means are 1e4: relative 1e-7 of that is 1e-3 absolute, still 10x below the spread.
         g.compare("mean (offset data)", mean, exp_mean, rtol=RTOL64)
         mistakes = {}
-        if not _close(scale, exp_scale, RTOL64):
+        if not close(scale, exp_scale, RTOL64):
             # M4 is recognised by its cause, not by its (rounding-dependent) value: the same
             # function gives the right scale once the offset is removed.
-            _, scale_centred = _pair(
-                g.call(fit_standardizer, X - offset), "fit_standardizer"
-            )
-            if _close(scale_centred, exp_scale, 1e-6):  # X - offset is exact to ~1e-12 of 0.01
+            _, scale_centred = unpack(g.call(fit_standardizer, X - offset), 2, "mean, scale")
+            if close(scale_centred, exp_scale, 1e-6):  # X - offset is exact to ~1e-12 of 0.01
                 mistakes["M4"] = (scale, _M4)
         mistakes.update(_scale_mistakes(scale, X, RTOL64, 0.0))
         # The two-pass std of this data is exact to ~1e-12 relative; RTOL64 is ample, and the
@@ -254,7 +210,7 @@ def check_fit_standardizer(g: Grader, fit_standardizer) -> None:
         X = _random_data(13, 8, 4)
         X[:, 1] = 3.0  # exactly representable: its mean is exactly 3.0 and its variance 0.0
         X[:, 3] = -2.0
-        mean, scale = _pair(g.call(fit_standardizer, X.copy()), "fit_standardizer")
+        mean, scale = unpack(g.call(fit_standardizer, X.copy()), 2, "mean, scale")
         exp_mean, exp_scale = ref.fit_standardizer(X)
         g.compare("mean (constant features 1 and 3)", mean, exp_mean, rtol=RTOL64, atol=ATOL64)
         _compare_side_scale(
@@ -263,16 +219,18 @@ def check_fit_standardizer(g: Grader, fit_standardizer) -> None:
         )
 
     with g.part("ValueError for 1-D input", 0.5):
-        _expect_value_error(g, fit_standardizer, rng(14).standard_normal(5), "1-D input")
+        g.expect_raises(ValueError, fit_standardizer, rng(14).standard_normal(5),
+                         what="1-D input of shape (5,)", hint="Check X.ndim and X.shape[0] first and raise ValueError with a clear message.")
 
     with g.part("ValueError for input with no rows", 0.5):
-        _expect_value_error(g, fit_standardizer, np.zeros((0, 3)), "input with no rows")
+        g.expect_raises(ValueError, fit_standardizer, np.zeros((0, 3)),
+                         what="input with no rows, shape (0, 3)", hint="Check X.ndim and X.shape[0] first and raise ValueError with a clear message.")
 
     with g.part("X is not modified", 1):
         X = _random_data(15, 20, 3)
         X_arg = X.copy()
         g.call(fit_standardizer, X_arg)
-        _require_unchanged("X", X, X_arg)
+        require_unchanged("X", X, X_arg, _M10)
 
 
 # --------------------------------------------------------------------------- standardize
@@ -285,15 +243,15 @@ def _given_stats(seed: int, D: int, dtype=np.float64):
 def _recomputed(Z, X):
     """X standardized with its own statistics: with np.std as is, or with scale 1 where the
     std is 0 (whichever is closer to the student's Z)."""
-    raw = _quiet(lambda: (X - X.mean(axis=0)) / X.std(axis=0))
-    return raw if _close(Z, raw, RTOL32, ATOL32) else ref.standardize(X, *ref.fit_standardizer(X))
+    raw = quiet(lambda: (X - X.mean(axis=0)) / X.std(axis=0))
+    return raw if close(Z, raw, RTOL32, ATOL32) else ref.standardize(X, *ref.fit_standardizer(X))
 
 
 def _standardize_mistakes(Z, X):
     return {
         "M21": (lambda: _recomputed(Z, X), _M21_RECOMPUTE),
         "M2": (
-            lambda: _quiet(lambda: (X - X.mean(axis=1, keepdims=True)) / X.std(axis=1, keepdims=True)),
+            lambda: quiet(lambda: (X - X.mean(axis=1, keepdims=True)) / X.std(axis=1, keepdims=True)),
             "the rows were standardized instead of the columns. " + _M2,
         ),
     }
@@ -337,7 +295,7 @@ def check_standardize(g: Grader, standardize) -> None:
         args = (X.copy(), mean.copy(), scale.copy())
         g.call(standardize, *args)
         for name, before, after in zip(("X", "mean", "scale"), (X, mean, scale), args, strict=True):
-            _require_unchanged(name, before, after)
+            require_unchanged(name, before, after, _M10)
 
 
 # --------------------------------------------------------------------------- standardize_splits
@@ -356,7 +314,7 @@ def _affine_map(X, Z):
 
 def _leak_mistake(got_centre, candidates):
     for centre, text in candidates:
-        if _close(got_centre, centre, 1e-6):
+        if close(got_centre, centre, 1e-6):
             return {"M21": (centre, text)}
     return {}
 
@@ -402,7 +360,7 @@ def check_standardize_splits(g: Grader, standardize_splits) -> None:
             if outputs is None:
                 raise Failure("no output to check (see the first part)")
             Z = outputs[names.index(name)]
-            centre, scale, resid = _quiet(_affine_map, X, Z)
+            centre, scale, resid = quiet(_affine_map, X, Z)
             # A per-column affine map reproduces X to rounding error (~1e-15); 1e-6 of the
             # column's spread separates it clearly from any non-affine output.
             g.require(
@@ -434,4 +392,4 @@ def check_standardize_splits(g: Grader, standardize_splits) -> None:
         if outputs is None:
             raise Failure("no output to check (see the first part)")
         for name, before, after in zip(names, originals, args, strict=True):
-            _require_unchanged(name, before, after)
+            require_unchanged(name, before, after, _M10)

@@ -212,12 +212,33 @@ class Grader:
     def _match_mistake(self, arr, mistakes, rtol, atol) -> str | None:
         for key, (wrong, explanation) in (mistakes or {}).items():
             try:
-                wrong_value = np.asarray(wrong() if callable(wrong) else wrong)
+                wrong_value = np.asarray(quiet(wrong) if callable(wrong) else wrong)
             except Exception:
                 continue
             if wrong_value.shape == arr.shape and close(arr, wrong_value, rtol, atol):
                 return f"{DIAGNOSIS} {key}: {explanation}"
         return None
+
+    def expect_raises(self, exc_type: type[Exception], fn: Callable, *args, what: str,
+                      hint: str = "") -> None:
+        """Fail unless ``fn(*args)`` raises ``exc_type``; an empty exercise stays reported as empty.
+
+        ``what`` names the bad input in the message; ``hint`` says how to fix a miss.
+        """
+        try:
+            result = self.call(fn, *args)
+        except StudentError as err:
+            if isinstance(err.exc, NotImplementedError) or isinstance(err.exc, exc_type):
+                if isinstance(err.exc, NotImplementedError):
+                    raise
+                return
+            raise Failure(
+                f"{what}: expected {exc_type.__name__}, got {type(err.exc).__name__}: {err.exc}"
+            ) from None
+        raise Failure(
+            f"{what}: expected {exc_type.__name__}, but your function returned {fmt(result)[:80]}."
+            + (f" {hint}" if hint else "")
+        )
 
     def require(self, condition: bool, message: str) -> None:
         """Fail the current part with ``message`` unless ``condition`` holds."""
@@ -247,12 +268,53 @@ class Grader:
 
 
 def close(a, b, rtol: float, atol: float = 0.0) -> bool:
-    """``allclose`` that treats nan/inf in ``a`` as a mismatch unless ``b`` has them too."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
+    """``allclose`` that treats nan/inf in ``a`` as a mismatch unless ``b`` has them too.
+
+    Answers False, never raises, for shapes that differ or values that are not numbers.
+    """
+    try:
+        a = np.asarray(a, dtype=np.float64)
+        b = np.asarray(b, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
     if a.shape != b.shape:
         return False
     return bool(np.allclose(a, b, rtol=rtol, atol=atol, equal_nan=True))
+
+
+def quiet(fn: Callable, *args, **kwargs):
+    """Evaluate one of the checks' own formulas (e.g. a mistake's wrong value) with numpy's
+    warnings silenced: a mistake that divides by zero is expected to."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        return fn(*args, **kwargs)
+
+
+def unpack(value, n: int, names: str) -> tuple:
+    """A student's returned ``n``-tuple, or a Failure naming what was expected.
+
+    ``names`` describes the tuple for the message, e.g. ``"dx, dgamma, dbeta"``.
+    """
+    if not isinstance(value, (tuple, list)) or len(value) != n:
+        raise Failure(f"expected a tuple ({names}), got {type(value).__name__} {fmt(value)[:80]}")
+    return tuple(value)
+
+
+#: Why an input must not be modified (MISCONCEPTIONS M10), shown after the name of the input.
+M10_ADVICE = "the caller still needs it; compute into new arrays instead of writing into it"
+
+
+def require_unchanged(name: str, before, after, advice: str = M10_ADVICE) -> None:
+    """Fail with diagnosis M10 unless the input ``after`` still equals its copy ``before``."""
+    if isinstance(before, np.ndarray) or isinstance(after, np.ndarray):
+        same = np.array_equal(before, after, equal_nan=True)
+    else:
+        same = before == after
+    if not same:
+        raise Failure(
+            f"{name} was modified by the call.\n      before: {fmt(before)}\n      after:  "
+            f"{fmt(after)}\n      {DIAGNOSIS} M10: {advice}"
+        )
 
 
 def rng(seed: int) -> np.random.Generator:

@@ -5,7 +5,16 @@ import warnings
 
 import numpy as np
 
-from autograder.grading import Failure, Grader, diagnoses_in, hidden_check
+from autograder.grading import (
+    Failure,
+    Grader,
+    close,
+    diagnoses_in,
+    hidden_check,
+    quiet,
+    require_unchanged,
+    unpack,
+)
 
 
 @hidden_check("square", points=3)
@@ -64,7 +73,7 @@ def test_a_bug_in_the_check_itself_is_reported_not_raised(capsys):
     @hidden_check("f", points=2)
     def buggy(g, fn):
         with g.part("first"):
-            pass
+            g.require(True, "never shown")
         warnings.warn("from the check", UserWarning, stacklevel=1)
         raise RuntimeError("check bug")
 
@@ -86,3 +95,48 @@ def test_compare_rejects_wrong_shapes_and_nan():
     assert "shape (2, 1), expected (2,)" in messages[0]
     assert "nan/inf" in messages[1] and messages[2] == "custom message"
     assert isinstance(Failure("x"), AssertionError)
+
+
+def test_shared_helpers_unpack_unchanged_close_quiet():
+    assert unpack((1, 2), 2, "a, b") == (1, 2)
+    for bad in (3, (1, 2, 3), "ab"):
+        try:
+            unpack(bad, 2, "mean, scale")
+        except Failure as exc:
+            assert "expected a tuple (mean, scale)" in str(exc)
+        else:
+            raise AssertionError(f"unpack accepted {bad!r}")
+    require_unchanged("x", np.ones(2), np.ones(2))
+    try:
+        require_unchanged("x", np.ones(2), np.zeros(2))
+    except Failure as exc:
+        assert "x was modified" in str(exc) and diagnoses_in(str(exc)) == {"M10"}
+    else:
+        raise AssertionError("a modified input passed")
+    assert not close("text", 1.0, 1e-9) and not close(np.ones(2), np.ones(3), 1e-9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # quiet() must not warn even when warnings are errors
+        assert np.isinf(quiet(lambda: np.float64(1.0) / 0.0))
+
+
+def test_expect_raises(capsys):
+    def strict(x):
+        raise ValueError("x must be 2-D")
+
+    def lenient(x):
+        return x
+
+    def empty(x):
+        raise NotImplementedError()
+
+    g = Grader("f", 3)
+    with g.part("raises"):
+        g.expect_raises(ValueError, strict, 1, what="1-D x")
+    with g.part("returns"):
+        g.expect_raises(ValueError, lenient, 1, what="1-D x", hint="Check x.ndim.")
+    with g.part("empty"):
+        g.expect_raises(ValueError, empty, 1, what="1-D x")
+    passed = [r.passed for r in g.results]
+    assert passed == [True, False, False]
+    assert "1-D x: expected ValueError, but your function returned 1. Check x.ndim." in g.results[1].messages
+    assert "not implemented yet" in g.results[2].messages[0]
