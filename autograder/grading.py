@@ -41,6 +41,31 @@ def diagnoses_in(text: str) -> set[str]:
     return set(_DIAGNOSIS_RE.findall(text))
 
 
+#: Prefix of every flag line: something the instructor must look at (tampering, reaching past the
+#: submission, a crash, a timeout). Written as ``Flag [kind]: reason`` on a line of its own in a
+#: check's report or in an error output that the grading machinery adds to a notebook.
+FLAG = "Flag"
+_FLAG_RE = re.compile(rf"{FLAG} \[([a-z][a-z0-9-]*)\]: ([^\n<]*)")
+
+
+def flag_line(kind: str, reason: str) -> str:
+    """The one-line flag ``Flag [kind]: reason`` that :func:`flags_in` finds again.
+
+    ``kind`` is a short lowercase slug (``"reference-access"``, ``"kernel-died"``, ...).
+    """
+    if not re.fullmatch(r"[a-z][a-z0-9-]*", kind):
+        raise ValueError(f"kind must be a lowercase slug like 'kernel-died', got {kind!r}")
+    return f"{FLAG} [{kind}]: {' '.join(reason.split())}"
+
+
+def flags_in(text: str) -> list[tuple[str, str]]:
+    """The ``(kind, reason)`` flags in a report, notebook output or HTML, in order, deduplicated."""
+    seen: dict[tuple[str, str], None] = {}
+    for kind, reason in _FLAG_RE.findall(text):
+        seen.setdefault((kind, reason.strip()), None)
+    return list(seen)
+
+
 class Failure(AssertionError):
     """A part of a check failed; the message is shown to the student as is."""
 

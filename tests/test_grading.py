@@ -4,6 +4,7 @@ import sys
 import warnings
 
 import numpy as np
+import pytest
 
 from autograder.grading import (
     Failure,
@@ -140,3 +141,16 @@ def test_expect_raises(capsys):
     assert passed == [True, False, False]
     assert "1-D x: expected ValueError, but your function returned 1. Check x.ndim." in g.results[1].messages
     assert "not implemented yet" in g.results[2].messages[0]
+
+
+def test_flag_lines_are_found_again_in_text_and_html():
+    from autograder.grading import flag_line, flags_in
+
+    line = flag_line("kernel-died", "the kernel died\n  (SIGSEGV)")
+    assert line == "Flag [kernel-died]: the kernel died (SIGSEGV)", line
+    html = f"<pre>ok\n{line}\n</pre><p>{flag_line('reference-access', 'imported it')}</p>{line}"
+    assert flags_in(html) == [("kernel-died", "the kernel died (SIGSEGV)"),
+                              ("reference-access", "imported it")]
+    assert flags_in("Flag: nothing here, Diagnosis M1: x") == []
+    with pytest.raises(ValueError, match="kind"):
+        flag_line("Kernel Died", "x")
