@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from course.layers import affine_backward, affine_forward, relu_backward, relu_forward
 from course.validate import as_float_array, check_real, check_vector
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
     "fixed_backward_dgamma",
     "fixed_backward_inv_n",
     "fixed_backward_dvar",
+    "affine_bn_relu_forward",
+    "affine_bn_relu_backward",
 ]
 
 
@@ -488,3 +491,66 @@ def fixed_backward_dvar(dout, cache):
     Same contract, shapes and errors as :func:`batchnorm_backward` (train mode).
     """
     return batchnorm_backward(dout, cache)
+
+
+# --------------------------------------------------------------------------- 04 experiments
+def affine_bn_relu_forward(x, w, b, gamma, beta, bn_param):
+    """One hidden layer of the network: affine, then BatchNorm, then ReLU.
+
+    ``out = relu(batchnorm(x @ w + b))``; the "sandwich" layer of CS231n's ``layer_utils``.
+
+    Parameters
+    ----------
+    x : ndarray of float, shape (N, d_1, ..., d_k)
+        Input; flattened to (N, D) with D = d_1 * ... * d_k. Never modified.
+    w : ndarray, shape (D, M)
+    b, gamma, beta : ndarray, shape (M,)
+    bn_param : dict
+        As for :func:`batchnorm_forward`; its running statistics are updated in train mode.
+
+    Returns
+    -------
+    out : ndarray, shape (N, M)
+    cache : tuple (affine cache, batchnorm cache, relu cache)
+
+    Raises
+    ------
+    TypeError, ValueError
+        From the three layers, for inputs of the wrong type or shape.
+    """
+    a, fc_cache = affine_forward(x, w, b)
+    a_bn, bn_cache = batchnorm_forward(a, gamma, beta, bn_param)
+    out, relu_cache = relu_forward(a_bn)
+    return out, (fc_cache, bn_cache, relu_cache)
+
+
+def affine_bn_relu_backward(dout, cache):
+    """Backward pass of :func:`affine_bn_relu_forward`: the chain rule through the three layers,
+    in reverse order (ReLU, then BatchNorm, then affine).
+
+    Parameters
+    ----------
+    dout : ndarray of float, shape (N, M)
+        Upstream gradient. Never modified.
+    cache : tuple
+        The cache returned by :func:`affine_bn_relu_forward`.
+
+    Returns
+    -------
+    dx : ndarray, shape of x
+    dw : ndarray, shape (D, M)
+    db, dgamma, dbeta : ndarray, shape (M,)
+
+    Raises
+    ------
+    TypeError
+        If ``cache`` is not the 3-tuple made by :func:`affine_bn_relu_forward`.
+    """
+    if not isinstance(cache, tuple) or len(cache) != 3:
+        raise TypeError("cache must be the (affine, batchnorm, relu) tuple returned by "
+                        f"affine_bn_relu_forward, got {type(cache).__name__}")
+    fc_cache, bn_cache, relu_cache = cache
+    da_bn = relu_backward(dout, relu_cache)
+    da, dgamma, dbeta = batchnorm_backward(da_bn, bn_cache)
+    dx, dw, db = affine_backward(da, fc_cache)
+    return dx, dw, db, dgamma, dbeta

@@ -1,0 +1,74 @@
+"""Files that an assignment hands to students, generated from the hidden reference.
+
+Assignment 04 trains networks with BatchNorm, but BatchNorm is the solution of 02 and 03, so
+``source/04_experiments/provided_batchnorm.py`` is *generated* here from
+:mod:`autograder.reference` (the exact source of the functions, not a copy that could drift).
+nbgrader copies it into ``release/`` with the notebook. In a real course, release 04 only after
+the deadlines of 02 and 03.
+
+``python -m autograder.provided`` (run by ``make release``) rewrites the files;
+``tests/test_experiments.py`` checks that the committed files equal :func:`render`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+from autograder import reference as ref
+
+ROOT = Path(__file__).resolve().parent.parent
+
+_HEADER = '''\
+"""BatchNorm forward and backward passes, provided for assignment 04.
+
+These are the course's reference solutions of notebooks 02 and 03, with PyTorch's semantics
+(``torch.nn.BatchNorm1d``): normalize with the biased batch variance, update ``running_var`` with
+the unbiased one, ``running = (1 - momentum) * running + momentum * batch_stat``.
+
+Generated from autograder/reference.py by ``python -m autograder.provided``; do not edit.
+"""
+
+import numpy as np
+
+from course.validate import as_float_array, check_real, check_vector
+'''
+
+#: What each provided file holds, in order: reference functions, or (name, value) constants.
+PROVIDED = {
+    Path("source/04_experiments/provided_batchnorm.py"): [
+        ref._bn_settings,
+        ref.batchnorm_forward,
+        ("_CACHE_KEYS", ref._CACHE_KEYS),
+        ref._backward_inputs,
+        ref.batchnorm_backward,
+    ],
+}
+
+
+def render(items) -> str:
+    """The text of a provided file: the header, then each function's exact source."""
+    parts = [_HEADER]
+    for item in items:
+        if isinstance(item, tuple):
+            name, value = item
+            parts.append(f"{name} = {value!r}\n")
+        else:
+            parts.append(inspect.getsource(item))
+    return "\n\n".join(p.rstrip("\n") + "\n" for p in parts)
+
+
+def write_all(root: Path = ROOT) -> list[Path]:
+    """(Re)write every provided file under ``root``; return the paths written."""
+    written = []
+    for rel, items in PROVIDED.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render(items))
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    for p in write_all():
+        print(f"wrote {p.relative_to(ROOT)}")
