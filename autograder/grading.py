@@ -217,7 +217,8 @@ class Grader:
         if arr.shape != expected.shape:
             diag = self._match_mistake(arr, mistakes, rtol, atol)
             raise Failure(
-                f"{what}: shape {arr.shape}, expected {expected.shape}." + (f" {diag}" if diag else "")
+                f"{what}: shape {arr.shape}, expected {expected.shape}.\n      yours:    {fmt(arr)}"
+                f"\n      expected: {fmt(expected)}" + (f"\n      {diag}" if diag else "")
             )
         if check_dtype and arr.dtype != expected.dtype:
             raise Failure(f"{what}: dtype {arr.dtype}, expected {expected.dtype} (the input's dtype)")
