@@ -374,7 +374,8 @@ def _student_result(student: str, notebooks: list[str], autograded: Path,
         reason = f"no autograded notebook in {autograded.parent.parent.name}/{student}/"
     else:
         status, reason = GRADED, ""
-    if missing and status != NOT_GRADED and not any(k == "missing-notebook" for k, _ in flags):
+    # a timeout or crash explains a missing notebook already; a "graded" status does not
+    if missing and status == GRADED and not any(k == "missing-notebook" for k, _ in flags):
         flags.append(("missing-notebook", "no autograded " + ", ".join(
             f"{m}.ipynb" for m in missing)))
 
