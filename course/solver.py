@@ -229,6 +229,10 @@ class Solver:
     seed : int
         Seed (>= 0) of the ``numpy.random.default_rng`` that draws the accuracy subsets and
         shuffles every epoch. The same model, data and seed give identical histories.
+    shuffle : bool
+        Reshuffle the training set every epoch (default). ``False`` takes the minibatches in the
+        data's own order, every epoch the same: for experiments with batches that are not
+        i.i.d. (e.g. training data sorted by class).
     verbose : bool
         Show a tqdm progress bar over epochs (``tqdm.auto``: a widget in Jupyter, text on
         stderr elsewhere) with the loss and accuracies. When False, training prints nothing.
@@ -270,7 +274,8 @@ class Solver:
     def __init__(self, model, data, *, update_rule: str = "sgd_momentum",
                  optim_config: dict | None = None, lr_decay: float = 1.0, batch_size: int = 100,
                  num_epochs: int = 10, num_train_samples: int | None = 1000,
-                 num_val_samples: int | None = None, seed: int = 0, verbose: bool = False):
+                 num_val_samples: int | None = None, seed: int = 0, shuffle: bool = True,
+                 verbose: bool = False):
         if not (isinstance(getattr(model, "params", None), dict) and callable(getattr(model, "loss", None))):
             raise TypeError(
                 "model must have a dict `params` and a method `loss(X, y=None)`, got "
@@ -314,6 +319,9 @@ class Solver:
         self.num_train_samples = _check_count("num_train_samples", num_train_samples, 1, True)
         self.num_val_samples = _check_count("num_val_samples", num_val_samples, 1, True)
         self.seed = _check_count("seed", seed, 0)
+        if not isinstance(shuffle, (bool, np.bool_)):
+            raise TypeError(f"shuffle must be a bool, got {type(shuffle).__name__}")
+        self.shuffle = bool(shuffle)
         if not isinstance(verbose, (bool, np.bool_)):
             raise TypeError(f"verbose must be a bool, got {type(verbose).__name__}")
         self.verbose = bool(verbose)
@@ -434,7 +442,7 @@ class Solver:
         try:
             with np.errstate(over="ignore", invalid="ignore"):
                 for _ in epochs:
-                    order = self._rng.permutation(len(y))
+                    order = self._rng.permutation(len(y)) if self.shuffle else np.arange(len(y))
                     for b in range(n_batches):
                         idx = order[b * bs:(b + 1) * bs]
                         loss, grads = model.loss(X[idx], y[idx])

@@ -204,6 +204,19 @@ def test_every_epoch_is_a_fresh_shuffle_of_full_batches():
     assert not np.array_equal(epochs[0], epochs[1]), "each epoch reshuffles"
 
 
+def test_shuffle_false_takes_the_batches_in_the_data_order_every_epoch():
+    n, bs = 23, 5
+    X = np.column_stack([np.arange(n), np.zeros((n, 2))]).astype(float)  # column 0: example id
+    y = np.zeros(n, dtype=int)
+    model = Recorder()
+    Solver(model, {"X_train": X, "y_train": y, "X_val": X[:5], "y_val": y[:5]},
+           update_rule="sgd", batch_size=bs, num_epochs=2, shuffle=False).train()
+    expected = [np.arange(i * bs, (i + 1) * bs) for i in range(n // bs)] * 2
+    assert len(model.batches) == len(expected)
+    for got, want in zip(model.batches, expected, strict=True):
+        assert np.array_equal(got, want), f"batch {got} should be examples {want} in order"
+
+
 def test_split_and_dict_data_give_the_same_run(digits):
     as_dict = {k: getattr(digits, k) for k in ("X_train", "y_train", "X_val", "y_val")}
     a = Solver(_net(), digits, num_epochs=1).train()
@@ -283,6 +296,7 @@ def test_silent_unless_verbose(digits, capsys):
         ({"num_train_samples": 0}, ValueError, "num_train_samples must be >= 1"),
         ({"seed": -2}, ValueError, "seed must be >= 0"),
         ({"verbose": "yes"}, TypeError, "verbose must be a bool"),
+        ({"shuffle": "no"}, TypeError, "shuffle must be a bool"),
     ],
 )
 def test_solver_rejects_bad_arguments(digits, kwargs, error, match):
