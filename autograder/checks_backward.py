@@ -31,7 +31,9 @@ from autograder import reference as ref
 from autograder.grading import (
     DIAGNOSIS,
     Failure,
+    fmt,
     hidden_check,
+    quiet,
     require_unchanged,
     rng,
     unpack,
@@ -112,25 +114,50 @@ def _closest(got, candidates):
     return lambda: min(candidates, key=lambda c: dist(c()))()
 
 
-def _dx_mistakes(got, dout, cache) -> dict:
+def _closest_explained(got, candidates):
+    """``(wrong value, explanation)`` of the (value callable, explanation) candidate nearest to
+    ``got``: one diagnosis id, explained for the spelling of it that the student wrote."""
+    values = [quiet(make) for make, _ in candidates]
+
+    def dist(v):
+        v = np.asarray(v)
+        if v.shape != np.shape(got):
+            return np.inf
+        return float(np.nanmax(np.abs(np.asarray(got, dtype=np.float64) - v))) if v.size else 0.0
+
+    best = min(range(len(values)), key=lambda i: dist(values[i]))
+    return values[best], candidates[best][1]
+
+
+def _dx_mistakes(got, dout, cache, counts=()) -> dict:
+    """M16-M18 for dx in the (N, D) layout. ``counts``: other wrong values of N to try (the
+    spatial check passes the number of images and of pixels)."""
     N, D = np.shape(dout)
     correct = ref.batchnorm_backward(np.asarray(dout, np.float64), _as64(cache))[0]
+    wrong_n = [D, N * D, N - 1, *counts]
     return {
         "M16": (_closest(got, [
-            lambda: _variant(dout, cache, n=D),
-            lambda: _variant(dout, cache, n=N * D),
-            lambda: correct * N / D,
+            *(lambda n=n: _variant(dout, cache, n=n) for n in wrong_n),
+            *(lambda n=n: correct * N / n for n in wrong_n),
             lambda: correct * N,
         ]), "dx is off by a wrong 1/N. The mean and the variance are taken over the batch, so "
-            "every 1/N in the backward pass divides by the batch size N = x.shape[0], not by the "
-            "number of features D = x.shape[1] (nor by N*D)."),
-        "M17": (_closest(got, [
-            lambda: _variant(dout, cache, mean_path=False),
-            lambda: _variant(dout, cache, var_path=False),
-            lambda: _variant(dout, cache, mean_path=False, var_path=False),
-        ]), "dx misses the path through the batch mean or through the batch variance. Both "
-            "depend on every x[i, j] of the column, so each adds a term to dx; with both paths "
-            "the columns of dx sum to zero and are orthogonal to x_hat."),
+            "every 1/N in the backward pass divides by the number of values each mean is taken "
+            "over: the batch size N = x.shape[0] (N*H*W for images), not the number of features "
+            "D = x.shape[1], nor N*D, nor N - 1."),
+        "M17": _closest_explained(got, [
+            (lambda: _variant(dout, cache, mean_path=False),
+             "dx misses the path through the batch mean. mu depends on every x[i, j] of its "
+             "column, so the gradient that reaches mu, dmu, flows back to every row as dmu / N. "
+             "Without it the columns of dx do not sum to zero, as they must."),
+            (lambda: _variant(dout, cache, var_path=False),
+             "dx misses the path through the batch variance. var depends on every x[i, j] of "
+             "its column, so dvar flows back to every row as dvar * 2 * (x - mu) / N. Without "
+             "it the columns of dx are not orthogonal to x_hat, as they must be."),
+            (lambda: _variant(dout, cache, mean_path=False, var_path=False),
+             "dx is only dout * gamma * inv_std, as if the batch mean and variance were "
+             "constants. Both depend on every x[i, j] of the column, so each adds a term to "
+             "dx: dmu / N through the mean and dvar * 2 * (x - mu) / N through the variance."),
+        ]),
         "M18": (_closest(got, [
             lambda: _variant(dout, cache, dvar_with="x_hat"),
             lambda: _variant(dout, cache, dx_var_with="x_hat"),
@@ -142,26 +169,65 @@ def _dx_mistakes(got, dout, cache) -> dict:
     }
 
 
-def _m15_text(name: str) -> str:
+def _m15_text(name: str, spatial: bool = False) -> str:
+    if spatial:
+        return (f"{name} has one value per pixel of every image. gamma and beta are shared by "
+                f"all of them, so their gradients are summed over N, H and W: {name} has "
+                "shape (C,).")
     return (f"{name} has one row per sample. gamma and beta are shared by all N rows of the "
             f"batch, so their gradients are summed over axis 0: {name} has shape (D,).")
 
 
-def _m15(got, name, shape_nd):
-    """An M15 'wrong value' that matches any array of shape (N, D): the shape is the symptom."""
-    return {"M15": (lambda: got if np.shape(got) == shape_nd else np.empty((0, 0)),
-                    _m15_text(name))}
+def _m15(got, name, *shapes_nd):
+    """An M15 'wrong value' that matches any array of shape (N, D) (or of another of
+    ``shapes_nd``; more than one means the spatial layouts): the shape is the symptom."""
+    return {"M15": (lambda: got if np.shape(got) in shapes_nd else np.empty((0, 0)),
+                    _m15_text(name, spatial=len(shapes_nd) > 1))}
+
+
+_M11 = ("dgamma uses x where x_hat belongs. The output is gamma * x_hat + beta, so dgamma is "
+        "the sum over the batch of dout * x_hat (cache['x_hat'], the normalized input), not of "
+        "dout * x.")
+
+
+def _dgamma_mistakes(got, name_shapes, dout_rows, cache) -> dict:
+    """M15 (not summed) and M11 (x for x_hat) for dgamma; ``dout_rows`` in the (N, D) layout."""
+    x = np.asarray(cache["x"], np.float64)
+    return {**_m15(got, "dgamma", *name_shapes),
+            "M11": (lambda: (np.asarray(dout_rows, np.float64) * x).sum(axis=0), _M11)}
+
+
+def _rows_of(value, shape):
+    """A student's (N, C, H, W) array as (N*H*W, C) rows in float64, or None if it is not one."""
+    if np.shape(value) != tuple(shape):
+        return None
+    try:
+        return ref._nchw_to_rows(np.asarray(value, dtype=np.float64))
+    except (TypeError, ValueError):
+        return None
+
+
+def _example(got, expected) -> str:
+    """The report lines that show the student's value beside the expected one."""
+    return f"\n      yours:    {fmt(got)}\n      expected: {fmt(expected)}"
 
 
 # --------------------------------------------------------------------------- calling the student
+_M10_DOUT = ("your function changed dout in place: an in-place operation (*=, -=, out=...) on "
+             "dout, or on another name for the same array (d = dout; d *= gamma). The caller "
+             "still needs dout: compute new arrays instead (d = dout * gamma).")
+_M10_CACHE = ("your function changed the cache: it assigned cache[key] = ... or worked in place "
+              "on one of its arrays. The cache belongs to the forward pass: read from it and "
+              "put what you compute in new variables.")
+
+
 def _call_backward(g, fn, dout, cache):
     """Call ``fn`` on deep copies; fail if it changed them; return (dx, dgamma, dbeta)."""
     d_copy, c_copy = dout.copy(), copy.deepcopy(cache)
     result = unpack(g.call(fn, d_copy, c_copy), 3, "dx, dgamma, dbeta")
-    require_unchanged("dout", dout, d_copy)
+    require_unchanged("dout", dout, d_copy, _M10_DOUT)
     for k, v in cache.items():
-        require_unchanged(f"cache[{k!r}]", v, c_copy.get(k), "the cache belongs to the forward "
-                          "pass; read from it, never write into it")
+        require_unchanged(f"cache[{k!r}]", v, c_copy.get(k), _M10_CACHE)
     if isinstance(result[0], np.ndarray) and result[0].dtype != dout.dtype:
         g.note(f"on {dout.dtype} input your dx is {result[0].dtype}; that is accepted, but a layer "
                "usually keeps its input's dtype.")
@@ -177,7 +243,7 @@ def _compare_backward(g, fn, dout, cache, *, dx_mistakes=True):
     e_dx, e_dg, e_db = ref.batchnorm_backward(dout.astype(np.float64), _as64(cache))
     g.compare("dbeta", dbeta, e_db, rtol=rtol, atol=atol_sum, mistakes=_m15(dbeta, "dbeta", dout.shape))
     g.compare("dgamma", dgamma, e_dg, rtol=rtol, atol=atol_sum,
-              mistakes=_m15(dgamma, "dgamma", dout.shape))
+              mistakes=_dgamma_mistakes(dgamma, [dout.shape], dout, cache))
     g.compare("dx", dx, e_dx, rtol=rtol, atol=atol,
               mistakes=_dx_mistakes(dx, dout, cache) if dx_mistakes else None)
 
@@ -186,12 +252,14 @@ def _backward_parts(g, fn, seed: int):
     """The parts shared by batchnorm_backward and batchnorm_backward_alt."""
     with g.part("returns dx (N, D), dgamma (D,), dbeta (D,) on a 4x3 example", weight=1):
         *_, dout, cache = _bn_case(seed, 4, 3)
-        dx, dgamma, dbeta = _call_backward(g, fn, dout, cache)
-        for name, v, shape in (("dx", dx, (4, 3)), ("dgamma", dgamma, (3,)), ("dbeta", dbeta, (3,))):
-            if np.shape(v) != shape:
-                hint = (f" {DIAGNOSIS} M15: {_m15_text(name)}"
+        got = _call_backward(g, fn, dout, cache)
+        expected = ref.batchnorm_backward(dout, cache)
+        for name, v, e in zip(("dx", "dgamma", "dbeta"), got, expected, strict=True):
+            if np.shape(v) != e.shape:
+                hint = (f"\n      {DIAGNOSIS} M15: {_m15_text(name)}"
                         if name != "dx" and np.shape(v) == (4, 3) else "")
-                raise Failure(f"{name} has shape {np.shape(v)}, expected {shape}.{hint}")
+                raise Failure(f"{name} has shape {np.shape(v)}, expected {e.shape}."
+                              f"{_example(v, e)}{hint}")
     with g.part("matches the reference: float64, offset 1e3, N=50, D=7, random dout", weight=2):
         *_, dout, cache = _bn_case(seed + 1, 50, 7, offset=1e3)
         _compare_backward(g, fn, dout, cache)
@@ -299,12 +367,16 @@ def check_numerical_gradient(g, fn):
         x = r.normal(size=(4, 3))
         dout = r.normal(size=(4, 3))
         _, x_after, d_after = _call_numgrad(g, fn, np.sin, x, dout)
-        require_unchanged("dout", dout, d_after)
+        require_unchanged("dout", dout, d_after, _M10_DOUT)
         if not np.array_equal(x_after, x):
-            worst = float(np.max(np.abs(x_after - x)))
+            diff = np.abs(x_after - x)
+            at = np.unravel_index(int(np.argmax(diff)), x.shape)
+            where = f"x[{', '.join(map(str, at))}]"
             raise Failure(
-                f"x differs from its value before the call, by up to {worst:.3g}. "
-                f"{DIAGNOSIS} M19: x is not restored after it is perturbed. Save old = x[i] "
+                f"x differs from its value before the call, by up to {float(diff[at]):.3g}.\n"
+                f"      before: {where} = {float(x[at])!r}\n"
+                f"      after:  {where} = {float(x_after[at])!r}\n"
+                f"      {DIAGNOSIS} M19: x is not restored after it is perturbed. Save old = x[i] "
                 "before changing it and write x[i] = old back (adding and subtracting h can "
                 "leave rounding errors)."
             )
@@ -373,21 +445,40 @@ def check_spatial_batchnorm_backward(g, fn):
         m14 += "Transpose to (N, H, W, C) first (and back after), then reshape."
         m13 = "the sums are per activation (over N only), not per channel: sum over N, H and W "
         m13 += "so that dgamma and dbeta have shape (C,)."
+        # M15-M18 and M11 as in batchnorm_backward, made on the (N*H*W, C) rows; a wrong 1/N
+        # may also count the images (N) or the pixels (H*W) instead of N*H*W
+        not_summed = (dout.shape, (rows, C))
+        d_rows = ref._nchw_to_rows(d64)
+        dx_rows = _rows_of(dx, dout.shape)
+        per_row = _dx_mistakes(dx_rows, d_rows, c64, counts=(N, H * W))
         g.compare("dbeta", dbeta, e_db, rtol=rtol, atol=atol_sum, mistakes={
-            "M13": (lambda: d64.sum(axis=0), m13), "M14": (lambda: flat.sum(axis=0), m14)})
+            "M13": (lambda: d64.sum(axis=0), m13), "M14": (lambda: flat.sum(axis=0), m14),
+            **_m15(dbeta, "dbeta", *not_summed)})
         g.compare("dgamma", dgamma, e_dg, rtol=rtol, atol=atol_sum, mistakes={
-            "M13": (lambda: (d64 * x_hat4).sum(axis=0), m13), "M14": (m14_dg, m14)})
+            "M13": (lambda: (d64 * x_hat4).sum(axis=0), m13), "M14": (m14_dg, m14),
+            **_dgamma_mistakes(dgamma, not_summed, d_rows, c64)})
         g.compare("dx", dx, e_dx, rtol=rtol, atol=atol, mistakes={
-            "M14": (_closest(dx, [lambda: m14_dx, lambda: m14_dx2]), m14)})
+            "M14": (_closest(dx, [lambda: m14_dx, lambda: m14_dx2]), m14),
+            **{k: (lambda w=w: ref._rows_to_nchw(np.asarray(w() if callable(w) else w),
+                                                 dout.shape), text)
+               for k, (w, text) in per_row.items()}})
 
     with g.part("shapes: dx (N, C, H, W), dgamma and dbeta (C,)", weight=0.5):
         dout, cache = case(330, (2, 3, 4, 5))
-        dx, dgamma, dbeta = _call_backward(g, fn, dout, cache)
-        for name, v, shape in (("dx", dx, (2, 3, 4, 5)), ("dgamma", dgamma, (3,)),
-                               ("dbeta", dbeta, (3,))):
-            if np.shape(v) != shape:
-                hint = f" {DIAGNOSIS} M13: per-channel sums run over N, H and W." if name != "dx" else ""
-                raise Failure(f"{name} has shape {np.shape(v)}, expected {shape}.{hint}")
+        got = _call_backward(g, fn, dout, cache)
+        expected = ref.spatial_batchnorm_backward(dout, cache)
+        per_activation, per_value = (3, 4, 5), ((2, 3, 4, 5), (2 * 4 * 5, 3))
+        for name, v, e in zip(("dx", "dgamma", "dbeta"), got, expected, strict=True):
+            if np.shape(v) != e.shape:
+                hint = ""
+                if name != "dx" and np.shape(v) == per_activation:
+                    hint = (f"\n      {DIAGNOSIS} M13: the sums are per activation (over N "
+                            "only), not per channel: sum over N, H and W so that dgamma and "
+                            "dbeta have shape (C,).")
+                elif name != "dx" and np.shape(v) in per_value:
+                    hint = f"\n      {DIAGNOSIS} M15: {_m15_text(name, spatial=True)}"
+                raise Failure(f"{name} has shape {np.shape(v)}, expected {e.shape}."
+                              f"{_example(v, e)}{hint}")
     with g.part("matches the reference: float64, N=3, C=4, H=5, W=2, offset 50", weight=1.5):
         compare(*case(331, (3, 4, 5, 2), offset=50.0))
     with g.part("float32, N=8, C=3, H=W=6", weight=0.5):

@@ -28,6 +28,8 @@ Tolerances, used throughout:
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from autograder import reference as ref
@@ -37,7 +39,9 @@ from autograder.grading import (
     Grader,
     StudentError,
     close,
+    fmt,
     hidden_check,
+    quiet,
     require_unchanged,
     rng,
     unpack,
@@ -60,6 +64,9 @@ EXPLAIN = {
     "normalizes with the biased batch variance, dividing by N; only running_var uses N - 1.",
     "M2": "the statistics are taken over the wrong axis: per sample (a row) instead of per "
     "feature (a column). Use axis=0: one mean and one variance for each of the D features.",
+    "M2_image": "the statistics are per image and channel, over H and W only (that is "
+    "instance normalization). BatchNorm2d takes one mean and one variance per channel over "
+    "the whole batch too: axes (0, 2, 3), N*H*W values each.",
     "M3_missing": "eps is missing: you divide by sqrt(var). eps belongs inside the square "
     "root, sqrt(var + eps); it matters whenever var is not much larger than eps.",
     "M3_outside": "eps is added outside the square root, sqrt(var) + eps. It belongs inside: "
@@ -191,6 +198,32 @@ def _bn_wrong(x, gamma, beta, bn, *, ddof=0, run_ddof=1, flip=False, use_x=False
     return out, rm, rv
 
 
+def _out_mistakes(x, gamma, beta, bn, *, rtol=RTOL64, atol=ATOL64, **first) -> dict:
+    """``mistakes=`` for batchnorm_forward's output on ``(x, bn)``.
+
+    The values in ``first`` (EXPLAIN key -> value) are always tried, first. Then each formula
+    mistake of ``bn``'s mode, unless on this input its output coincides (within ``rtol``,
+    ``atol``) with another candidate's: the output cannot tell them apart, so neither is named
+    (e.g. with running statistics 0 and 1, "train mode uses the running statistics" is
+    ``gamma * x + beta`` up to eps; a missing eps on a constant feature is M5's 0 / 0).
+    """
+    if bn["mode"] == "train":
+        kinds = {"M1": {"ddof": 1}, "M2": {"axis": 1}, "M3_missing": {"eps_mode": "missing"},
+                 "M3_outside": {"eps_mode": "outside"}, "M11": {"use_x": True},
+                 "M12": {"square": True}, "M8_train": {"train_stats": "running"}}
+    else:
+        kinds = {"M8_test": {"test_stats": "batch"}, "M3_missing": {"eps_mode": "missing"},
+                 "M3_outside": {"eps_mode": "outside"}, "M11": {"use_x": True},
+                 "M12": {"square": True}}
+    fixed = {k: np.asarray(quiet(v) if callable(v) else v) for k, v in first.items()}
+    formula = {k: quiet(lambda kw=kw: _bn_wrong(x, gamma, beta, bn, **kw)[0])
+               for k, kw in kinds.items() if k not in fixed}
+    candidates = {**fixed, **formula}
+    clear = {k: v for k, v in formula.items()
+             if not any(close(v, w, rtol, atol) for j, w in candidates.items() if j != k)}
+    return _mistakes(**fixed, **clear)
+
+
 def _ref_bn(x, gamma, beta, bn):
     """Reference forward on float64 copies: (out, updated bn_param)."""
     bn = _copy(bn)
@@ -216,7 +249,8 @@ def check_batch_stats(g: Grader, batch_stats) -> None:
     with g.part("a batch of N=2 samples with a single feature (D=1)", weight=0.5):
         x = np.array([[1.5], [-0.5]])  # mean 0.5, biased variance 1.0
         mean, var = unpack(g.call(batch_stats, x.copy()), 2, "mean, var")
-        g.compare("mean", mean, [0.5], rtol=RTOL64, atol=ATOL64)
+        g.compare("mean", mean, [0.5], rtol=RTOL64, atol=ATOL64,
+                  mistakes=_mistakes(M2=x.mean(axis=1)))
         g.compare("var", var, [1.0], rtol=RTOL64, atol=ATOL64,
                   mistakes=_mistakes(M1=[2.0]))
 
@@ -226,7 +260,8 @@ def check_batch_stats(g: Grader, batch_stats) -> None:
         exp_mean, exp_var = ref.batch_stats(x.astype(np.float64))
         _dtype("mean", mean, np.float32)
         _dtype("var", var, np.float32)
-        g.compare("mean", mean, exp_mean, rtol=RTOL32, atol=ATOL32)
+        g.compare("mean", mean, exp_mean, rtol=RTOL32, atol=ATOL32,
+                  mistakes=_mistakes(M2=lambda: x.astype(np.float64).mean(axis=1)))
         g.compare("var", var, exp_var, rtol=RTOL32, atol=ATOL32,
                   mistakes=_mistakes(M1=lambda: x.astype(np.float64).var(0, ddof=1)))
 
@@ -236,7 +271,8 @@ def check_batch_stats(g: Grader, batch_stats) -> None:
         # a one-pass formula loses it in E[x^2] ~ 1e8 (float64 rounding there is ~1e-8).
         x = 1e4 + 1e-3 * r.normal(size=(12, 3))
         mean, var = unpack(g.call(batch_stats, x.copy()), 2, "mean, var")
-        g.compare("mean", mean, ref.batch_stats(x)[0], rtol=RTOL64, atol=ATOL64)
+        g.compare("mean", mean, ref.batch_stats(x)[0], rtol=RTOL64, atol=ATOL64,
+                  mistakes=_mistakes(M2=x.mean(axis=1)))
         try:
             g.compare("var", var, ref.batch_stats(x)[1], rtol=1e-6, atol=0.0,
                       mistakes=_mistakes(M1=x.var(axis=0, ddof=1),
@@ -253,8 +289,10 @@ def check_batch_stats(g: Grader, batch_stats) -> None:
     with g.part("a constant feature has variance 0 (not nan, not negative)", weight=0.5):
         x = np.column_stack([np.full(5, 3.0), r.normal(size=5)])
         mean, var = unpack(g.call(batch_stats, x.copy()), 2, "mean, var")
-        g.compare("mean", mean, x.mean(axis=0), rtol=RTOL64, atol=ATOL64)
-        g.compare("var", var, ref.batch_stats(x)[1], rtol=RTOL64, atol=ATOL64)
+        g.compare("mean", mean, x.mean(axis=0), rtol=RTOL64, atol=ATOL64,
+                  mistakes=_mistakes(M2=x.mean(axis=1)))
+        g.compare("var", var, ref.batch_stats(x)[1], rtol=RTOL64, atol=ATOL64,
+                  mistakes=_mistakes(M1=x.var(axis=0, ddof=1)))
 
     with g.part("x is left unchanged", weight=0.5):
         x = r.normal(loc=2.0, size=(6, 3))
@@ -392,7 +430,9 @@ def _compare_running(g, bn_after, exp_bn, bn_before, wrong_runs: dict, rtol, ato
     for name, idx in (("running_mean", 0), ("running_var", 1)):
         got = bn_after.get(name)
         if got is None:
-            raise Failure(f"bn_param has no '{name}' after a train step. {_diagnose('M9')}")
+            raise Failure(f"bn_param has no '{name}' after a train step.\n      yours:    "
+                          f"bn_param with keys {sorted(bn_after)}\n      expected: "
+                          f"bn_param['{name}'] = {fmt(exp_bn[name])}\n      {_diagnose('M9')}")
         runs = {k: v[idx] for k, v in wrong_runs.items()}
         runs["M9"] = bn_before[name]
         g.compare(f"bn_param['{name}']", got, exp_bn[name], rtol=rtol, atol=atol,
@@ -409,14 +449,8 @@ def check_batchnorm_forward(g: Grader, batchnorm_forward) -> None:
                 weight=2):
         out, _ = _call_bn(g, batchnorm_forward, x, gamma, beta, bn)
         exp, _ = _ref_bn(x, gamma, beta, bn)
-
-        def w(**kw):
-            return lambda: _bn_wrong(x, gamma, beta, bn, **kw)[0]
-
-        g.compare("out", out, exp, rtol=RTOL64, atol=ATOL64, mistakes=_mistakes(
-            M1=w(ddof=1), M2=w(axis=1), M3_missing=w(eps_mode="missing"),
-            M3_outside=w(eps_mode="outside"), M11=w(use_x=True), M12=w(square=True),
-            M8_train=w(train_stats="running")))
+        g.compare("out", out, exp, rtol=RTOL64, atol=ATOL64,
+                  mistakes=_out_mistakes(x, gamma, beta, bn))
 
     with g.part("one train step updates bn_param's running_mean and running_var "
                 "(momentum 0.1, unbiased variance)", weight=1.5):
@@ -450,9 +484,9 @@ def check_batchnorm_forward(g: Grader, batchnorm_forward) -> None:
         bn_d = {"mode": "train"}
         out, bn_after = _call_bn(g, batchnorm_forward, x, gamma, beta, bn_d)
         exp, exp_bn = _ref_bn(x, gamma, beta, bn_d)
-        g.compare("out", out, exp, rtol=RTOL64, atol=ATOL64, mistakes=_mistakes(
-            eps_default=lambda: _bn_wrong(x, gamma, beta, bn_d, eps=1e-8)[0],
-            M3_missing=lambda: _bn_wrong(x, gamma, beta, bn_d, eps_mode="missing")[0]))
+        g.compare("out", out, exp, rtol=RTOL64, atol=ATOL64, mistakes=_out_mistakes(
+            x, gamma, beta, bn_d,
+            eps_default=lambda: _bn_wrong(x, gamma, beta, bn_d, eps=1e-8)[0]))
         wrong = {k: _bn_wrong(x, gamma, beta, bn_d, **kw)[1:] for k, kw in
                  {"M6": {"flip": True}, "M7": {"run_ddof": 0}}.items()}
         _compare_running(g, bn_after, exp_bn, {"running_mean": np.zeros(5),
@@ -460,7 +494,8 @@ def check_batchnorm_forward(g: Grader, batchnorm_forward) -> None:
                          wrong, RTOL64, ATOL64)
         out_t, _ = _call_bn(g, batchnorm_forward, x, gamma, beta, {"mode": "test"})
         g.compare("test-mode out with default running statistics", out_t,
-                  _ref_bn(x, gamma, beta, {"mode": "test"})[0], rtol=RTOL64, atol=ATOL64)
+                  _ref_bn(x, gamma, beta, {"mode": "test"})[0], rtol=RTOL64, atol=ATOL64,
+                  mistakes=_out_mistakes(x, gamma, beta, {"mode": "test"}))
 
     with g.part("test mode normalizes with the running statistics and leaves them unchanged",
                 weight=1.5):
@@ -468,11 +503,7 @@ def check_batchnorm_forward(g: Grader, batchnorm_forward) -> None:
         xt = _bn_case(r, N=6)[0]
         out, bn_after = _call_bn(g, batchnorm_forward, xt, gamma, beta, bn_t)
         g.compare("out", out, _ref_bn(xt, gamma, beta, bn_t)[0], rtol=RTOL64, atol=ATOL64,
-                  mistakes=_mistakes(
-                      M8_test=lambda: _bn_wrong(xt, gamma, beta, bn_t, test_stats="batch")[0],
-                      M3_missing=lambda: _bn_wrong(xt, gamma, beta, bn_t,
-                                                   eps_mode="missing")[0],
-                      M11=lambda: _bn_wrong(xt, gamma, beta, bn_t, use_x=True)[0]))
+                  mistakes=_out_mistakes(xt, gamma, beta, bn_t))
         for name in ("running_mean", "running_var"):
             if not np.array_equal(bn_after.get(name), bn_t[name]):
                 raise Failure(f"test mode changed bn_param['{name}']; only train mode updates "
@@ -489,7 +520,8 @@ def check_batchnorm_forward(g: Grader, batchnorm_forward) -> None:
         out, bn_after = _call_bn(g, batchnorm_forward, x32, g32, b32, bn32)
         exp, exp_bn = _ref_bn(x32, g32, b32, bn32)
         _dtype("out (train)", out, np.float32)
-        g.compare("out (train)", out, exp, rtol=RTOL32, atol=ATOL32)
+        g.compare("out (train)", out, exp, rtol=RTOL32, atol=ATOL32,
+                  mistakes=_out_mistakes(x32, g32, b32, bn32, rtol=RTOL32, atol=ATOL32))
         wrong = {k: _bn_wrong(x32, g32, b32, bn32, **kw)[1:] for k, kw in
                  {"M6": {"flip": True}, "M7": {"run_ddof": 0}}.items()}
         _compare_running(g, bn_after, exp_bn, bn32, wrong, RTOL32, ATOL32)
@@ -497,15 +529,16 @@ def check_batchnorm_forward(g: Grader, batchnorm_forward) -> None:
         out, _ = _call_bn(g, batchnorm_forward, x32, g32, b32, bn32t)
         _dtype("out (test)", out, np.float32)
         g.compare("out (test)", out, _ref_bn(x32, g32, b32, bn32t)[0], rtol=RTOL32,
-                  atol=ATOL32)
+                  atol=ATOL32,
+                  mistakes=_out_mistakes(x32, g32, b32, bn32t, rtol=RTOL32, atol=ATOL32))
 
     with g.part("N=2 samples, D=1 feature: output and running_var (N - 1 = 1)", weight=0.5):
         x2, g2, b2 = np.array([[1.0], [4.0]]), np.array([2.0]), np.array([0.5])
         bn2 = {"mode": "train", "running_mean": np.zeros(1), "running_var": np.ones(1)}
         out, bn_after = _call_bn(g, batchnorm_forward, x2, g2, b2, bn2)
         exp, exp_bn = _ref_bn(x2, g2, b2, bn2)
-        g.compare("out", out, exp, rtol=RTOL64, atol=ATOL64, mistakes=_mistakes(
-            M1=lambda: _bn_wrong(x2, g2, b2, bn2, ddof=1)[0]))
+        g.compare("out", out, exp, rtol=RTOL64, atol=ATOL64,
+                  mistakes=_out_mistakes(x2, g2, b2, bn2))
         wrong = {"M7": _bn_wrong(x2, g2, b2, bn2, run_ddof=0)[1:],
                  "M6": _bn_wrong(x2, g2, b2, bn2, flip=True)[1:]}
         _compare_running(g, bn_after, exp_bn, bn2, wrong, RTOL64, ATOL64)
@@ -516,7 +549,8 @@ def check_batchnorm_forward(g: Grader, batchnorm_forward) -> None:
         bnc = {"mode": "train"}
         out, _ = _call_bn(g, batchnorm_forward, xc, gc, bc, bnc)
         g.compare("out", out, _ref_bn(xc, gc, bc, bnc)[0], rtol=RTOL64, atol=ATOL64,
-                  mistakes=_mistakes(
+                  mistakes=_out_mistakes(
+                      xc, gc, bc, bnc,
                       M5=lambda: _bn_wrong(xc, gc, bc, bnc, eps_mode="missing")[0]))
 
     with g.part("features with a large mean (1e4) and a small spread (std 1e-2), float64",
@@ -529,7 +563,8 @@ def check_batchnorm_forward(g: Grader, batchnorm_forward) -> None:
         out, _ = _call_bn(g, batchnorm_forward, xo, go, bo, bno)
         try:
             g.compare("out", out, _ref_bn(xo, go, bo, bno)[0], rtol=1e-6, atol=1e-8,
-                      mistakes=_mistakes(
+                      mistakes=_out_mistakes(
+                          xo, go, bo, bno, rtol=1e-6, atol=1e-8,
                           M4=lambda: _bn_wrong(xo, go, bo, bno, onepass=True)[0]))
         except Failure as f:
             if DIAGNOSIS not in str(f):
@@ -585,6 +620,24 @@ def _spatial_wrong(x, gamma, beta, bn, kind):
     raise ValueError(kind)
 
 
+def _spatial_rows_wrong(x, gamma, beta, bn, **mistake):
+    """(out, running_mean, running_var) of per-channel BN with one of ``_bn_wrong``'s mistakes
+    (M1, M3, M4, M8, M11, M12, ...) made on the (N*H*W, C) rows, float64."""
+    out, rm, rv = _bn_wrong(ref._nchw_to_rows(np.asarray(x, np.float64)), gamma, beta, bn,
+                            **mistake)
+    return ref._rows_to_nchw(out, x.shape), rm, rv
+
+
+def _spatial_formula_mistakes(x, gamma, beta, bn, **only) -> dict:
+    """``mistakes=`` for a spatial output: the per-feature mistakes of batchnorm_forward, made
+    per channel. ``only`` replaces the default set (EXPLAIN key -> ``_bn_wrong`` arguments)."""
+    kinds = only or {"M1": {"ddof": 1}, "M3_missing": {"eps_mode": "missing"},
+                     "M3_outside": {"eps_mode": "outside"}, "M11": {"use_x": True},
+                     "M12": {"square": True}, "M8_train": {"train_stats": "running"}}
+    return {k: (lambda kw=kw: _spatial_rows_wrong(x, gamma, beta, bn, **kw)[0])
+            for k, kw in kinds.items()}
+
+
 @hidden_check("spatial_batchnorm_forward", points=3)
 def check_spatial_batchnorm_forward(g: Grader, spatial_batchnorm_forward) -> None:
     """Per-channel statistics over (N, H, W), as ``BatchNorm2d``."""
@@ -605,22 +658,40 @@ def check_spatial_batchnorm_forward(g: Grader, spatial_batchnorm_forward) -> Non
     def w(kind, i=0):
         return lambda: _spatial_wrong(x, gamma, beta, bn, kind)[i]
 
+    def m13_from(err, xx):
+        """Fail with M13 if the student's error is a broadcast that involves a per-activation
+        shape, (C, H, W) or C*H*W values; otherwise return (the caller re-raises)."""
+        shapes = [tuple(int(d) for d in re.findall(r"\d+", m))
+                  for m in re.findall(r"\(([\d,\s]*)\)", str(err.exc))]
+        _, c, h, w_ = xx.shape
+        if "broadcast" in str(err.exc) and any(sh == (c, h, w_) or c * h * w_ in sh
+                                               for sh in shapes):
+            rows = ref._nchw_to_rows(np.asarray(xx, np.float64))
+            raise Failure(
+                f"{g._describe_student_error(err)}\n      gamma, beta and the running "
+                f"statistics have shape (C,) = ({c},).\n      yours:    statistics of shape "
+                f"{' and '.join(map(str, shapes))}, which do not broadcast\n      expected: "
+                f"one mean per channel over (N, H, W), shape ({c},): {fmt(rows.mean(axis=0))}"
+                f"\n      {_diagnose('M13')}") from None
+
+    def call(xx, bb):
+        """(out, the student's bn_param after the call), on copies; M13 on its errors."""
+        try:
+            return _call_bn(g, spatial_batchnorm_forward, xx, gamma, beta, bb)
+        except StudentError as err:
+            m13_from(err, xx)
+            raise
+
     with g.part("train-mode output: one mean and variance per channel over (N, H, W)",
                 weight=2):
-        try:
-            out, _ = _call_bn(g, spatial_batchnorm_forward, x, gamma, beta, bn)
-        except StudentError as err:
-            if "broadcast" in str(err.exc):
-                raise Failure(f"{g._describe_student_error(err)}\n      gamma, beta and the "
-                              f"running statistics have shape (C,) = {gamma.shape}. "
-                              f"{_diagnose('M13')}") from None
-            raise
+        out, _ = call(x, bn)
         g.compare("out", out, reference(x, bn)[0], rtol=RTOL64, atol=ATOL64, mistakes=_mistakes(
-            M13=w("M13"), M14=w("M14"), M14_back=w("M14_back"), M2=w("M2")))
+            M13=w("M13"), M14=w("M14"), M14_back=w("M14_back"), M2_image=w("M2"),
+            **_spatial_formula_mistakes(x, gamma, beta, bn)))
 
     with g.part("running_mean and running_var have shape (C,), unbiased over N*H*W - 1",
                 weight=1):
-        _, bn_after = _call_bn(g, spatial_batchnorm_forward, x, gamma, beta, bn)
+        _, bn_after = call(x, bn)
         _, exp_bn = reference(x, bn)
         rows = x.transpose(0, 2, 3, 1).reshape(-1, C)
         wrong = {
@@ -634,7 +705,7 @@ def check_spatial_batchnorm_forward(g: Grader, spatial_batchnorm_forward) -> Non
 
     with g.part("test mode uses the running statistics per channel", weight=1):
         bn_t = dict(_copy(bn), mode="test")
-        out, _ = _call_bn(g, spatial_batchnorm_forward, x, gamma, beta, bn_t)
+        out, _ = call(x, bn_t)
         g.compare("out", out, reference(x, bn_t)[0], rtol=RTOL64, atol=ATOL64,
                   mistakes=_mistakes(M8_test=lambda: reference(x, bn)[0],
                                      M14=lambda: _spatial_wrong(x, gamma, beta, bn_t, "M14")[0]))
@@ -642,8 +713,12 @@ def check_spatial_batchnorm_forward(g: Grader, spatial_batchnorm_forward) -> Non
     with g.part("float32 in, float32 out; x is left unchanged", weight=0.5):
         x32 = (loc + scale * r.normal(size=(2, C, 3, 3))).astype(np.float32)
         x_in = x32.copy()
-        out, _ = unpack(g.call(spatial_batchnorm_forward, x_in, gamma.astype(np.float32),
-                               beta.astype(np.float32), {"mode": "train"}), 2, "out, cache")
+        try:
+            out, _ = unpack(g.call(spatial_batchnorm_forward, x_in, gamma.astype(np.float32),
+                                   beta.astype(np.float32), {"mode": "train"}), 2, "out, cache")
+        except StudentError as err:
+            m13_from(err, x32)
+            raise
         _unchanged({"x": x32}, {"x": x_in})
         _dtype("out", out, np.float32)
         g.compare("out", out, reference(x32, {"mode": "train"})[0], rtol=RTOL32,
@@ -654,5 +729,32 @@ def check_spatial_batchnorm_forward(g: Grader, spatial_batchnorm_forward) -> Non
 
     with g.part("a single image (N=1, H*W > 1) trains: statistics over its pixels", weight=0.5):
         x1 = x[:1]
-        out, _ = _call_bn(g, spatial_batchnorm_forward, x1, gamma, beta, {"mode": "train"})
+        out, _ = call(x1, {"mode": "train"})
         g.compare("out", out, reference(x1, {"mode": "train"})[0], rtol=RTOL64, atol=ATOL64)
+
+    with g.part("a channel with a large mean (1e4) and std 1e-2, and a constant channel "
+                "(float64)", weight=0.5):
+        # As in batchnorm_forward's offset part: var ~1e-4 against eps 1e-5, so the variance
+        # decides the output, and a one-pass variance is off by ~1e-4 relative. Channel 1 is
+        # exactly 3.0 everywhere: variance 0, output beta[1].
+        ro = rng(206)
+        xo = ro.normal(size=(2, C, 3, 3))
+        xo[:, 0] = 1e4 + 1e-2 * xo[:, 0]
+        xo[:, 1] = 3.0
+        offset = np.zeros((1, C, 1, 1))
+        offset[0, 0] = 1e4
+        bno = {"mode": "train"}
+        out, _ = call(xo, bno)
+        formula = _spatial_formula_mistakes(xo, gamma, beta, bno, M4={"onepass": True},
+                                            M5={"eps_mode": "missing"}, M1={"ddof": 1},
+                                            M3_outside={"eps_mode": "outside"})
+        try:
+            g.compare("out", out, reference(xo, bno)[0], rtol=1e-6, atol=1e-8,
+                      mistakes=_mistakes(**formula))
+        except Failure as f:
+            # the symptom of M4, whatever order the student sums in: right once centred
+            if DIAGNOSIS not in str(f):
+                centred, _ = call(xo - offset, bno)
+                if close(centred, reference(xo - offset, bno)[0], 1e-6, 1e-8):
+                    raise Failure(f"{f}\n      {_diagnose('M4')}") from None
+            raise

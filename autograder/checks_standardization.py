@@ -11,8 +11,9 @@ and never require a particular dtype.
 
 Misconceptions these checks can name (``../shared/MISCONCEPTIONS.md``): M1 (ddof=1), M2 (per-row
 statistics), M3 (an eps added to the variance or the std), M4 (one-pass variance E[x²]-E[x]²),
-M5 (zero-variance feature not mapped to scale 1), M10 (input modified), M21 (statistics not
-taken from the training split, or recomputed from the data being transformed).
+M5 (zero-variance feature not mapped to scale 1), M10 (input modified), M12 (numerator squared
+in standardize), M21 (statistics not taken from the training split, or recomputed from the data
+being transformed).
 """
 
 from __future__ import annotations
@@ -77,6 +78,10 @@ _M5 = (
 _M10 = (
     "your function modified its input array in place (e.g. `X -= mean`). The caller's data "
     "must stay unchanged: work on a new array, e.g. `Z = X - mean`."
+)
+_M12 = (
+    "the numerator is squared: your Z is (X - mean)**2 / scale. Standardizing subtracts the "
+    "mean and divides by the scale, Z = (X - mean) / scale, so Z has both signs."
 )
 _M21_RECOMPUTE = (
     "the output matches standardizing X with its *own* mean and std, ignoring the mean and "
@@ -247,13 +252,14 @@ def _recomputed(Z, X):
     return raw if close(Z, raw, RTOL32, ATOL32) else ref.standardize(X, *ref.fit_standardizer(X))
 
 
-def _standardize_mistakes(Z, X):
+def _standardize_mistakes(Z, X, mean, scale):
     return {
         "M21": (lambda: _recomputed(Z, X), _M21_RECOMPUTE),
         "M2": (
             lambda: quiet(lambda: (X - X.mean(axis=1, keepdims=True)) / X.std(axis=1, keepdims=True)),
-            "the rows were standardized instead of the columns. " + _M2,
+            "the rows were standardized instead of the columns; " + _M2,
         ),
+        "M12": (lambda: (X - mean) ** 2 / scale, _M12),
     }
 
 
@@ -267,7 +273,7 @@ def check_standardize(g: Grader, standardize) -> None:
             Z = g.call(standardize, X.copy(), mean.copy(), scale.copy())
             g.compare(
                 f"Z for X of shape {X.shape}", Z, ref.standardize(X, mean, scale),
-                rtol=RTOL64, atol=ATOL64, mistakes=_standardize_mistakes(Z, X),
+                rtol=RTOL64, atol=ATOL64, mistakes=_standardize_mistakes(Z, X, mean, scale),
             )
 
     with g.part("a single row is standardized with the given statistics", 1):
@@ -276,7 +282,7 @@ def check_standardize(g: Grader, standardize) -> None:
         Z = g.call(standardize, X.copy(), mean.copy(), scale.copy())
         g.compare(
             "Z for one row", Z, ref.standardize(X, mean, scale), rtol=RTOL64, atol=ATOL64,
-            mistakes=_standardize_mistakes(Z, X),
+            mistakes=_standardize_mistakes(Z, X, mean, scale),
         )
 
     with g.part("float32 input, shape (40, 3): values to float32 precision", 1):
@@ -286,7 +292,8 @@ def check_standardize(g: Grader, standardize) -> None:
         # float32 or float64 output are both accepted; values compared in float64.
         g.compare(
             "Z (float32 input)", Z, ref.standardize(X.astype(np.float64), mean, scale),
-            rtol=RTOL32, atol=ATOL32, mistakes=_standardize_mistakes(Z, X.astype(np.float64)),
+            rtol=RTOL32, atol=ATOL32,
+            mistakes=_standardize_mistakes(Z, X.astype(np.float64), mean, scale),
         )
 
     with g.part("X, mean and scale are not modified", 1):

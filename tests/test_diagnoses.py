@@ -1,0 +1,281 @@
+"""Diagnoses in both directions, table-driven (issue 5, section 1).
+
+* Every mistake of ``autograder/MISCONCEPTIONS.md`` that applies to a graded function has a
+  fixture submission with exactly that mistake (``tests/diagnoses/``). Its hidden check must
+  take points off, name that mistake and no other (``Diagnosis Mk``), and show the student's
+  value beside the expected one (``yours:``/``expected:``, or ``before:``/``after:`` for an
+  input changed in place) in the part that names it.
+* Every correct alternative (np.var or manual sums, einsum, a closed form in the staged
+  exercise, float32 kept, helper functions, other names and caches, keepdims, reshapes, in-place
+  work on its own copies) gets full marks, with no diagnosis and no failed part.
+
+``APPLICABILITY`` below is the one map from graded functions to the mistakes that apply to them;
+every other (function, mistake) pair carries a one-line reason why it does not apply.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from functools import cache
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+from diagnoses import Fixture
+from diagnoses import backward as fx_backward
+from diagnoses import forward as fx_forward
+from diagnoses import standardization as fx_standardization
+
+from autograder import checks_backward, checks_forward, checks_standardization
+from autograder.grading import diagnoses_in
+
+ROOT = Path(__file__).resolve().parents[1]
+CATALOGUE = ROOT / "autograder" / "MISCONCEPTIONS.md"
+
+# The notebook of each group of checks: its solution cells (and read-only provided forward pass)
+# make the namespace a fixture runs in, as the student's other cells would.
+NOTEBOOKS = {
+    checks_standardization: ROOT / "source" / "01_standardization" / "standardization.ipynb",
+    checks_forward: ROOT / "source" / "02_batchnorm_forward" / "batchnorm_forward.ipynb",
+    checks_backward: ROOT / "source" / "03_batchnorm_backward" / "batchnorm_backward.ipynb",
+}
+CHECKS = {getattr(m, n).function_name: getattr(m, n) for m in NOTEBOOKS for n in m.__all__}
+NOTEBOOK_OF = {getattr(m, n).function_name: nb for m, nb in NOTEBOOKS.items() for n in m.__all__}
+
+MISTAKES: list[Fixture] = (fx_standardization.MISTAKES + fx_forward.MISTAKES
+                           + fx_backward.MISTAKES)
+ALTERNATIVES: list[Fixture] = (fx_standardization.ALTERNATIVES + fx_forward.ALTERNATIVES
+                               + fx_backward.ALTERNATIVES)
+
+# =============================================================================== applicability
+NO_RUNNING = "no running statistics and no train/test mode"
+NO_GAMMA = "no gamma and beta: nothing is scaled or shifted"
+NO_SPATIAL = "2-D input (N, D): channels exist only in the spatial functions"
+NO_GRADIENT = "a forward computation: no gradients"
+NO_FD = "no finite differences"
+NO_SPLITS = "one array in: no train/validation/test splits"
+GIVEN_STATS = "receives the statistics as arguments and computes none"
+
+_BACKWARD_NA = {
+    "M1 M4": "computes no variance: the cache holds it (a 1/(N - 1) in the backward is M16)",
+    "M2": "computes no statistics; a sum over axis 1 gives dgamma/dbeta of the wrong shape, "
+          "reported as such with the expected shape",
+    "M3 M5": "the cache's std and inv_std already hold eps: no square root is taken here",
+    "M6 M7 M9": "no running statistics in a backward pass",
+    "M8": "graded in train mode only, as the notebook's backward exercises are",
+    "M12": "normalizes nothing: x_hat comes from the cache",
+    "M19 M20": "the analytic gradient: " + NO_FD,
+    "M21": NO_SPLITS,
+}
+
+
+def _bug_hunt_na(bug: str, others: str) -> dict[str, str]:
+    reason = (f"the given code is right there: the exercise fixes {bug} and nothing else (these "
+              "mistakes are graded in batchnorm_backward)")
+    return _BACKWARD_NA | {"M13 M14": NO_SPATIAL, others: reason}
+
+
+#: function -> (the mistakes that apply, {mistakes that do not: the one-line reason}).
+APPLICABILITY: dict[str, tuple[str, dict[str, str]]] = {
+    "fit_standardizer": ("M1 M2 M3 M4 M5 M10", {
+        "M6 M7 M8 M9": NO_RUNNING,
+        "M11": "returns statistics, not a transformed output: " + NO_GAMMA,
+        "M12": "returns statistics: no normalized output whose numerator could be squared",
+        "M13 M14": NO_SPATIAL,
+        "M15 M16 M17 M18": NO_GRADIENT,
+        "M19 M20": NO_FD,
+        "M21": "fits the X it is given; which split that is, standardize_splits decides",
+    }),
+    "standardize": ("M2 M10 M12 M21", {
+        "M1 M4": GIVEN_STATS + " (recomputing them is M21)",
+        "M3": "receives a scale that is already 1.0 for a constant feature: no variance, no "
+              "square root, no eps",
+        "M5": "the scale it receives is > 0 by contract (fit_standardizer maps var 0 to 1.0)",
+        "M6 M7 M8 M9": NO_RUNNING,
+        "M11": NO_GAMMA,
+        "M13 M14": NO_SPATIAL,
+        "M15 M16 M17 M18": NO_GRADIENT,
+        "M19 M20": NO_FD,
+    }),
+    "standardize_splits": ("M10 M21", {
+        "M1 M2 M3 M4 M5": "the statistics come from the student's fit_standardizer, graded "
+                          "there; this check accepts any scale within 3 % to grade it once",
+        "M12": "the transform is the student's standardize, graded there",
+        "M6 M7 M8 M9": NO_RUNNING,
+        "M11": NO_GAMMA,
+        "M13 M14": NO_SPATIAL,
+        "M15 M16 M17 M18": NO_GRADIENT,
+        "M19 M20": NO_FD,
+    }),
+    "batch_stats": ("M1 M2 M4 M10", {
+        "M3": "returns the variance itself; eps enters later, in normalize",
+        "M5": "divides by nothing: a constant feature just has variance 0 (checked: no nan)",
+        "M6 M7 M8 M9": NO_RUNNING,
+        "M11 M12": "returns statistics, not a normalized or scaled output",
+        "M13 M14": NO_SPATIAL,
+        "M15 M16 M17 M18": NO_GRADIENT,
+        "M19 M20": NO_FD,
+        "M21": NO_SPLITS,
+    }),
+    "normalize": ("M3 M5 M10 M12", {
+        "M1 M2 M4": GIVEN_STATS,
+        "M6 M7 M8 M9": NO_RUNNING + ": it uses whichever statistics it is given",
+        "M11": NO_GAMMA + " (scale_shift applies them)",
+        "M13 M14": NO_SPATIAL,
+        "M15 M16 M17 M18": NO_GRADIENT,
+        "M19 M20": NO_FD,
+        "M21": NO_SPLITS,
+    }),
+    "scale_shift": ("M10", {
+        "M1 M2 M4": "computes no statistics",
+        "M3 M5": "divides by nothing",
+        "M6 M7 M8 M9": NO_RUNNING,
+        "M11": "receives x_hat: the raw x is not among its inputs",
+        "M12": "no numerator: the normalization happened before",
+        "M13 M14": NO_SPATIAL,
+        "M15 M16 M17 M18": NO_GRADIENT,
+        "M19 M20": NO_FD,
+        "M21": NO_SPLITS,
+    }),
+    "batchnorm_forward": ("M1 M2 M3 M4 M5 M6 M7 M8 M9 M10 M11 M12", {
+        "M13 M14": NO_SPATIAL,
+        "M15 M16 M17 M18": NO_GRADIENT,
+        "M19 M20": NO_FD,
+        "M21": "train mode normalizes a batch with its own statistics by design; batch "
+               "statistics in test mode are M8",
+    }),
+    "spatial_batchnorm_forward": ("M1 M2 M3 M4 M5 M6 M7 M8 M9 M10 M11 M12 M13 M14", {
+        "M15 M16 M17 M18": NO_GRADIENT,
+        "M19 M20": NO_FD,
+        "M21": "train mode normalizes a batch with its own statistics by design; batch "
+               "statistics in test mode are M8",
+    }),
+    "numerical_gradient": ("M10 M19 M20", {
+        "M1 M2 M3 M4 M5 M6 M7 M8 M9 M11 M12 M13 M14": "a generic finite-difference routine: f "
+                                                      "is given, it computes no BatchNorm",
+        "M15 M16 M17 M18": "estimates a gradient numerically: no analytic formula to get wrong",
+        "M21": NO_SPLITS,
+    }),
+    "batchnorm_backward": ("M10 M11 M15 M16 M17 M18", _BACKWARD_NA | {"M13 M14": NO_SPATIAL}),
+    "batchnorm_backward_alt": ("M10 M11 M15 M16 M17 M18",
+                               _BACKWARD_NA | {"M13 M14": NO_SPATIAL}),
+    "spatial_batchnorm_backward": ("M10 M11 M13 M14 M15 M16 M17 M18", _BACKWARD_NA),
+    "fixed_backward_dgamma": ("M15", _bug_hunt_na("bug 1 (dgamma not summed)",
+                                                  "M10 M11 M16 M17 M18")),
+    "fixed_backward_inv_n": ("M16", _bug_hunt_na("bug 2 (1/D for 1/N)", "M10 M11 M15 M17 M18")),
+    "fixed_backward_dvar": ("M17 M18", _bug_hunt_na("bug 3 (x_hat in dvar; deleting the dvar "
+                                                    "term instead is M17)", "M10 M11 M15 M16")),
+}
+
+
+def _applies(function: str) -> set[str]:
+    return set(APPLICABILITY[function][0].split())
+
+
+def _not_applicable(function: str) -> dict[str, str]:
+    return {mk: reason for ids, reason in APPLICABILITY[function][1].items() for mk in ids.split()}
+
+
+def _catalogue_ids() -> list[str]:
+    return re.findall(r"^\| (M\d+) \|", CATALOGUE.read_text(), flags=re.M)
+
+
+def test_the_table_covers_every_graded_function_and_every_mistake_once():
+    ids = _catalogue_ids()
+    assert ids == [f"M{k}" for k in range(1, 22)], f"catalogue ids changed: {ids}"
+    assert set(APPLICABILITY) == set(CHECKS), "one row per graded function"
+    for function in APPLICABILITY:
+        applies, na = _applies(function), _not_applicable(function)
+        groups = [g.split() for g in APPLICABILITY[function][1]]
+        assert sum(map(len, groups)) == len(na), f"{function}: an id is listed twice as n/a"
+        assert not applies & set(na), f"{function}: both applicable and not: {applies & set(na)}"
+        assert applies | set(na) == set(ids), f"{function}: missing {set(ids) - applies - set(na)}"
+        for mk, reason in na.items():
+            assert reason.strip() and "\n" not in reason, f"{function}/{mk}: one-line reason"
+
+
+def test_every_applicable_mistake_has_a_fixture_and_every_fixture_is_applicable():
+    have = {(f.function, f.mistake) for f in MISTAKES}
+    need = {(fn, mk) for fn in APPLICABILITY for mk in _applies(fn)}
+    assert not need - have, f"applicable mistakes without a fixture: {sorted(need - have)}"
+    assert not have - need, f"fixtures for mistakes marked not applicable: {sorted(have - need)}"
+    ids = Counter(f.id for f in MISTAKES + ALTERNATIVES)
+    assert not [i for i, n in ids.items() if n > 1], "fixture ids must be unique"
+    for f in MISTAKES:
+        assert not set(f.also) - _applies(f.function), f"{f.id}: 'also' outside the table"
+
+
+def test_every_graded_function_has_correct_alternatives():
+    count = Counter(f.function for f in ALTERNATIVES)
+    assert {fn: count[fn] for fn in CHECKS if count[fn] < 1} == {}
+
+
+# =============================================================================== running
+@cache
+def _notebook_namespace(notebook: Path) -> dict:
+    """The notebook's solution cells and read-only provided code, executed as the student's
+    notebook would (the setup cell's only name the answers use is ``np``)."""
+    ns: dict = {"np": np}
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "code" and (meta.get("solution") or
+                                         meta.get("grade_id") == "provided_forward"):
+            exec(compile(cell.source, f"<{meta['grade_id']}>", "exec"), ns)  # noqa: S102
+    return ns
+
+
+def _student_function(fixture: Fixture):
+    ns = dict(_notebook_namespace(NOTEBOOK_OF[fixture.function]))
+    exec(compile(fixture.source, f"<{fixture.id}>", "exec"), ns)  # noqa: S102 - our fixtures
+    return ns[fixture.function]
+
+
+def _grade(fixture: Fixture, capsys) -> tuple[float, str]:
+    capsys.readouterr()
+    check = CHECKS[fixture.function]
+    score = check(_student_function(fixture))
+    captured = capsys.readouterr()
+    assert captured.err == "", f"{fixture.id}: the check wrote to stderr: {captured.err[:300]!r}"
+    assert "please tell the instructor" not in captured.out, captured.out
+    assert "the check stopped early" not in captured.out, captured.out
+    return score, captured.out
+
+
+_PART = re.compile(r"^  \[(?:ok  |FAIL)\] ", re.M)
+
+
+def _parts(report: str) -> list[str]:
+    """The report cut into one block per part (label and its message lines)."""
+    starts = [m.start() for m in _PART.finditer(report)] + [len(report)]
+    return [report[a:b] for a, b in zip(starts, starts[1:], strict=False)]
+
+
+def _shows_example(block: str) -> bool:
+    def has(label):
+        return re.search(rf"^\s+{label}:", block, re.M) is not None
+
+    return (has("yours") and has("expected")) or (has("before") and has("after"))
+
+
+@pytest.mark.parametrize("fixture", MISTAKES, ids=[f.id for f in MISTAKES])
+def test_each_mistake_loses_points_and_is_named_with_an_example(fixture, capsys):
+    score, report = _grade(fixture, capsys)
+    check = CHECKS[fixture.function]
+    assert score < check.points, f"{fixture.id} got full marks\n{report}"
+    found = diagnoses_in(report)
+    expected = {fixture.mistake, *fixture.also}
+    assert found == expected, f"{fixture.id}: diagnosed {sorted(found)}\n{report}"
+    named = [b for b in _parts(report) if f"Diagnosis {fixture.mistake}" in b]
+    assert named, f"{fixture.id}: the diagnosis is outside any part\n{report}"
+    bare = [b for b in named if not _shows_example(b)]
+    assert not bare, f"{fixture.id}: no 'yours:'/'expected:' example beside:\n{bare[0]}"
+
+
+@pytest.mark.parametrize("fixture", ALTERNATIVES, ids=[f.id for f in ALTERNATIVES])
+def test_each_correct_alternative_gets_full_marks(fixture, capsys):
+    score, report = _grade(fixture, capsys)
+    check = CHECKS[fixture.function]
+    assert score == check.points, f"{fixture.id}: {score}/{check.points}\n{report}"
+    assert "[FAIL]" not in report and not diagnoses_in(report), report
