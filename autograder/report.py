@@ -42,6 +42,7 @@ from pathlib import Path
 import matplotlib as mpl
 import nbformat
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from nbconvert.filters import strip_ansi
@@ -261,6 +262,8 @@ def collect(assignment: str, root: Path = ROOT) -> ReportData:
     ValueError
         If ``root`` is not a course directory, or ``assignment`` is not one of its assignments
         (the message lists the known ones).
+    FileNotFoundError
+        If the misconception catalogue ``autograder/MISCONCEPTIONS.md`` is missing.
     """
     from nbgrader.api import Gradebook, MissingEntry
 
@@ -273,7 +276,7 @@ def collect(assignment: str, root: Path = ROOT) -> ReportData:
         )
     notebooks = [Path(assignments[assignment]).stem]
     runs, notes = read_runs(root / "reports" / assignment / RUNS_FILE, assignment)
-    run_students = runs["students"] if runs else {}
+    run_students = {k: v for k, v in runs["students"].items() if isinstance(v, dict)} if runs else {}
 
     max_score = 0.0
     cells: list[CellRate] = []
@@ -408,7 +411,7 @@ def score_histogram(scores: list[float], max_score: float, assignment: str) -> F
     Returns
     -------
     matplotlib.figure.Figure
-        Drawn without pyplot (no global figure state, Agg canvas when saved).
+        On an Agg canvas, made without pyplot (no global figure state).
     """
     from course.plots import COLORS, finish, set_style
 
@@ -418,6 +421,7 @@ def score_histogram(scores: list[float], max_score: float, assignment: str) -> F
     with mpl.rc_context():
         set_style()
         fig = Figure(figsize=(6.4, 3.6), layout="constrained")
+        FigureCanvasAgg(fig)  # Agg, whatever backend pyplot may have chosen
         ax = fig.add_subplot()
         ax.hist(np.clip(scores, 0.0, top), bins=edges, color=COLORS[0], edgecolor="white",
                 label=f"{len(scores)} students")

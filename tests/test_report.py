@@ -299,6 +299,13 @@ def test_runs_json_of_another_assignment_is_ignored_with_a_note(course):
     assert {s.student: s.status for s in data.students}["frank"] == "graded"
 
 
+def test_unreadable_runs_json_is_noted_in_the_report(course):
+    (course / "reports" / ASSIGNMENT / "runs.json").write_text('{"students": {')
+    html, rows, _ = _run_report(course)
+    assert "runs.json ignored: it is not readable JSON" in html
+    assert {r["student"]: r["status"] for r in rows}["dan"] == "not graded"
+
+
 def test_a_graded_student_with_a_missing_notebook_is_flagged(course):
     (course / "autograded" / "alice" / ASSIGNMENT / f"{NOTEBOOK}.ipynb").unlink()
     (course / "autograded" / "alice" / ASSIGNMENT / "other.ipynb").write_text("{}")
