@@ -24,12 +24,18 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import sys
 import traceback
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+
+# The comparison path uses these, captured when the grader is imported: in a grading kernel that
+# is the trusted preamble (autograder.guard), before any student code could replace them.
+_asarray, _allclose, _array_equal = np.asarray, np.allclose, np.array_equal
+_isinstance, _len, _type, _tuple = isinstance, len, type, tuple
 
 #: Prefix of every diagnosis line; the demo and the tests look for it in the feedback.
 DIAGNOSIS = "Diagnosis"
@@ -93,14 +99,23 @@ def fmt(a, max_items: int = 6) -> str:
         try:
             arr = np.asarray(a)
         except Exception:
-            return repr(a)
+            return _safe_repr(a)
         if arr.dtype == object:
-            return repr(a)[:200]
+            return _safe_repr(a)[:200]
         flat = arr.ravel()
         body = np.array2string(flat[:max_items], precision=6, separator=", ", suppress_small=False)
         more = f" ... ({arr.size} values)" if arr.size > max_items else ""
         return f"{body[:-1]}{more}]" + (f" shape {arr.shape}" if arr.ndim > 1 else "")
-    return repr(a)
+    return _safe_repr(a)
+
+
+def _safe_repr(a) -> str:
+    """``repr(a)``, or the type's name when a student's ``__repr__`` fails or is not a string."""
+    try:
+        text = repr(a)
+    except Exception:
+        text = None
+    return text if _type(text) is str else f"a {_type(a).__name__} object"
 
 
 class Grader:
@@ -121,6 +136,8 @@ class Grader:
         self.results: list[PartResult] = []
         self._current: PartResult | None = None
         self.notes: list[str] = []
+        #: Set by hidden_check when the grading kernel's guard is installed (autograder.guard).
+        self.guard_token: int | None = None
 
     # ------------------------------------------------------------------ parts
     @contextlib.contextmanager
@@ -207,13 +224,16 @@ class Grader:
         that computes it). When ``got`` is wrong and matches one of them, the explanation is
         reported as the diagnosis.
         """
-        expected = np.asarray(expected)
+        expected = _asarray(expected)
         try:
-            arr = np.asarray(got)
+            arr = _asarray(got)  # a plain ndarray: subclasses and __array__ give up their values
         except Exception as exc:
             raise Failure(f"{what}: could not turn your value into an array ({exc})") from None
         if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
-            raise Failure(f"{what}: expected numbers, got {type(got).__name__} {fmt(got)}")
+            raise Failure(
+                f"{what}: expected a numpy array of numbers, got {_type(got).__name__} "
+                f"{fmt(got)[:80]}, which cannot be compared as numbers"
+            )
         if arr.shape != expected.shape:
             diag = self._match_mistake(arr, mistakes, rtol, atol)
             raise Failure(
@@ -273,9 +293,17 @@ class Grader:
 
     # ------------------------------------------------------------------ result
     def finish(self) -> float:
-        """Print the report and return the points earned (nbgrader's partial credit)."""
+        """Print the report and return the points earned (nbgrader's partial credit).
+
+        In a grading kernel (:mod:`autograder.guard` installed) the guard's flags that concern
+        this check are printed as ``Flag [kind]: reason`` lines, and a flag of
+        ``guard.ZERO_KINDS`` (reference access, tampering, forbidden files, network) scores 0.
+        """
+        guard = _guard()
+        flags = guard.end_check(self.guard_token) if guard and self.guard_token else []
+        zeroed = [(kind, reason) for kind, reason, zeroes in flags if zeroes]
         total = sum(r.weight for r in self.results) or 1.0
-        earned = sum(r.weight for r in self.results if r.passed)
+        earned = 0.0 if zeroed else sum(r.weight for r in self.results if r.passed)
         score = round(self.points * earned / total, 2)
         print(f"{self.name}: {score:g} / {self.points:g} points")
         for r in self.results:
@@ -286,6 +314,13 @@ class Grader:
         for m in self.notes:
             print(f"  note: {m}")
         messages = [m for r in self.results if not r.passed for m in r.messages]
+        if zeroed:
+            print(f"  This check scores 0: the grader flagged {zeroed[0][0].replace('-', ' ')} "
+                  "(below). The instructor will review it.")
+        for kind, reason, _ in flags:
+            print(f"  {flag_line(kind, reason)}")
+        if zeroed:
+            return score
         if earned == 0 and messages and all("not implemented yet" in m for m in messages):
             print("  Nothing to grade yet: the function still raises NotImplementedError.")
         elif score < self.points and not any(DIAGNOSIS in m for m in messages):
@@ -299,13 +334,13 @@ def close(a, b, rtol: float, atol: float = 0.0) -> bool:
     Answers False, never raises, for shapes that differ or values that are not numbers.
     """
     try:
-        a = np.asarray(a, dtype=np.float64)
-        b = np.asarray(b, dtype=np.float64)
-    except (TypeError, ValueError):
+        a = _asarray(a, dtype=np.float64)
+        b = _asarray(b, dtype=np.float64)
+    except Exception:
         return False
     if a.shape != b.shape:
         return False
-    return bool(np.allclose(a, b, rtol=rtol, atol=atol, equal_nan=True))
+    return bool(_allclose(a, b, rtol=rtol, atol=atol, equal_nan=True))
 
 
 def quiet(fn: Callable, *args, **kwargs):
@@ -321,9 +356,16 @@ def unpack(value, n: int, names: str) -> tuple:
 
     ``names`` describes the tuple for the message, e.g. ``"dx, dgamma, dbeta"``.
     """
-    if not isinstance(value, (tuple, list)) or len(value) != n:
-        raise Failure(f"expected a tuple ({names}), got {type(value).__name__} {fmt(value)[:80]}")
-    return tuple(value)
+    # The items as stored: a tuple/list subclass's own __len__/__iter__/__getitem__ are not asked.
+    if _isinstance(value, _tuple):
+        items = _tuple(_tuple.__iter__(value))
+    elif _isinstance(value, list):
+        items = _tuple(list.__iter__(value))
+    else:
+        items = None
+    if items is None or _len(items) != n:
+        raise Failure(f"expected a tuple ({names}), got {_type(value).__name__} {fmt(value)[:80]}")
+    return items
 
 
 #: Why an input must not be modified (MISCONCEPTIONS M10), shown after the name of the input.
@@ -332,20 +374,48 @@ M10_ADVICE = "the caller still needs it; compute into new arrays instead of writ
 
 def require_unchanged(name: str, before, after, advice: str = M10_ADVICE) -> None:
     """Fail with diagnosis M10 unless the input ``after`` still equals its copy ``before``."""
-    if isinstance(before, np.ndarray) or isinstance(after, np.ndarray):
-        same = np.array_equal(before, after, equal_nan=True)
-    else:
-        same = before == after
-    if not same:
+    if not same_value(before, after):
         raise Failure(
             f"{name} was modified by the call.\n      before: {fmt(before)}\n      after:  "
             f"{fmt(after)}\n      {DIAGNOSIS} M10: {advice}"
         )
 
 
+def same_value(before, after) -> bool:
+    """Whether ``after`` still equals ``before`` (one of our inputs), never asking ``after``.
+
+    Numbers and arrays are compared as float64 ndarrays (shape and values, nan equal to nan);
+    dicts, lists and tuples item by item; anything else must be of exactly the same type and
+    equal by that type's ``==``, so an object whose ``__eq__`` always answers True cannot pass.
+    """
+    if _isinstance(before, (np.ndarray, np.number, int, float)) and _type(before) is not bool:
+        try:
+            a = _asarray(before, dtype=np.float64)
+            b = _asarray(after, dtype=np.float64)
+        except Exception:
+            return False
+        return a.shape == b.shape and bool(_array_equal(a, b, equal_nan=True))
+    if _type(after) is not _type(before):
+        return False
+    if _isinstance(before, dict):
+        return before.keys() == after.keys() and all(same_value(v, after[k])
+                                                      for k, v in before.items())
+    if _isinstance(before, (list, _tuple)):
+        return _len(before) == _len(after) and all(same_value(a, b)
+                                                   for a, b in zip(before, after, strict=True))
+    return bool(before == after)
+
+
 def rng(seed: int) -> np.random.Generator:
     """The seeded generator every check draws its inputs from."""
     return np.random.default_rng(seed)
+
+
+def _guard():
+    """The grading kernel's trusted preamble (:mod:`autograder.guard`), or None when it is not
+    installed (a student's own Jupyter, the tests' plain kernels): then every hook is a no-op."""
+    guard = sys.modules.get("autograder.guard")
+    return guard if guard is not None and guard.is_installed() else None
 
 
 def hidden_check(name: str, points: float):
@@ -359,6 +429,9 @@ def hidden_check(name: str, points: float):
     def decorate(body):
         def check(student_fn):
             g = Grader(name, points)
+            guard = _guard()
+            if guard is not None:  # grading kernel: restore anything tampered with, flag it
+                g.guard_token = guard.begin_check(name, student_fn)
             if not callable(student_fn):
                 with g.part(f"{name} is a function"):
                     raise Failure(f"{name} should be a function, got {type(student_fn).__name__}")

@@ -1,0 +1,49 @@
+"""``python -m autograder.kernel -f CONNECTION_FILE``: an IPython kernel with the trusted preamble.
+
+A drop-in replacement for ``python -m ipykernel_launcher -f CONNECTION_FILE`` (same arguments,
+same protocol) that first runs :func:`autograder.guard.install`, so that the audit hooks, the
+reference guard and the pristine copies of numpy and the checks exist before any student code,
+and then, once the kernel has initialized, :func:`autograder.guard.attach_shell`, which watches
+the IPython machinery that decides what a test cell outputs.
+
+Start it with ``python -P`` (Python 3.11+, or ``PYTHONSAFEPATH=1``): then the kernel's working
+directory, the submission's folder, is not put on ``sys.path`` before ``autograder`` itself is
+imported, so a submission cannot ship its own ``autograder/`` package. Like
+``ipykernel_launcher``, this module also drops that entry before importing anything else, and
+:func:`autograder.guard.install` refuses to run if the grader was imported from the submission.
+A kernelspec for it::
+
+    {"argv": ["python", "-P", "-m", "autograder.kernel", "-f", "{connection_file}"],
+     "display_name": "Python 3 (graded)", "language": "python"}
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Install the guard, then run an ipykernel ``IPKernelApp`` with ``argv`` (default:
+    ``sys.argv[1:]``) exactly as ``ipykernel_launcher`` does."""
+    if sys.path and sys.path[0] in ("", os.getcwd()):
+        del sys.path[0]  # as ipykernel_launcher: IPython puts '' back for the student later
+
+    from autograder import guard
+
+    guard.install()
+
+    from ipykernel.kernelapp import IPKernelApp
+
+    app = IPKernelApp.instance()
+    app.initialize(argv)
+    # IPython puts the working directory on sys.path unless python runs with -P; the guard has
+    # imported what grading needs, so now the submission's own modules may be imported too.
+    if "" not in sys.path:
+        sys.path.insert(0, "")
+    guard.attach_shell(app.shell)
+    app.start()
+
+
+if __name__ == "__main__":
+    main()
