@@ -22,6 +22,7 @@ ASSIGNMENTS = {
     "01_standardization": "standardization.ipynb",
     "02_batchnorm_forward": "batchnorm_forward.ipynb",
     "03_batchnorm_backward": "batchnorm_backward.ipynb",
+    "04_experiments": "experiments.ipynb",
 }
 
 # The hidden checks live in autograder/, which is never given to students. Kernels started by

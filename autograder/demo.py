@@ -1,6 +1,7 @@
 """The course's main job, end to end: ``make demo`` (``python -m autograder.demo``).
 
-1. Regenerates ``release/`` from ``source/`` with ``nbgrader generate_assignment``.
+1. Regenerates the files generated from the reference (``autograder/provided.py``), then
+   ``release/`` from ``source/`` with ``nbgrader generate_assignment``.
 2. Places the sample submissions (``autograder/samples/``) in ``submitted/`` as four demo
    students per assignment, built from the *release* notebooks.
 3. Runs ``nbgrader autograde``, ``nbgrader generate_feedback`` and ``nbgrader export``.
@@ -27,6 +28,7 @@ from pathlib import Path
 import nbformat
 
 from autograder.grading import diagnoses_in
+from autograder.provided import write_all as write_provided
 from autograder.samples import unmet_expectations
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -182,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     assignments = load_assignments()
+    for path in write_provided():  # files generated from the reference (assignment 04)
+        print(f"wrote {path.relative_to(ROOT)}", flush=True)
     for assignment in assignments:
         nbgrader("generate_assignment", assignment, "--force")
     if args.release_only:
