@@ -180,10 +180,12 @@ def check_affine_bn_relu_forward(g: Grader, fn) -> None:
 
 
 # --------------------------------------------------------------------------- backward
-def _backward_wrong(x, w, b, cache, dout, *, mask="bn", dgamma_summed=True, **variant_kw):
+def _backward_wrong(x, w, b, cache, dout, *, mask="bn", dgamma_summed=True, factor=1.0,
+                    **variant_kw):
     """(dx, dw, db, dgamma, dbeta) in float64 under one mistake, from the reference cache.
 
     ``mask``: which array the ReLU mask comes from (``"bn"`` correct, ``"affine"``, ``"none"``).
+    ``factor``: BatchNorm's dx scaled by a constant (the closed form with a wrong 1/N, M16).
     ``variant_kw``: a BatchNorm backward mistake for checks_backward._variant (M16, M17).
     """
     bn_cache = cache[1]
@@ -197,6 +199,7 @@ def _backward_wrong(x, w, b, cache, dout, *, mask="bn", dgamma_summed=True, **va
     da, dgamma, dbeta = ref.batchnorm_backward(d_bn, bn_cache)
     if variant_kw:
         da = _variant(d_bn, bn_cache, **variant_kw)
+    da = da * factor
     if not dgamma_summed:
         dgamma, dbeta = d_bn * bn_cache["x_hat"], d_bn
     return (da @ w.T).reshape(x.shape), x2.T @ da, da.sum(axis=0), dgamma, dbeta
@@ -209,8 +212,9 @@ def _backward_mistakes(got, x, w, b, cache, dout, index: int) -> dict:
 
     N, M = dout.shape
     return _mistakes(mask=m(mask="affine"), skip_relu=m(mask="none"),
-                     M16=_closest(got, [m(n=M), m(n=N * M)]),
-                     M17=_closest(got, [m(mean_path=False), m(var_path=False)]))
+                     M16=_closest(got, [m(n=M), m(n=N * M), m(factor=N / M), m(factor=N)]),
+                     M17=_closest(got, [m(mean_path=False), m(var_path=False),
+                                        m(mean_path=False, var_path=False)]))
 
 
 _NAMES = ("dx", "dw", "db", "dgamma", "dbeta")
@@ -228,11 +232,12 @@ def _call_backward(g: Grader, fwd, bwd, x, w, b, gamma, beta, bn, dout):
 def _compare_grads(g: Grader, grads, x, w, b, gamma, beta, bn, dout) -> None:
     _, cache, _ = _reference(x, w, b, gamma, beta, bn)
     expected = ref.affine_bn_relu_backward(dout, cache)
+    # one scale for all five: db is exactly 0, so its own scale would be rounding noise
+    scale = max(float(np.max(np.abs(e))) for e in expected) or 1.0
     for i, (name, got, exp) in enumerate(zip(_NAMES, grads, expected, strict=True)):
         mistakes = _backward_mistakes(got, x, w, b, cache, dout, i)
         if name in ("dgamma", "dbeta"):
             mistakes = {**_m15(got, name, dout.shape), **mistakes}
-        scale = float(np.max(np.abs(exp))) or 1.0
         g.compare(name, got, exp, rtol=RTOL, atol=ATOL * scale, mistakes=mistakes)
 
 

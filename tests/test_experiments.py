@@ -1,0 +1,318 @@
+"""Assignment 04: the sandwich layer's reference and hidden checks, the provided BatchNorm file,
+and the experiments at the reduced (grading) size."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+import course.layers as layers
+from autograder import provided
+from autograder import reference as ref
+from autograder.checks_experiments import (
+    _case,
+    check_affine_bn_relu_backward,
+    check_affine_bn_relu_forward,
+)
+from autograder.grading import diagnoses_in
+from course import experiments as E
+from course.gradcheck import numerical_gradient_array, rel_error
+
+
+# --------------------------------------------------------------------------- provided file
+def test_provided_batchnorm_is_generated_from_the_reference():
+    for rel, items in provided.PROVIDED.items():
+        path = ROOT / rel
+        assert path.read_text() == provided.render(items), (
+            f"{rel} differs from autograder/reference.py; run `make release` and commit it"
+        )
+
+
+def test_provided_batchnorm_behaves_as_the_reference():
+    path = ROOT / "source" / "04_experiments" / "provided_batchnorm.py"
+    spec = importlib.util.spec_from_file_location("provided_batchnorm", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    r = np.random.default_rng(0)
+    x, gamma, beta, dout = r.normal(size=(9, 4)), r.normal(size=4), r.normal(size=4), r.normal(size=(9, 4))
+    bn_a, bn_b = {"mode": "train"}, {"mode": "train"}
+    out_a, cache_a = mod.batchnorm_forward(x, gamma, beta, bn_a)
+    out_b, cache_b = ref.batchnorm_forward(x, gamma, beta, bn_b)
+    assert np.array_equal(out_a, out_b) and np.array_equal(bn_a["running_var"], bn_b["running_var"])
+    for a, b in zip(mod.batchnorm_backward(dout, cache_a), ref.batchnorm_backward(dout, cache_b),
+                    strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_release_ships_the_provided_file_and_no_reference():
+    folder = ROOT / "release" / "04_experiments"
+    assert (folder / "provided_batchnorm.py").read_text() == (
+        ROOT / "source" / "04_experiments" / "provided_batchnorm.py").read_text()
+    assert "autograder" not in (folder / "provided_batchnorm.py").read_text().split('"""')[2]
+
+
+# --------------------------------------------------------------------------- reference sandwich
+def _sandwich_case(seed=0, N=6, D=5, M=4):
+    r = np.random.default_rng(seed)
+    return (r.normal(size=(N, D)), r.normal(size=(D, M)), r.normal(size=M), r.uniform(0.5, 2, M),
+            r.normal(size=M), r.normal(size=(N, M)))
+
+
+def test_reference_sandwich_is_relu_of_batchnorm_of_affine():
+    x, w, b, gamma, beta, _ = _sandwich_case()
+    out, _ = ref.affine_bn_relu_forward(x, w, b, gamma, beta, {"mode": "train"})
+    a = x @ w + b
+    by_hand = np.maximum(0, gamma * (a - a.mean(0)) / np.sqrt(a.var(0) + 1e-5) + beta)
+    np.testing.assert_allclose(out, by_hand, rtol=1e-12, atol=1e-12)
+
+
+def test_reference_sandwich_gradients_match_finite_differences():
+    x, w, b, gamma, beta, dout = _sandwich_case(1)
+    params = [x, w, b, gamma, beta]
+    _, cache = ref.affine_bn_relu_forward(x, w, b, gamma, beta, {"mode": "train"})
+    grads = ref.affine_bn_relu_backward(dout, cache)
+    for i, p in enumerate(params):
+        def f(v, i=i):
+            args = list(params)
+            args[i] = v
+            return ref.affine_bn_relu_forward(*args, {"mode": "train"})[0]
+        numeric = numerical_gradient_array(f, p.copy(), dout)
+        if i == 2:  # db: both are zero up to rounding, so a relative error means nothing
+            assert np.max(np.abs(grads[i])) < 1e-12 and np.max(np.abs(numeric)) < 1e-9
+        else:
+            assert rel_error(grads[i], numeric) < 1e-7, f"gradient {i}"
+
+
+def test_reference_sandwich_rejects_a_foreign_cache():
+    with pytest.raises(TypeError, match="cache must be the"):
+        ref.affine_bn_relu_backward(np.ones((2, 2)), {"x": 1})
+
+
+def test_finite_difference_cases_keep_away_from_the_relu_kink():
+    # the backward check's finite differences (h = 1e-6) are exact only if no ReLU input is
+    # within h * (largest input change) of 0; its docstring promises a margin of 1e-3
+    x, w, b, gamma, beta, bn, _ = _case(412, N=5, D=4, M=3)
+    a = x @ w + b
+    y = gamma * (a - a.mean(0)) / np.sqrt(a.var(0) + bn["eps"]) + beta
+    assert np.min(np.abs(y)) > 1e-3
+
+
+# --------------------------------------------------------------------------- hidden checks
+NS = {"np": np, **{k: getattr(layers, k) for k in
+                   ("affine_forward", "affine_backward", "relu_forward", "relu_backward")},
+      "batchnorm_forward": ref.batchnorm_forward, "batchnorm_backward": ref.batchnorm_backward}
+
+CORRECT_FORWARD = '''
+def affine_bn_relu_forward(x, w, b, gamma, beta, bn_param):
+    a, fc = affine_forward(x, w, b)
+    y, bn = batchnorm_forward(a, gamma, beta, bn_param)
+    out, relu = relu_forward(y)
+    return out, (fc, bn, relu)
+'''
+CORRECT_BACKWARD = '''
+def affine_bn_relu_backward(dout, cache):
+    fc, bn, relu = cache
+    da, dgamma, dbeta = batchnorm_backward(relu_backward(dout, relu), bn)
+    dx, dw, db = affine_backward(da, fc)
+    return dx, dw, db, dgamma, dbeta
+'''
+
+
+def _grade(forward_src=CORRECT_FORWARD, backward_src=CORRECT_BACKWARD):
+    """Exec a student's two functions in a notebook-like namespace; grade both."""
+    ns = dict(NS)
+    exec(forward_src, ns)
+    exec(backward_src, ns)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        score = (check_affine_bn_relu_forward(ns["affine_bn_relu_forward"]),
+                 check_affine_bn_relu_backward(ns["affine_bn_relu_backward"]))
+    return score, out.getvalue()
+
+
+def test_reference_and_a_correct_student_get_full_marks():
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert check_affine_bn_relu_forward(ref.affine_bn_relu_forward) == 3
+        assert check_affine_bn_relu_backward(ref.affine_bn_relu_backward) == 5
+    assert _grade()[0] == (3, 5)
+
+
+ALTERNATIVES = {
+    "dict cache, own names": (
+        CORRECT_FORWARD.replace("return out, (fc, bn, relu)", "return out, {'f': fc, 'b': bn, 'r': relu}"),
+        CORRECT_BACKWARD.replace("fc, bn, relu = cache", "fc, bn, relu = cache['f'], cache['b'], cache['r']"),
+    ),
+    "relu by hand, mask from the output": (
+        CORRECT_FORWARD.replace("out, relu = relu_forward(y)", "out = np.maximum(y, 0); relu = out > 0"),
+        CORRECT_BACKWARD.replace("relu_backward(dout, relu)", "dout * relu"),
+    ),
+    "affine by hand, einsum": (
+        CORRECT_FORWARD.replace("a, fc = affine_forward(x, w, b)",
+                                "x2 = x.reshape(len(x), -1); a = np.einsum('nd,dm->nm', x2, w) + b; "
+                                "fc = (x, w)"),
+        CORRECT_BACKWARD.replace("dx, dw, db = affine_backward(da, fc)",
+                                 "x, w = fc; dx = (da @ w.T).reshape(x.shape); "
+                                 "dw = x.reshape(len(x), -1).T @ da; db = da.sum(0)"),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(ALTERNATIVES))
+def test_correct_alternatives_get_full_marks(name):
+    score, report = _grade(*ALTERNATIVES[name])
+    assert score == (3, 5), report
+    assert not diagnoses_in(report) and "FAIL" not in report, report
+
+
+MISTAKES = {
+    # id or label in the report: (forward source, backward source, diagnosis text expected)
+    "M9": (CORRECT_FORWARD.replace("batchnorm_forward(a, gamma, beta, bn_param)",
+                                   "batchnorm_forward(a, gamma, beta, dict(bn_param))"),
+           CORRECT_BACKWARD, "Diagnosis M9"),
+    "order": (CORRECT_FORWARD.replace(
+        "y, bn = batchnorm_forward(a, gamma, beta, bn_param)\n    out, relu = relu_forward(y)",
+        "h, relu = relu_forward(a)\n    out, bn = batchnorm_forward(h, gamma, beta, bn_param)"),
+        CORRECT_BACKWARD, "ReLU before BN"),
+    "no_relu": (CORRECT_FORWARD.replace("out, relu = relu_forward(y)", "out, relu = y, None"),
+                CORRECT_BACKWARD.replace("relu_backward(dout, relu)", "dout"), "no ReLU"),
+    "mask": (CORRECT_FORWARD.replace("return out, (fc, bn, relu)", "return out, (fc, bn, a)"),
+             CORRECT_BACKWARD.replace("relu_backward(dout, relu)", "relu_backward(dout, relu)"),
+             "wrong ReLU mask"),
+    "skip_relu": (CORRECT_FORWARD, CORRECT_BACKWARD.replace("relu_backward(dout, relu)", "dout"),
+                  "ReLU skipped"),
+    "M15": (CORRECT_FORWARD, CORRECT_BACKWARD.replace(
+        "return dx, dw, db, dgamma, dbeta",
+        "dy = relu_backward(dout, relu)\n    return dx, dw, db, dy * bn['x_hat'], dy"),
+        "Diagnosis M15"),
+    "M16": (CORRECT_FORWARD, CORRECT_BACKWARD.replace(
+        "da, dgamma, dbeta = batchnorm_backward(relu_backward(dout, relu), bn)",
+        "dy = relu_backward(dout, relu)\n    D = dy.shape[1]\n"
+        "    dgamma, dbeta = (dy * bn['x_hat']).sum(0), dy.sum(0)\n"
+        "    da = bn['gamma'] * bn['inv_std'] / D * (len(dy) * dy - dbeta - bn['x_hat'] * dgamma)"),
+        "Diagnosis M16"),
+    "M17": (CORRECT_FORWARD, CORRECT_BACKWARD.replace(
+        "da, dgamma, dbeta = batchnorm_backward(relu_backward(dout, relu), bn)",
+        "dy = relu_backward(dout, relu)\n"
+        "    dgamma, dbeta = (dy * bn['x_hat']).sum(0), dy.sum(0)\n"
+        "    da = dy * bn['gamma'] * bn['inv_std']"),
+        "Diagnosis M17"),
+}
+
+
+@pytest.mark.parametrize("name", list(MISTAKES))
+def test_each_sandwich_mistake_is_named(name):
+    fwd, bwd, expected = MISTAKES[name]
+    assert fwd != CORRECT_FORWARD or bwd != CORRECT_BACKWARD, "the fixture must change something"
+    (f_score, b_score), report = _grade(fwd, bwd)
+    assert f_score + b_score < 8, report
+    assert expected in report, f"{name} not named:\n{report}"
+    ids = diagnoses_in(report)
+    if expected.startswith("Diagnosis M"):
+        assert ids == {expected.split()[-1]}, f"expected only {expected}, got {ids}\n{report}"
+    assert "yours:" in report or "before:" in report or "shape" in report, report
+
+
+def test_an_empty_exercise_scores_zero_without_a_crash():
+    def empty(*args):
+        raise NotImplementedError()
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert check_affine_bn_relu_forward(empty) == 0
+        assert check_affine_bn_relu_backward(empty) == 0
+    assert "not implemented yet" in buf.getvalue()
+
+
+# --------------------------------------------------------------------------- experiments
+BN_LAYER = (ref.affine_bn_relu_forward, ref.affine_bn_relu_backward)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return E.digits_data()
+
+
+@pytest.fixture(scope="module")
+def reduced_sweep(data):
+    return E.weight_scale_sweep(data, E.config(reduced=True), BN_LAYER)
+
+
+def test_config_follows_nbgrader_execution(monkeypatch):
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    full = E.config()
+    assert len(full.weight_scales) >= 9 and len(full.hidden_dims) >= 6
+    assert min(full.weight_scales) == pytest.approx(1e-4) and max(full.weight_scales) == pytest.approx(1)
+    assert np.allclose(np.diff(np.log10(full.weight_scales)), np.diff(np.log10(full.weight_scales))[0])
+    assert full.batch_sizes == (5, 10, 50, 200)
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    reduced = E.config()
+    assert reduced != full and reduced.batch_sizes == full.batch_sizes
+    assert reduced.hidden_dims == full.hidden_dims
+
+
+def test_digits_data_is_standardized_on_the_training_set(data):
+    from sklearn.preprocessing import StandardScaler
+
+    from course.data import load_digits
+    split = load_digits()
+    scaler = StandardScaler().fit(split.X_train)
+    assert np.allclose(data["X_val"], scaler.transform(split.X_val))
+    assert np.allclose(data["X_train"].mean(0), 0, atol=1e-12)
+
+
+def test_at_the_smallest_weight_scale_batchnorm_beats_the_baseline_by_0_3(reduced_sweep):
+    base, bn = reduced_sweep["baseline"][0], reduced_sweep["batchnorm"][0]
+    assert base.weight_scale == bn.weight_scale == pytest.approx(1e-4)
+    assert bn.best_val_acc - base.best_val_acc >= 0.3, (base.best_val_acc, bn.best_val_acc)
+    assert base.best_val_acc < 0.2, "the baseline should stay near chance (0.1) at 1e-4"
+
+
+def test_experiments_are_deterministic(data):
+    cfg = E.config(reduced=True)
+    a = E.train(data, cfg, weight_scale=1e-2, bn_layer=BN_LAYER, epochs=1)
+    b = E.train(data, cfg, weight_scale=1e-2, bn_layer=BN_LAYER, epochs=1)
+    assert a.loss_history == b.loss_history and a.val_acc_history == b.val_acc_history
+
+
+def test_batch_statistics_spread_falls_like_one_over_sqrt_b():
+    # i.i.d. N(0, 1) inputs and w = e_0: the unit is the input column itself, so the std of the
+    # batch means is the standard error 1/sqrt(B) (sampling theory, not our code)
+    r = np.random.default_rng(3)
+    X = r.normal(size=(200_000, 2))
+    w, b = np.array([[1.0], [0.0]]), np.zeros(1)
+    spread = E.batch_statistics_spread(X, w, b, [4, 16, 100])
+    for B, (std_mean, _) in spread.items():
+        assert std_mean == pytest.approx(1 / np.sqrt(B), rel=0.1), B
+    # the biased batch variance of normal data has std sqrt(2 (B - 1)) / B (chi-square)
+    assert spread[100][1] == pytest.approx(np.sqrt(2 * 99) / 100, rel=0.15)
+    with pytest.raises(ValueError, match="batch size"):
+        E.batch_statistics_spread(X, w, b, [1])
+    with pytest.raises(ValueError, match="unit"):
+        E.batch_statistics_spread(X, w, b, [4], unit=3)
+
+
+def test_sorted_by_class_makes_single_class_batches(data):
+    s = E.sorted_by_class(data)
+    assert np.all(np.diff(s["y_train"]) >= 0)
+    assert sorted(map(tuple, s["X_train"])) == sorted(map(tuple, data["X_train"]))
+    assert s["X_val"] is data["X_val"]
+    batches = s["y_train"][: len(s["y_train"]) // 50 * 50].reshape(-1, 50)
+    single = np.mean([len(np.unique(b)) == 1 for b in batches])
+    assert single > 0.5, "most batches of 50 should hold one class"
+
+
+def test_plots_are_fully_labelled(data, reduced_sweep):
+    import matplotlib
+    matplotlib.use("Agg")
+    figs = [E.plot_weight_scale(reduced_sweep),
+            E.plot_spread({5: (0.3, 0.4), 50: (0.1, 0.1)}),
+            E.plot_activations({"baseline": reduced_sweep["baseline"][0].model,
+                                "BatchNorm": reduced_sweep["batchnorm"][0].model}, data["X_val"])]
+    for fig in figs:
+        for ax in fig.axes:
+            assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
