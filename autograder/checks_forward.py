@@ -673,6 +673,12 @@ def check_spatial_batchnorm_forward(g: Grader, spatial_batchnorm_forward) -> Non
                 f"{' and '.join(map(str, shapes))}, which do not broadcast\n      expected: "
                 f"one mean per channel over (N, H, W), shape ({c},): {fmt(rows.mean(axis=0))}"
                 f"\n      {_diagnose('M13')}") from None
+        if "broadcast" in str(err.exc) and (c,) in shapes and xx.shape in shapes:
+            raise Failure(
+                f"{g._describe_student_error(err)}\n      gamma, beta and the per-channel "
+                f"statistics have shape (C,) = ({c},); against an (N, C, H, W) array they line "
+                f"up with W, not with C. Reshape them to (1, C, 1, 1) first, e.g. "
+                f"gamma.reshape(1, -1, 1, 1).") from None
 
     def call(xx, bb):
         """(out, the student's bn_param after the call), on copies; M13 on its errors."""

@@ -48,6 +48,8 @@ MISTAKES: list[Fixture] = (fx_standardization.MISTAKES + fx_forward.MISTAKES
                            + fx_backward.MISTAKES)
 ALTERNATIVES: list[Fixture] = (fx_standardization.ALTERNATIVES + fx_forward.ALTERNATIVES
                                + fx_backward.ALTERNATIVES)
+UNCATALOGUED: list[Fixture] = (fx_standardization.UNCATALOGUED + fx_forward.UNCATALOGUED
+                               + fx_backward.UNCATALOGUED)
 
 # =============================================================================== applicability
 NO_RUNNING = "no running statistics and no train/test mode"
@@ -196,12 +198,19 @@ def test_the_table_covers_every_graded_function_and_every_mistake_once():
             assert reason.strip() and "\n" not in reason, f"{function}/{mk}: one-line reason"
 
 
+def test_the_instructors_catalogue_lists_the_same_functions_per_mistake():
+    rows = re.findall(r"^\| (M\d+) \| .*? \| (.*?) \|$", CATALOGUE.read_text(), flags=re.M)
+    listed = {mk: set(re.findall(r"`(\w+)`", cell)) for mk, cell in rows}
+    table = {mk: {fn for fn in APPLICABILITY if mk in _applies(fn)} for mk in listed}
+    assert listed == table, {mk: (listed[mk], table[mk]) for mk in listed if listed[mk] != table[mk]}
+
+
 def test_every_applicable_mistake_has_a_fixture_and_every_fixture_is_applicable():
     have = {(f.function, f.mistake) for f in MISTAKES}
     need = {(fn, mk) for fn in APPLICABILITY for mk in _applies(fn)}
     assert not need - have, f"applicable mistakes without a fixture: {sorted(need - have)}"
     assert not have - need, f"fixtures for mistakes marked not applicable: {sorted(have - need)}"
-    ids = Counter(f.id for f in MISTAKES + ALTERNATIVES)
+    ids = Counter(f.id for f in MISTAKES + ALTERNATIVES + UNCATALOGUED)
     assert not [i for i, n in ids.items() if n > 1], "fixture ids must be unique"
     for f in MISTAKES:
         assert not set(f.also) - _applies(f.function), f"{f.id}: 'also' outside the table"
@@ -279,3 +288,12 @@ def test_each_correct_alternative_gets_full_marks(fixture, capsys):
     check = CHECKS[fixture.function]
     assert score == check.points, f"{fixture.id}: {score}/{check.points}\n{report}"
     assert "[FAIL]" not in report and not diagnoses_in(report), report
+
+
+@pytest.mark.parametrize("fixture", UNCATALOGUED, ids=[f.id for f in UNCATALOGUED])
+def test_a_mistake_outside_the_catalogue_loses_points_under_no_catalogue_name(fixture, capsys):
+    score, report = _grade(fixture, capsys)
+    assert score < CHECKS[fixture.function].points, report
+    assert not diagnoses_in(report), f"{fixture.id}: misdiagnosed\n{report}"
+    assert any(_shows_example(b) or " raised " in b for b in _parts(report) if "[FAIL]" in b), \
+        f"{fixture.id}: a failed part shows neither values nor the error\n{report}"

@@ -21,7 +21,8 @@ class Fixture:
     function : str
         The graded function (the name the answer cell defines and the check grades).
     mistake : str or None
-        ``"M7"`` for a submission with exactly that mistake; None for a correct alternative.
+        ``"M7"`` for a submission with exactly that mistake; None for a correct alternative or
+        for a mistake outside the catalogue (see :func:`uncatalogued`).
     name : str
         A short description, unique per function and mistake (the test id).
     source : str
@@ -31,6 +32,8 @@ class Fixture:
         zero variance by zero (M5). Empty for almost every fixture; ``why`` says why when not.
     why : str
         The reason for ``also``.
+    other : bool
+        True for a wrong submission whose mistake is in no catalogue entry.
     """
 
     function: str
@@ -39,10 +42,12 @@ class Fixture:
     source: str
     also: tuple[str, ...] = ()
     why: str = ""
+    other: bool = False
 
     @property
     def id(self) -> str:
-        return f"{self.function}-{self.mistake or 'correct'}-{self.name}"
+        kind = self.mistake or ("other" if self.other else "correct")
+        return f"{self.function}-{kind}-{self.name}"
 
 
 def mistake(function: str, mk: str, name: str, source: str, *, also: tuple[str, ...] = (),
@@ -55,4 +60,10 @@ def mistake(function: str, mk: str, name: str, source: str, *, also: tuple[str, 
 
 def alternative(function: str, name: str, source: str) -> Fixture:
     """A correct submission of ``function`` that differs from the reference solution."""
-    return Fixture(function, None, name, source)
+    return Fixture(function, None, name, source, other=True)
+
+
+def uncatalogued(function: str, name: str, source: str) -> Fixture:
+    """A wrong submission whose mistake is in no catalogue entry: it must lose points and be
+    named by no catalogue id (a wrong name would send the student after the wrong fix)."""
+    return Fixture(function, None, name, source, other=True)

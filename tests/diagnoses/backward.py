@@ -10,7 +10,7 @@ correct variant.
 from __future__ import annotations
 
 from autograder.samples import batchnorm_backward as samples
-from diagnoses import Fixture, alternative, mistake
+from diagnoses import Fixture, alternative, mistake, uncatalogued
 
 _ANSWERS = {sid: s["answers"] for sid, s in samples.STUDENTS.items()}
 
@@ -457,5 +457,32 @@ def fixed_backward_dvar(dout, cache):
     dmu = -inv_std * dx_hat.sum(axis=0) - 2.0 * dvar * xmu.mean(axis=0)
     dx = dx_hat * inv_std + 2.0 * dvar * xmu / N + dmu / N
     return dx, dgamma, dbeta
+'''),
+]
+
+# ------------------------------------------------------------------------------ other mistakes
+UNCATALOGUED: list[Fixture] = [
+    uncatalogued("batchnorm_backward_alt", "dbeta and dgamma returned in swapped order", '''
+def batchnorm_backward_alt(dout, cache):
+    x_hat, gamma, inv_std = cache["x_hat"], cache["gamma"], cache["inv_std"]
+    N = dout.shape[0]
+    dbeta = dout.sum(axis=0)
+    dgamma = (dout * x_hat).sum(axis=0)
+    dx = (gamma * inv_std / N) * (N * dout - dbeta - x_hat * dgamma)
+    return dx, dbeta, dgamma
+'''),
+    uncatalogued("numerical_gradient", "its own step h = 1e-3 instead of the argument", '''
+def numerical_gradient(f, x, dout, h=1e-5):
+    step = 1e-3
+    grad = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        x[i] = old + step
+        plus = f(x).copy()
+        x[i] = old - step
+        minus = f(x).copy()
+        x[i] = old
+        grad[i] = np.sum((plus - minus) * dout) / (2 * step)
+    return grad
 '''),
 ]

@@ -8,7 +8,7 @@ one mistake or a correct variant; the rest are written here, one mistake each.
 from __future__ import annotations
 
 from autograder.samples import batchnorm_forward as samples
-from diagnoses import Fixture, alternative, mistake
+from diagnoses import Fixture, alternative, mistake, uncatalogued
 
 _ANSWERS = {sid: s["answers"] for sid, s in samples.STUDENTS.items()}
 
@@ -536,5 +536,30 @@ def spatial_batchnorm_forward(x, gamma, beta, bn_param):
         d = x - mean[:, None, None]
     y = d / np.sqrt(var[:, None, None] + eps) * gamma[:, None, None] + beta[:, None, None]
     return y.astype(x.dtype), None
+'''),
+]
+
+# ------------------------------------------------------------------------------ other mistakes
+UNCATALOGUED: list[Fixture] = [
+    uncatalogued("scale_shift", "gamma and beta swapped", '''
+def scale_shift(x_hat, gamma, beta):
+    return beta * x_hat + gamma
+'''),
+    uncatalogued("spatial_batchnorm_forward", "gamma not reshaped to (1, C, 1, 1)", '''
+def spatial_batchnorm_forward(x, gamma, beta, bn_param):
+    N, C, H, W = x.shape
+    eps, m = bn_param.get("eps", 1e-5), bn_param.get("momentum", 0.1)
+    mean = x.mean(axis=(0, 2, 3), keepdims=True)
+    var = x.var(axis=(0, 2, 3), keepdims=True)
+    if bn_param["mode"] == "train":
+        M = N * H * W
+        rm = bn_param.get("running_mean", np.zeros(C))
+        rv = bn_param.get("running_var", np.ones(C))
+        bn_param["running_mean"] = (1 - m) * rm + m * mean.ravel()
+        bn_param["running_var"] = (1 - m) * rv + m * var.ravel() * M / (M - 1)
+    else:
+        mean = bn_param["running_mean"].reshape(1, C, 1, 1)
+        var = bn_param["running_var"].reshape(1, C, 1, 1)
+    return gamma * (x - mean) / np.sqrt(var + eps) + beta, None
 '''),
 ]

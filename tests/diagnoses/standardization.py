@@ -9,7 +9,7 @@ from __future__ import annotations
 import test_standardization as earlier  # tests/ is on sys.path under pytest (rootdir conftest)
 
 from autograder.samples import standardization as samples
-from diagnoses import Fixture, alternative, mistake
+from diagnoses import Fixture, alternative, mistake, uncatalogued
 
 _ANSWERS = {sid: s["answers"] for sid, s in samples.STUDENTS.items()}
 
@@ -109,5 +109,13 @@ def standardize_splits(X_train, X_val, X_test):
     from sklearn.preprocessing import StandardScaler
     scaler = StandardScaler().fit(X_train)
     return tuple(scaler.transform(X) for X in (X_train, X_val, X_test))
+'''),
+]
+
+# ------------------------------------------------------------------------------ other mistakes
+UNCATALOGUED: list[Fixture] = [
+    uncatalogued("standardize", "multiplies by the scale", '''
+def standardize(X, mean, scale):
+    return (X - mean) * scale
 '''),
 ]
