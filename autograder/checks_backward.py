@@ -3,8 +3,10 @@
 Every check builds seeded inputs, runs the reference forward to get a cache, hands the student
 deep copies of ``dout`` and the cache, and compares the result with ``autograder.reference``
 computed in float64. When the result is wrong it is compared with what each known mistake
-(``MISCONCEPTIONS.md`` M13-M20) would produce, computed below from the same cache, and the
-matching one is named.
+(``MISCONCEPTIONS.md`` M10 dout or cache changed, M11 x for x_hat in dgamma, M13-M20) would
+produce, computed below from the same cache, and the matching one is named, with the student's
+value beside the expected one. The spatial check also names M15-M18 (made on the (N*H*W, C)
+rows), since a spatial backward usually reuses the student's batchnorm_backward.
 
 Data: columns with standard deviations between 2 and 5 (so that x_hat and x - mu differ, which
 M18 needs), an offset (mean 1e3 in float64), N != D (so that 1/N and 1/D differ, M16), and an

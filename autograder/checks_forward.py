@@ -7,7 +7,10 @@ result is wrong, tests it against the value each known mistake would produce
 root, M4 one-pass variance, M5 zero variance, M6 momentum flipped, M7 biased running_var, M8
 batch/running statistics swapped between modes, M9 running statistics not written back, M10
 inputs mutated, M11 ``gamma * x + beta``, M12 squared numerator, M13 per-activation spatial
-statistics, M14 NCHW reshaped to (-1, C) without moving C last.
+statistics, M14 NCHW reshaped to (-1, C) without moving C last. The spatial check names the
+per-feature mistakes too (M1-M5, M8, M11, M12, made per channel): a spatial forward usually
+reuses the student's batchnorm_forward. A mistake is named only where the output tells it apart
+from the other candidates (``_out_mistakes``).
 
 Tolerances, used throughout:
 
