@@ -9,12 +9,19 @@ Run nbgrader's own commands from here, e.g.::
 """
 
 import os
+import sys
 from pathlib import Path
 
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
-from nbgrader.preprocessors import ClearMarkScheme, GetGrades
+from nbgrader.converters import Autograde
+from nbgrader.preprocessors import ClearMarkScheme, Execute, GetGrades
 
 ROOT = Path(__file__).resolve().parent
+# nbgrader itself imports the course's grading machinery (autograder.execute, autograder.sandbox)
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from autograder.execute import SandboxCheckedExporter, SandboxedExecute  # noqa: E402
 
 # The assignments, in teaching order. Each is source/<name>/<notebook>.ipynb.
 # `nbgrader generate_assignment` adds each one to the gradebook the first time it runs.
@@ -52,6 +59,20 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # (the cell then scores 0 and grading moves on to the next cell).
 c.Execute.timeout = 60
 c.Execute.interrupt_on_timeout = True
+
+# Student code runs in a bubblewrap sandbox (autograder/sandbox.py): no network, only its own
+# submission folder writable, source/, gradebook.db and other students' work invisible, and
+# memory, CPU-time, process and file-size limits (c.SandboxedKernelManager.memory_limit,
+# cpu_limit, process_limit, file_size_limit). BN_UNSANDBOXED=1 turns it off, with a warning.
+# SandboxedExecute replaces nbgrader's Execute so that a dead kernel, a hung cell or a flood of
+# output is flagged in the notebook (Flag [kernel-died] ...) instead of losing the student;
+# SandboxCheckedExporter refuses to start grading when the sandbox cannot start.
+c.Execute.kernel_manager_class = "autograder.sandbox.SandboxedKernelManager"
+c.Autograde.exporter_class = SandboxCheckedExporter
+c.Autograde.autograde_preprocessors = [
+    SandboxedExecute if pp is Execute else pp
+    for pp in Autograde.class_traits()["autograde_preprocessors"].default()
+]
 
 # Written questions: the question sits in a locked markdown cell whose rubric lies between
 # `=== BEGIN MARK SCHEME ===` and `=== END MARK SCHEME ===`; the answer is the manually graded

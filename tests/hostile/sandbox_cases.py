@@ -1,0 +1,134 @@
+"""Hostile and broken submissions for the sandboxed kernel, each with its expected outcome.
+
+Each case is the answer cell of a throw-away assignment (``99_sandbox``, built by
+``tests/test_sandbox.py``) whose notebook is::
+
+    answer (solution cell)       def f(x): return x + 1            <- replaced by ``answer``
+    test_f (1 point)             assert f(1) == 2
+    test_g (1 point)             assert f(2) == 3
+
+Tokens in ``answer`` that the test fills in: ``PORT`` (a TCP port a server on the grading host
+listens on), ``HOST_SECRET`` (a file outside the course, readable by the grader),
+``COURSE_ROOT`` (the course directory on the host), ``OTHER`` (another student's id).
+
+``score`` is the expected total (of 2), ``flags`` the flag kinds (``Flag [kind]: ...``) that
+must appear in the autograded notebook, ``reason`` a substring that must appear in its outputs,
+``absent`` substrings that must not (secrets that must stay unreadable).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: Text planted in files the student must not be able to read.
+SECRET = "TOP-SECRET-7f3a"
+
+
+@dataclass(frozen=True)
+class Case:
+    answer: str
+    score: float
+    reason: str
+    flags: tuple[str, ...] = ()
+    absent: tuple[str, ...] = field(default=(SECRET,))
+
+
+CASES: dict[str, Case] = {
+    # -- runaway or crashing code -------------------------------------------------------------
+    "infinite_loop": Case(
+        "def f(x):\n    while True:\n        pass\n",
+        score=0, reason="KeyboardInterrupt", flags=("cell-timeout",),
+    ),
+    "sleep": Case(
+        "import time\ntime.sleep(10**6)\n\ndef f(x):\n    return x + 1\n",
+        score=0, reason="NameError", flags=("cell-timeout",),
+    ),
+    "memory_bomb_numpy": Case(
+        "import numpy as np\n\ndef f(x):\n    np.ones(int(50e9 / 8))\n    return x + 1\n",
+        score=0, reason="Unable to allocate",
+    ),
+    "memory_bomb_bytearray": Case(
+        "def f(x):\n    bytearray(50 * 10**9)\n    return x + 1\n",
+        score=0, reason="MemoryError",
+    ),
+    "fork_bomb": Case(
+        "import os, time\n\ndef f(x):\n    while True:\n        if os.fork() == 0:\n"
+        "            time.sleep(30)\n            os._exit(0)\n",
+        score=0, reason="Resource temporarily unavailable",
+    ),
+    "sys_exit": Case(
+        "import sys\n\ndef f(x):\n    sys.exit()\n",
+        score=0, reason="SystemExit",
+    ),
+    "os_exit": Case(
+        "import os\n\ndef f(x):\n    os._exit(1)\n",
+        score=0, reason="exited with code 1", flags=("kernel-died",),
+    ),
+    "segfault": Case(
+        "import ctypes\n\ndef f(x):\n    return ctypes.string_at(0)\n",
+        score=0, reason="SIGSEGV", flags=("kernel-died",),
+    ),
+    "cpu_limit": Case(
+        "import resource\n\ndef f(x):\n    used = int(resource.getrusage(resource.RUSAGE_SELF).ru_utime)\n"
+        "    soft, hard = resource.getrlimit(resource.RLIMIT_CPU)\n"
+        "    resource.setrlimit(resource.RLIMIT_CPU, (used + 1, hard))\n"
+        "    while True:\n        pass\n",
+        score=0, reason="SIGXCPU", flags=("kernel-died",),
+    ),
+    "memory_crash": Case(
+        "import ctypes, sys, time\nimport numpy as np\n\ndef f(x):\n    try:\n"
+        "        np.ones(int(50e9 / 8))\n    except MemoryError as e:\n"
+        "        print('MemoryError:', e, file=sys.stderr, flush=True)\n        time.sleep(1)\n"
+        "    ctypes.string_at(0)\n",
+        score=0, reason="memory limit", flags=("kernel-died",),
+    ),
+    # -- noisy code ---------------------------------------------------------------------------
+    "big_output": Case(
+        "for _ in range(100_000):\n    print('x' * 99)\nprint('y' * 1_000_000)\n\n"
+        "def f(x):\n    return x + 1\n",
+        score=2, reason="xxxxxxxxxx", flags=("output-truncated",),
+    ),
+    "stderr_warnings": Case(
+        "import sys, warnings\nwarnings.warn('this API is deprecated')\n"
+        "print('noise on stderr', file=sys.stderr)\n\ndef f(x):\n    return x + 1\n",
+        score=2, reason="this API is deprecated",
+    ),
+    # -- reaching past the submission ---------------------------------------------------------
+    "read_source": Case(
+        "def f(x):\n    print(open('../../../source/99_sandbox/sandbox.ipynb').read())\n"
+        "    return x + 1\n",
+        score=0, reason="No such file or directory",
+    ),
+    "read_gradebook": Case(
+        "def f(x):\n    print(open('COURSE_ROOT/gradebook.db', 'rb').read())\n    return x + 1\n",
+        score=0, reason="No such file or directory",
+    ),
+    "read_other_student": Case(
+        "import os\nprint(sorted(os.listdir('../..')))\n\ndef f(x):\n"
+        "    print(open('../../../submitted/OTHER/99_sandbox/sandbox.ipynb').read())\n"
+        "    return x + 1\n",
+        score=0, reason="No such file or directory",
+    ),
+    "read_home": Case(
+        "import os\nprint(os.listdir('/root'))\n\ndef f(x):\n"
+        "    print(open('HOST_SECRET').read())\n    return x + 1\n",
+        score=0, reason="No such file or directory",
+    ),
+    "write_outside": Case(
+        "import os\nopen('/tmp/private.txt', 'w').write('fine: a private /tmp')\n"
+        "open('own.txt', 'w').write('fine: its own folder')\n\ndef f(x):\n"
+        "    for path in ('COURSE_ROOT/course/evil.py', 'COURSE_ROOT/evil.txt', '../../evil.txt'):\n"
+        "        try:\n            open(path, 'w').write('evil')\n"
+        "        except OSError as e:\n            print('blocked:', e)\n"
+        "        else:\n            print('WROTE', path)\n"
+        "    return x + 1\n",
+        score=2, reason="blocked:",
+    ),
+    "network": Case(
+        "import socket\n\ndef f(x):\n    for host in [('127.0.0.1', PORT), ('1.1.1.1', 80)]:\n"
+        "        try:\n            socket.create_connection(host, timeout=3)\n"
+        "        except OSError as e:\n            print(host, 'failed:', e)\n"
+        "        else:\n            return x + 1\n    raise ConnectionError('no network')\n",
+        score=0, reason="Network is unreachable",
+    ),
+}

@@ -1,0 +1,337 @@
+"""The sandboxed kernel and the dead-kernel-proof Execute step, under real ``nbgrader autograde``.
+
+A throw-away assignment (one answer cell, two one-point test cells) is added to a scratch copy
+of the course, whose own ``nbgrader_config.py`` is the one in use. Every hostile submission of
+``tests/hostile/sandbox_cases.py`` is one student; all of them are graded by a single
+``nbgrader autograde`` call, after one well-behaved student was graded by an earlier call, and
+before another well-behaved student (``zz_after``, graded last) — so the tests also see that
+grading goes on and that earlier grades survive.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import ROOT, copy_course
+from nbgrader.api import Gradebook
+
+from autograder.grading import flags_in
+from autograder.sandbox import (
+    Limits,
+    bwrap_command,
+    check_sandbox,
+    describe_exit,
+    sandbox_env,
+    unsandboxed_requested,
+)
+
+_spec = importlib.util.spec_from_file_location(
+    "sandbox_cases", Path(__file__).parent / "hostile" / "sandbox_cases.py"
+)
+cases = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = cases  # dataclasses look their module up there
+_spec.loader.exec_module(cases)
+
+ASSIGNMENT = "99_sandbox"
+NOTEBOOK = "sandbox"
+GOOD_ANSWER = "def f(x):\n    return x + 1\n"
+TIMEOUT = 3  # seconds per cell for these runs (c.Execute.timeout is 60 in the course)
+# The sandbox alone, without the trusted preamble (autograder.kernel, tested in test_guard.py)
+# that also flags many of these attempts: each must be stopped by the sandbox itself.
+BARE_KERNEL = "--SandboxedKernelManager.kernel_module=ipykernel_launcher"
+
+
+def _meta(grade_id: str, *, grade: bool, solution: bool, points: int | None = None) -> dict:
+    meta = {"grade": grade, "grade_id": grade_id, "locked": not solution, "schema_version": 3,
+            "solution": solution, "task": False}
+    if points is not None:
+        meta["points"] = points
+    return {"nbgrader": meta}
+
+
+def source_notebook() -> nbformat.NotebookNode:
+    """One answer cell and two one-point test cells; the solution holds a secret marker."""
+    cells = [
+        nbformat.v4.new_markdown_cell("Write `f(x) = x + 1`."),
+        nbformat.v4.new_code_cell(
+            f"### BEGIN SOLUTION\n# {cases.SECRET}\n{GOOD_ANSWER}### END SOLUTION",
+            metadata=_meta("answer", grade=False, solution=True),
+        ),
+        nbformat.v4.new_code_cell("assert f(1) == 2",
+                                  metadata=_meta("test_f", grade=True, solution=False, points=1)),
+        nbformat.v4.new_code_cell("assert f(2) == 3",
+                                  metadata=_meta("test_g", grade=True, solution=False, points=1)),
+    ]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    return nb
+
+
+def nbgrader(root: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the nbgrader command line in ``root`` (the scratch course)."""
+    full_env = {**os.environ, **(env or {})}
+    full_env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), full_env["PATH"]])
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "nbgrader"), *args], cwd=root, env=full_env,
+        capture_output=True, text=True, timeout=600,
+    )
+
+
+def submit(root: Path, student: str, answer: str) -> None:
+    """Place ``student``'s notebook: the release notebook with ``answer`` in the answer cell."""
+    nb = nbformat.read(root / "release" / ASSIGNMENT / f"{NOTEBOOK}.ipynb", as_version=4)
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "answer":
+            cell.source = answer
+    folder = root / "submitted" / student / ASSIGNMENT
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, folder / f"{NOTEBOOK}.ipynb")
+
+
+def score(root: Path, student: str) -> float:
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        return gb.find_submission(ASSIGNMENT, student).score
+
+
+def autograded(root: Path, student: str) -> Path:
+    return root / "autograded" / student / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
+
+
+def output_text(path: Path) -> str:
+    """Everything a student's autograded notebook shows in its outputs, as one string."""
+    nb = nbformat.read(path, as_version=4)
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            parts += [out.get("text", ""), out.get("ename", ""), out.get("evalue", "")]
+            parts += out.get("traceback", [])
+            parts += [str(v) for v in out.get("data", {}).values()]
+    return re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(parts))  # without ANSI colours
+
+
+class Listener:
+    """A TCP server on the grading host's loopback that counts connections."""
+
+    def __init__(self):
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            conn.close()
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    """A scratch course with the 99_sandbox assignment released."""
+    root = copy_course(tmp_path_factory.mktemp("sandbox") / "course")
+    (root / "source" / ASSIGNMENT).mkdir(parents=True)
+    nbformat.write(source_notebook(), root / "source" / ASSIGNMENT / f"{NOTEBOOK}.ipynb")
+    result = nbgrader(root, "generate_assignment", ASSIGNMENT, "--force")
+    assert result.returncode == 0, result.stderr
+    return root
+
+
+@pytest.fixture(scope="module")
+def graded(course, tmp_path_factory):
+    """``good`` graded alone (with the course's own kernel); then every hostile case and
+    ``zz_after`` in one autograde call, in the bare sandboxed kernel."""
+    submit(course, "good", GOOD_ANSWER)
+    first = nbgrader(course, "autograde", ASSIGNMENT, f"--Execute.timeout={TIMEOUT}")
+    assert first.returncode == 0, first.stderr
+    good_before = score(course, "good")
+
+    secret = tmp_path_factory.mktemp("instructor_home") / "secret.txt"
+    secret.write_text(cases.SECRET)
+    listener = Listener()
+    for name, case in cases.CASES.items():
+        answer = (case.answer.replace("PORT", str(listener.port))
+                  .replace("HOST_SECRET", str(secret)).replace("COURSE_ROOT", str(course))
+                  .replace("OTHER", "good"))
+        submit(course, name, answer)
+    submit(course, "zz_after", GOOD_ANSWER)
+    # the other student's submission holds a secret too
+    other = course / "submitted" / "good" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
+    other.write_text(other.read_text().replace("return x + 1", f"return x + 1  # {cases.SECRET}"))
+    run = nbgrader(course, "autograde", ASSIGNMENT, f"--Execute.timeout={TIMEOUT}", BARE_KERNEL)
+    listener.server.close()
+    return {"root": course, "run": run, "good_before": good_before, "listener": listener}
+
+
+@pytest.mark.parametrize("name", list(cases.CASES))
+def test_hostile_submission(graded, name):
+    """Each case gets its expected score and a readable reason (and flags) in its notebook."""
+    case = cases.CASES[name]
+    root = graded["root"]
+    path = autograded(root, name)
+    assert path.exists(), f"{name} was not graded:\n{graded['run'].stderr[-3000:]}"
+    text = output_text(path)
+    assert score(root, name) == pytest.approx(case.score), text[-2000:]
+    assert case.reason in text, text[-2000:]
+    kinds = {kind for kind, _ in flags_in(text)}
+    assert set(case.flags) <= kinds, (kinds, text[-2000:])
+    for secret in case.absent:
+        assert secret not in text
+
+
+def test_grading_goes_on_and_earlier_grades_survive(graded):
+    root = graded["root"]
+    assert graded["good_before"] == 2
+    assert score(root, "good") == 2  # graded by the first call, untouched by the second
+    assert score(root, "zz_after") == 2  # graded after every hostile case
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        students = {s.student.id for s in gb.find_assignment(ASSIGNMENT).submissions}
+    assert students == {"good", "zz_after", *cases.CASES}
+    assert graded["run"].returncode == 0, graded["run"].stderr[-3000:]
+
+
+def test_dead_kernel_marks_remaining_cells_not_run(graded):
+    nb = nbformat.read(autograded(graded["root"], "segfault"), as_version=4)
+    test_f, test_g = nb.cells[2], nb.cells[3]
+    assert any(o.get("ename") == "DeadKernelError" for o in test_f.outputs)
+    assert [o.get("ename") for o in test_g.outputs] == ["CellNotRun"]
+    assert "the kernel died in cell 2 (test_f)" in test_g.outputs[0]["evalue"]
+
+
+def test_big_output_is_truncated(graded):
+    path = autograded(graded["root"], "big_output")
+    assert path.stat().st_size < 3 * 1024**2  # the student printed 11 MB
+
+
+def test_no_network_and_nothing_written_outside(graded):
+    root = graded["root"]
+    assert graded["listener"].connections == 0
+    assert not (root / "evil.txt").exists()
+    assert not (root / "course" / "evil.py").exists()
+    assert not (root / "autograded" / "evil.txt").exists()
+    assert not Path("/tmp/private.txt").exists()
+    own = root / "autograded" / "write_outside" / ASSIGNMENT
+    assert (own / "own.txt").read_text() == "fine: its own folder"
+    text = output_text(autograded(root, "write_outside"))
+    assert "WROTE" not in text.replace("'WROTE'", "")
+
+
+def test_other_students_are_invisible(graded):
+    text = output_text(autograded(graded["root"], "read_other_student"))
+    assert "['read_other_student']" in text  # autograded/ holds only the student's own folder
+
+
+def test_kernel_runs_unprivileged_and_sees_only_what_it_needs(course):
+    """A probe notebook reports the kernel's uid, limits and view of the course."""
+    probe = (
+        "import os, resource, json\n"
+        f"print('PROBE', json.dumps({{'uid': os.getuid(), 'course': sorted(os.listdir({str(course)!r})),"
+        " 'nproc': resource.getrlimit(resource.RLIMIT_NPROC)[0],"
+        " 'as': resource.getrlimit(resource.RLIMIT_AS)[0],"
+        " 'fsize': resource.getrlimit(resource.RLIMIT_FSIZE)[0],"
+        " 'cwd': os.getcwd()}))\n\n" + GOOD_ANSWER
+    )
+    submit(course, "probe", probe)
+    run = nbgrader(course, "autograde", ASSIGNMENT, "--student=probe", BARE_KERNEL,
+                   "--SandboxedKernelManager.memory_limit=1500000000")
+    assert run.returncode == 0, run.stderr
+    text = output_text(autograded(course, "probe"))
+    seen = json.loads(re.search(r"PROBE (\{.*\})", text).group(1))
+    assert seen["uid"] != 0
+    assert seen["course"] == ["autograded", "autograder", "course", "data"]
+    assert seen["as"] == 1_500_000_000  # from the command line, through nbgrader's config
+    assert seen["nproc"] == Limits().processes
+    assert seen["fsize"] == Limits().file_bytes
+    assert seen["cwd"] == str(course / "autograded" / "probe" / ASSIGNMENT)
+    assert score(course, "probe") == 2
+
+
+def test_refuses_without_bubblewrap_and_runs_unsandboxed_on_request(course):
+    submit(course, "refused", GOOD_ANSWER)
+    missing = "--SandboxedKernelManager.bwrap_path=/nonexistent/bwrap"
+    refused = nbgrader(course, "autograde", ASSIGNMENT, "--student=refused", missing)
+    assert refused.returncode != 0
+    assert "/nonexistent/bwrap not found" in refused.stderr
+    assert "apt-get install bubblewrap" in refused.stderr
+    assert "BN_UNSANDBOXED=1" in refused.stderr
+    assert not (course / "autograded" / "refused").exists()  # refused before touching anything
+
+    run = nbgrader(course, "autograde", ASSIGNMENT, "--student=refused", missing,
+                   env={"BN_UNSANDBOXED": "1"})
+    assert run.returncode == 0, run.stderr
+    assert "WARNING: BN_UNSANDBOXED is set" in run.stderr
+    text = output_text(autograded(course, "refused"))
+    assert [kind for kind, _ in flags_in(text)] == ["sandbox-off"]
+    assert score(course, "refused") == 2
+
+
+# -- the pieces, without nbgrader --------------------------------------------------------------
+
+
+def test_limits_reject_bad_values():
+    with pytest.raises(ValueError, match="Limits.cpu_seconds must be a positive int, got 0"):
+        Limits(cpu_seconds=0)
+    with pytest.raises(ValueError, match="memory_bytes"):
+        Limits(memory_bytes=2.5e9)
+
+
+def test_describe_exit_names_signals_and_codes():
+    assert describe_exit(128 + signal.SIGSEGV) == "killed by SIGSEGV (segmentation fault)"
+    assert describe_exit(-signal.SIGKILL).startswith("killed by SIGKILL")
+    assert "CPU-time limit" in describe_exit(128 + signal.SIGXCPU)
+    assert describe_exit(1) == "exited with code 1"
+    assert describe_exit(None) == "stopped for an unknown reason"
+
+
+def test_unsandboxed_requested_reads_the_environment():
+    assert unsandboxed_requested({"BN_UNSANDBOXED": "1"})
+    assert unsandboxed_requested({"BN_UNSANDBOXED": "yes"})
+    assert not unsandboxed_requested({"BN_UNSANDBOXED": "0"})
+    assert not unsandboxed_requested({})
+
+
+def test_sandbox_env_keeps_secrets_out():
+    env = sandbox_env({"AWS_SECRET_ACCESS_KEY": "x", "PYTHONPATH": "/elsewhere", "BN_SEED": "3",
+                       "HOME": "/root"}, Path("/course"))
+    assert "AWS_SECRET_ACCESS_KEY" not in env
+    assert env["PYTHONPATH"] == os.pathsep.join(["/course", "/elsewhere"])
+    assert env["BN_SEED"] == "3" and env["HOME"] == "/tmp"
+
+
+def test_bwrap_command_masks_the_course_before_binding_back():
+    root = Path("/srv/course")
+    cmd = bwrap_command(["python", "-m", "ipykernel_launcher"], cwd=root / "autograded/s/a",
+                        run_dir=Path("/tmp/bn-kernel-x"), course_root=root, limits=Limits())
+    mask = cmd.index(str(root), cmd.index("--tmpfs"))
+    binds = [i for i, a in enumerate(cmd) if a in ("--bind", "--ro-bind")
+             and cmd[i + 2].startswith(str(root) + "/")]
+    assert binds and all(i > mask for i in binds)
+    assert "--unshare-net" in cmd
+    assert cmd[-3:] == ["python", "-m", "ipykernel_launcher"]
+    with pytest.raises(ValueError, match="cwd must be an absolute path"):
+        bwrap_command(["python"], cwd=Path("rel"), run_dir=Path("/tmp/x"), course_root=root,
+                      limits=Limits())
+
+
+def test_check_sandbox_works_here():
+    check_sandbox()  # bubblewrap is installed here (and by .ci/run): the probe must start
+
+
+def test_course_config_selects_the_sandbox():
+    text = (ROOT / "nbgrader_config.py").read_text()
+    assert 'c.Execute.kernel_manager_class = "autograder.sandbox.SandboxedKernelManager"' in text
+    assert "SandboxedExecute if pp is Execute else pp" in text
