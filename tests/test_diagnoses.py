@@ -216,6 +216,12 @@ def test_every_applicable_mistake_has_a_fixture_and_every_fixture_is_applicable(
         assert not set(f.also) - _applies(f.function), f"{f.id}: 'also' outside the table"
 
 
+def test_the_three_kinds_of_fixture_are_told_apart():
+    assert all(f.mistake and not f.other for f in MISTAKES)
+    assert all(f.mistake is None and not f.other for f in ALTERNATIVES)
+    assert all(f.mistake is None and f.other for f in UNCATALOGUED)
+
+
 def test_every_graded_function_has_correct_alternatives():
     count = Counter(f.function for f in ALTERNATIVES)
     assert {fn: count[fn] for fn in CHECKS if count[fn] < 1} == {}

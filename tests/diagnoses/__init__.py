@@ -60,7 +60,7 @@ def mistake(function: str, mk: str, name: str, source: str, *, also: tuple[str, 
 
 def alternative(function: str, name: str, source: str) -> Fixture:
     """A correct submission of ``function`` that differs from the reference solution."""
-    return Fixture(function, None, name, source, other=True)
+    return Fixture(function, None, name, source)
 
 
 def uncatalogued(function: str, name: str, source: str) -> Fixture:
