@@ -51,6 +51,7 @@ import sysconfig
 import tempfile
 import threading
 import types
+import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -388,9 +389,16 @@ class _Guard:
         who, frame, function = self.origin(sys._getframe(3))  # hook -> handler -> _student
         return (frame, function) if who == "student" else None
 
-    def _deny(self, kind: str, reason: str, function, error: BaseException) -> None:
+    def _deny(self, kind: str, reason: str, function, error: BaseException,
+              block: bool = True) -> None:
+        """Record a flag; refuse the operation with ``error`` when ``block``.
+
+        Where the operation would fail anyway (the sandbox hides the file, has no network), it is
+        not refused: the student sees the operating system's own error, the flag stays.
+        """
         self.record(kind, reason, function)
-        raise _Denied(error)
+        if block:
+            raise _Denied(error)
 
     def on_import(self, event: str, args: tuple) -> None:
         module = str(args[0])
@@ -448,7 +456,10 @@ class _Guard:
                 and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC))
             targets = [(path, write)]
         elif event == "sqlite3.connect":
-            targets = [(args[0], False), (args[0], True)]
+            path = os.fsdecode(args[0]) if isinstance(args[0], (str, bytes)) else args[0]
+            if isinstance(path, str) and path.startswith("file:"):  # sqlite URI filename
+                path = urllib.parse.unquote(urllib.parse.urlsplit(path).path) or ":memory:"
+            targets = [(path, False)]
         elif event in _READ_EVENTS:
             targets = [(args[0] if args else ".", False)]
         else:
@@ -461,13 +472,32 @@ class _Guard:
             if student is None:
                 return
             kind, label = verdict
+            if not write and self._formatting_a_stack(sys._getframe(2)):
+                # traceback.format_stack() and friends show each frame's source line: the
+                # grader's lines are withheld, but printing a stack is no attempt to read them.
+                raise _Denied(PermissionError(f"{path}: not readable during grading"))
             frame, function = student
-            action = "write to" if write else ("listing of" if event in _READ_EVENTS else "read of")
-            shown = self.describe_path(os.path.realpath(os.fsdecode(path)))
+            listing = event in _READ_EVENTS
+            action = "write to" if write else ("listing of" if listing else "read of")
+            real = os.path.realpath(os.fsdecode(path))
+            shown = self.describe_path(real)
+            # Refuse what would succeed: a file that exists, a folder that can be written to.
+            # A listing shows names only: flagged, not refused.
+            block = (os.access(os.path.dirname(real) or ".", os.W_OK) if write
+                     else not listing and os.path.exists(real))
             self._deny(kind, f"{action} {shown} ({label}) from student code "
                        f"{self.where(frame, function)}", function,
                        PermissionError(f"{shown}: {label} is off limits to submissions during "
-                                       "grading (this attempt is reported to the instructor)"))
+                                       "grading (this attempt is reported to the instructor)"),
+                       block)
+
+    def _formatting_a_stack(self, frame) -> bool:
+        """Whether the library frames above ``frame`` include the ``traceback`` module."""
+        while frame is not None and self._is_library(frame.f_code.co_filename):
+            if frame.f_code.co_filename.endswith(f"{os.sep}traceback.py"):
+                return True
+            frame = frame.f_back
+        return False
 
     def on_network(self, event: str, args: tuple) -> None:
         student = self._student()
@@ -477,10 +507,13 @@ class _Guard:
         with_self = ("socket.connect", "socket.sendto", "socket.sendmsg", "socket.bind",
                      "http.client.connect")
         target = args[1] if event in with_self and len(args) > 1 else args[0] if args else ""
+        # In the sandbox there is no network (the connection fails by itself); unsandboxed, the
+        # guard is all there is.
         self._deny("network", f"network access ({event} {target!r}) from student code "
                    f"{self.where(frame, function)}", function,
                    PermissionError("network access is disabled while grading (this attempt is "
-                                   "reported to the instructor)"))
+                                   "reported to the instructor)"),
+                   block=bool(os.environ.get("BN_UNSANDBOXED")))
 
     def on_info(self, event: str, args: tuple) -> None:
         student = self._student()

@@ -38,9 +38,12 @@ def main(argv: list[str] | None = None) -> None:
     app = IPKernelApp.instance()
     app.initialize(argv)
     # IPython puts the working directory on sys.path unless python runs with -P; the guard has
-    # imported what grading needs, so now the submission's own modules may be imported too.
+    # imported what grading needs, so now the submission's own modules may be imported too,
+    # from where IPython would put them: after the standard library and PYTHONPATH.
     if "" not in sys.path:
-        sys.path.insert(0, "")
+        site = [i for i, p in enumerate(sys.path)
+                if os.path.basename(p) in ("site-packages", "dist-packages")]
+        sys.path.insert(site[0] if site else 0, "")
     guard.attach_shell(app.shell)
     app.start()
 

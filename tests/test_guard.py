@@ -1,0 +1,310 @@
+"""The trusted preamble of grading kernels (autograder.guard, autograder.kernel).
+
+Every hostile case of ``tests/hostile/guard_cases.py`` runs as a real notebook in the guarded
+kernel (``python -P -m autograder.kernel``, started by nbclient from a kernelspec), inside a
+scratch copy of the course; most also run in a plain ``ipykernel`` to show that the attack works
+there. A few submissions then go through real ``nbgrader autograde`` with the course's
+configuration (the sandboxed kernel manager, which starts ``autograder.kernel``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+from conftest import copy_course
+from nbclient import NotebookClient
+from nbgrader.api import Gradebook
+
+from autograder.grading import close, flags_in, require_unchanged, same_value, unpack
+
+_spec = importlib.util.spec_from_file_location(
+    "guard_cases", Path(__file__).parent / "hostile" / "guard_cases.py"
+)
+cases = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = cases  # dataclasses look their module up there
+_spec.loader.exec_module(cases)
+
+ASSIGNMENT = "02_batchnorm_forward"
+GUARDED = "bn-guarded"
+#: Unguarded kernels: plain ipykernel, and the grading kernel started without ``python -P``.
+UNGUARDED_KERNELS = {"plain": "bn-plain", "no-safe-path": "bn-no-safe-path"}
+HIDDEN_RE = re.compile(r"from autograder\.checks import (check_\w+)")
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory) -> Path:
+    """A scratch copy of the course, with a gradebook file and the two kernelspecs."""
+    root = copy_course(tmp_path_factory.mktemp("course"))
+    (root / "gradebook.db").write_bytes(b"SQLite format 3\x00 (a stand-in)")
+    return root
+
+
+@pytest.fixture(scope="module")
+def kernels(course, tmp_path_factory) -> Path:
+    """A JUPYTER_PATH with the guarded kernel and the unguarded ones."""
+    path = tmp_path_factory.mktemp("jupyter")
+    for name, argv in ((GUARDED, ["-P", "-m", "autograder.kernel"]),
+                       ("bn-plain", ["-m", "ipykernel_launcher"]),
+                       ("bn-no-safe-path", ["-m", "autograder.kernel"])):
+        spec = path / "kernels" / name
+        spec.mkdir(parents=True)
+        (spec / "kernel.json").write_text(json.dumps({
+            "argv": [sys.executable, *argv, "-f", "{connection_file}"],
+            "display_name": name, "language": "python",
+            "env": {"PYTHONPATH": str(course), "MPLBACKEND": "module://matplotlib_inline.backend_inline"},
+        }))
+    return path
+
+
+def run_notebook(course: Path, kernels: Path, folder: Path, cells: list[str], kernel: str,
+                 monkeypatch, log: Path | None = None) -> nbformat.NotebookNode:
+    """Execute ``cells`` as a notebook in ``folder`` with ``kernel``; errors stay in outputs."""
+    monkeypatch.setenv("JUPYTER_PATH", str(kernels))
+    if log is not None:
+        monkeypatch.setenv("BN_GUARD_LOG", str(log))
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    NotebookClient(nb, kernel_name=kernel, timeout=60, allow_errors=True,
+                   resources={"metadata": {"path": str(folder)}}).execute()
+    return nb
+
+
+def cell_text(cell) -> str:
+    parts = []
+    for out in cell.get("outputs", []):
+        parts += [out.get("text", ""), out.get("ename", ""), out.get("evalue", "")]
+        parts += [str(v) for v in out.get("data", {}).values()]
+    return "\n".join(parts)
+
+
+def hidden_results(nb) -> dict[str, dict]:
+    """For each hidden-test cell: its score (None if it shows none), flags, error and text."""
+    results = {}
+    for cell in nb.cells:
+        found = HIDDEN_RE.match(cell.source)
+        if not found:
+            continue
+        scores = [float(o["data"]["text/plain"]) for o in cell.outputs
+                  if o.output_type == "execute_result"]
+        errors = [o.ename for o in cell.outputs if o.output_type == "error"]
+        text = cell_text(cell)
+        results[found.group(1)] = {"score": scores[0] if scores else None, "error": errors,
+                                   "flags": {k for k, _ in flags_in(text)}, "text": text,
+                                   "stderr": [o for o in cell.outputs if o.get("name") == "stderr"]}
+    return results
+
+
+def submission_folder(course: Path, case_name: str, case) -> Path:
+    folder = course / "autograded" / case_name / ASSIGNMENT
+    folder.mkdir(parents=True, exist_ok=True)
+    for rel, text in case.files.items():
+        target = folder / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    return folder
+
+
+@pytest.mark.parametrize("name", sorted(cases.CASES))
+def test_hostile_case_in_the_guarded_kernel(name, course, kernels, monkeypatch, tmp_path):
+    case = cases.CASES[name]
+    folder = submission_folder(course, name, case)
+    log = tmp_path / "guard.jsonl"
+    nb = run_notebook(course, kernels, folder, [cases.HONEST, *case.cells], GUARDED,
+                      monkeypatch, log)
+    results = hidden_results(nb)
+    assert set(results) == set(case.checks)
+    for check, want in case.checks.items():
+        got = results[check]
+        where = f"{name}/{check}:\n{got['text']}"
+        if want.below is not None:
+            assert got["score"] is not None and got["score"] < want.below, where
+        else:
+            assert got["score"] == want.score, where
+        assert got["flags"] == set(want.flags), where
+        assert want.text in got["text"], where
+        assert got["error"] == ([want.error] if want.error else []), where
+        assert got["stderr"] == [], where  # nbgrader would score any stderr output 0
+    all_text = "\n".join(cell_text(c) for c in nb.cells)
+    flagged = {k for k, _ in flags_in(all_text)}
+    expected = {k for want in case.checks.values() for k in want.flags}
+    assert flagged == expected, all_text[-3000:]
+    # Every flag also went to the append-only log as it was raised.
+    logged = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    assert {entry["kind"] for entry in logged} == expected
+    for rel in case.absent:
+        assert not (course / rel).exists(), rel
+
+
+UNGUARDED = sorted(name for name, case in cases.CASES.items() if case.unguarded)
+
+
+@pytest.mark.parametrize("name", UNGUARDED)
+def test_the_attack_works_in_a_plain_kernel(name, course, kernels, monkeypatch):
+    """Without the guard the same notebook cheats (so the guarded outcome is the guard's doing);
+    the grading hooks are no-ops there and flag nothing."""
+    case = cases.CASES[name]
+    folder = submission_folder(course, f"{name}-plain", case)
+    nb = run_notebook(course, kernels, folder, [cases.HONEST, *case.cells],
+                      UNGUARDED_KERNELS[case.unguarded_kernel], monkeypatch)
+    results = hidden_results(nb)
+    for check, score in case.unguarded.items():
+        assert results[check]["score"] == score, results[check]["text"]
+        if score is None:  # nbgrader: no error and no score -> full marks (nbgrader #1324)
+            assert results[check]["error"] == [], results[check]["text"]
+    assert not flags_in("\n".join(cell_text(c) for c in nb.cells))
+
+
+def test_the_kernel_reports_itself_and_keeps_python_semantics(course, kernels, monkeypatch):
+    """``autograder.kernel`` is a drop-in ipykernel: same outputs, own modules importable, the
+    guard installed before the student's first cell."""
+    folder = course / "autograded" / "semantics" / ASSIGNMENT
+    folder.mkdir(parents=True)
+    (folder / "mymod.py").write_text("VALUE = 41\n")
+    cells = ["import sys, autograder.guard\nprint(autograder.guard.is_installed(), sys.flags.safe_path)",
+             "import mymod\nmymod.VALUE + 1",
+             "1 / 0"]
+    nb = run_notebook(course, kernels, folder, cells, GUARDED, monkeypatch)
+    assert nb.cells[0].outputs[0].text.strip() == "True True"
+    assert nb.cells[1].outputs[0].data["text/plain"] == "42"
+    assert nb.cells[2].outputs[0].ename == "ZeroDivisionError"
+
+
+# -- real nbgrader autograde ----------------------------------------------------------------------
+
+NB_ASSIGNMENT = "98_guard"
+
+
+def _meta(grade_id: str, *, grade: bool, solution: bool, points: int | None = None) -> dict:
+    meta = {"grade": grade, "grade_id": grade_id, "locked": not solution, "schema_version": 3,
+            "solution": solution, "task": False}
+    if points is not None:
+        meta["points"] = points
+    return {"nbgrader": meta}
+
+
+def _test_cell(function: str, points: int):
+    return nbformat.v4.new_code_cell(
+        f"### BEGIN HIDDEN TESTS\n{cases.hidden(function)}\n### END HIDDEN TESTS",
+        metadata=_meta(f"test_{function}", grade=True, solution=False, points=points))
+
+
+def nbgrader(root: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent),
+                                                  os.environ["PATH"]])}
+    return subprocess.run([str(Path(sys.executable).parent / "nbgrader"), *args], cwd=root,
+                          env=env, capture_output=True, text=True, timeout=600)
+
+
+NB_SUBMISSIONS = {
+    # student: (answer cell, score of test_batch_stats, of test_scale_shift, flag kinds)
+    "honest": (cases.HONEST, 2.0, 1.0, set()),
+    # tampering is global: every check after it scores 0
+    "traceback": (cases.HONEST + "\nget_ipython().showtraceback = lambda *a, **k: None\n"
+                  "del batch_stats\n", 0.0, 0.0, {"tampering"}),
+    "reference": (cases.HONEST + "\nimport sys\n\ndef batch_stats(x):\n"
+                  "    return sys.modules['autograder.checks_forward'].ref.batch_stats(x)\n",
+                  0.0, 1.0, {"reference-access"}),
+    "allclose": (cases.HONEST + "\nnp.allclose = lambda *a, **k: True\n", 0.0, 0.0,
+                 {"tampering"}),
+}
+
+
+@pytest.fixture(scope="module")
+def autograded_course(tmp_path_factory):
+    """A throw-away assignment graded by ``nbgrader autograde`` with the course's config."""
+    course = copy_course(tmp_path_factory.mktemp("nbgrader-course"))
+    source = course / "source" / NB_ASSIGNMENT
+    source.mkdir(parents=True)
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell(f"### BEGIN SOLUTION\n{cases.HONEST}### END SOLUTION",
+                                  metadata=_meta("answer", grade=False, solution=True)),
+        _test_cell("batch_stats", 2),
+        _test_cell("scale_shift", 1),
+    ])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, source / "guard.ipynb")
+    gen = nbgrader(course, "generate_assignment", NB_ASSIGNMENT, "--force")
+    assert gen.returncode == 0, gen.stderr
+    for student, (answer, *_rest) in NB_SUBMISSIONS.items():
+        sub = nbformat.read(course / "release" / NB_ASSIGNMENT / "guard.ipynb", as_version=4)
+        sub.cells[0].source = answer
+        folder = course / "submitted" / student / NB_ASSIGNMENT
+        folder.mkdir(parents=True)
+        nbformat.write(sub, folder / "guard.ipynb")
+    run = nbgrader(course, "autograde", NB_ASSIGNMENT)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return course
+
+
+@pytest.mark.parametrize("student", sorted(NB_SUBMISSIONS))
+def test_nbgrader_autograde_with_the_guarded_kernel(student, autograded_course):
+    _, batch_stats_score, scale_shift_score, kinds = NB_SUBMISSIONS[student]
+    with Gradebook(f"sqlite:///{autograded_course / 'gradebook.db'}") as gb:
+        def grade(grade_id):
+            return gb.find_grade(grade_id, "guard", NB_ASSIGNMENT, student).score
+        assert grade("test_batch_stats") == batch_stats_score
+        assert grade("test_scale_shift") == scale_shift_score
+    nb = nbformat.read(autograded_course / "autograded" / student / NB_ASSIGNMENT / "guard.ipynb",
+                       as_version=4)
+    text = "\n".join(cell_text(c) for c in nb.cells)
+    assert {k for k, _ in flags_in(text)} - {"sandbox-off"} == kinds, text[-3000:]
+
+
+# -- the comparison path without a guard (students' own Jupyter, the rest of the tests) -------------
+
+
+class AlwaysEqual:
+    def __eq__(self, other):
+        return True
+
+    def __ne__(self, other):
+        return False
+
+    __hash__ = object.__hash__
+
+
+class LyingTuple(tuple):
+    """Holds (a, b, c) but claims to hold 2 items and iterates over others."""
+
+    def __len__(self):
+        return 2
+
+    def __iter__(self):
+        return iter((np.zeros(2), np.zeros(2)))
+
+
+def test_same_value_never_asks_the_students_object():
+    assert not same_value(0.1, AlwaysEqual())
+    assert not same_value(np.ones(3), AlwaysEqual())
+    assert not same_value("train", AlwaysEqual())
+    assert not same_value({"eps": 1e-5}, {"eps": AlwaysEqual()})
+    assert same_value({"x": np.array([1.0, np.nan])}, {"x": np.array([1.0, np.nan])})
+    assert not same_value([1.0, 2.0], (1.0, 2.0))
+    with pytest.raises(AssertionError, match="M10"):
+        require_unchanged("momentum", 0.1, AlwaysEqual())
+
+
+def test_unpack_reads_the_items_as_stored():
+    with pytest.raises(AssertionError, match="expected a tuple"):
+        unpack(LyingTuple((1, 2, 3)), 2, "mean, var")
+    a, b = unpack(LyingTuple((1.0, 2.0)), 2, "mean, var")
+    assert (a, b) == (1.0, 2.0)
+
+
+def test_close_converts_to_plain_float64():
+    class Agreeable(np.ndarray):
+        def __array_function__(self, func, types, args, kwargs):
+            return True
+
+    assert not close(np.zeros(3).view(Agreeable), np.ones(3), rtol=1e-7)
+    assert not close(AlwaysEqual(), 1.0, rtol=1e-7)
+    assert close(np.ones(3).view(Agreeable), np.ones(3), rtol=1e-7)
