@@ -5,7 +5,8 @@
 2. Places the sample submissions (``autograder/samples/``) in ``submitted/`` as four demo
    students per assignment, built from the *release* notebooks.
 3. Runs ``nbgrader autograde``, ``nbgrader generate_feedback`` and ``nbgrader export``.
-4. Prints a per-student score table with the diagnoses found in each autograded notebook.
+4. Prints a per-student score table with the diagnoses found in each autograded notebook, and
+   writes each assignment's grade report (``reports/<assignment>/report.html`` and ``.csv``).
 
 Only nbgrader's own commands touch the gradebook. Demo students have ids ``demo_<name>`` and the
 demo regrades only them, so an instructor's real submissions in the same course directory are
@@ -198,6 +199,11 @@ def main(argv: list[str] | None = None) -> int:
         nbgrader("generate_feedback", assignment, "--force", f"--student={pattern}")
     nbgrader("export")
     ok = print_table(collect(assignments, students), assignments)
+    print()
+    from autograder import report  # the grade report: score histogram, pass rates, mistakes, flags
+
+    for assignment in assignments:
+        report.main([assignment, "--root", str(ROOT)])
     print(f"\nDemo finished in {time.perf_counter() - start:.0f} s; grades exported to grades.csv.")
     return 0 if ok else 1
 
