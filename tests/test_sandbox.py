@@ -32,6 +32,7 @@ from autograder.sandbox import (
     bwrap_command,
     check_sandbox,
     describe_exit,
+    matplotlib_font_cache,
     sandbox_env,
     unsandboxed_requested,
 )
@@ -243,7 +244,8 @@ def test_kernel_runs_unprivileged_and_sees_only_what_it_needs(course):
         " 'nproc': resource.getrlimit(resource.RLIMIT_NPROC)[0],"
         " 'as': resource.getrlimit(resource.RLIMIT_AS)[0],"
         " 'fsize': resource.getrlimit(resource.RLIMIT_FSIZE)[0],"
-        " 'cwd': os.getcwd()}))\n\n" + GOOD_ANSWER
+        " 'cwd': os.getcwd(), 'tmp': sorted(os.listdir('/tmp/matplotlib'))}))\n\n"
+        + GOOD_ANSWER
     )
     submit(course, "probe", probe)
     run = nbgrader(course, "autograde", ASSIGNMENT, "--student=probe", BARE_KERNEL,
@@ -257,6 +259,7 @@ def test_kernel_runs_unprivileged_and_sees_only_what_it_needs(course):
     assert seen["nproc"] == Limits().processes
     assert seen["fsize"] == Limits().file_bytes
     assert seen["cwd"] == str(course / "autograded" / "probe" / ASSIGNMENT)
+    assert seen["tmp"] == [matplotlib_font_cache().name]  # seeded: no font-cache rebuild
     assert score(course, "probe") == 2
 
 
@@ -322,6 +325,9 @@ def test_bwrap_command_masks_the_course_before_binding_back():
     assert binds and all(i > mask for i in binds)
     assert "--unshare-net" in cmd
     assert cmd[-3:] == ["python", "-m", "ipykernel_launcher"]
+    with pytest.raises(ValueError, match="seed_files destinations must be under /tmp"):
+        bwrap_command(["python"], cwd=root, run_dir=Path("/tmp/x"), course_root=root,
+                      limits=Limits(), seed_files={3: Path("/etc/passwd")})
     with pytest.raises(ValueError, match="cwd must be an absolute path"):
         bwrap_command(["python"], cwd=Path("rel"), run_dir=Path("/tmp/x"), course_root=root,
                       limits=Limits())

@@ -43,6 +43,11 @@ CASES: dict[str, Case] = {
         "import time\ntime.sleep(10**6)\n\ndef f(x):\n    return x + 1\n",
         score=0, reason="NameError", flags=("cell-timeout",),
     ),
+    "ignores_interrupt": Case(
+        "import signal\n\ndef f(x):\n    signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "    while True:\n        pass\n",
+        score=0, reason="did not stop when interrupted", flags=("cell-timeout",),
+    ),
     "memory_bomb_numpy": Case(
         "import numpy as np\n\ndef f(x):\n    np.ones(int(50e9 / 8))\n    return x + 1\n",
         score=0, reason="Unable to allocate",
