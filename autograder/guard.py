@@ -43,6 +43,8 @@ isolation; this module makes the attempts visible and keeps the comparisons hone
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import linecache
 import os
@@ -487,8 +489,9 @@ class _Guard:
                      else not listing and os.path.exists(real))
             self._deny(kind, f"{action} {shown} ({label}) from student code "
                        f"{self.where(frame, function)}", function,
-                       PermissionError(f"{shown}: {label} is off limits to submissions during "
-                                       "grading (this attempt is reported to the instructor)"),
+                       PermissionError(f"{shown} ({label}) is off limits to submissions "
+                                       "during grading (this attempt is reported to the "
+                                       "instructor)"),
                        block)
 
     def _formatting_a_stack(self, frame) -> bool:
@@ -608,6 +611,14 @@ class _Guard:
     # ================================================================== tamper detection
     def verify(self) -> list[str]:
         """Put back every watched object that changed; return what changed, in words."""
+        busy = getattr(self.tls, "busy", False)
+        self.tls.busy = True  # the guard's own reads and writes are not audited
+        try:
+            return self._verify()
+        finally:
+            self.tls.busy = busy
+
+    def _verify(self) -> list[str]:
         changes: list[str] = []
         for name, mod in self.pristine_modules.items():
             if sys.modules.get(name) is not mod:
@@ -629,7 +640,7 @@ class _Guard:
                 changes.append(f"{mod_name}.{key} was added")
                 del ns[key]
         for fn, state in self.function_state.values():
-            if _function_state(fn)[:4] != state[:4]:
+            if _function_ids(fn) != state[:4]:
                 changes.append(f"the code of {fn.__module__}.{fn.__qualname__} was changed")
                 _restore_function(fn, state)
         for cls, keep in self.class_state.values():
@@ -690,6 +701,12 @@ class _Guard:
             return True
         return flag.function is code or flag.function.co_name == name
 
+    def global_zero_flags(self) -> list[Flag]:
+        """Flags that zero every later check: tampering, and top-level reaching past."""
+        with self.lock:
+            return [f for f in self.flags if f.kind in ZERO_KINDS and (
+                f.kind == "tampering" or f.check is None and f.function is None)]
+
     def unreported(self) -> list[Flag]:
         with self.lock:
             out = [f for i, f in enumerate(self.flags) if i not in self.reported]
@@ -742,9 +759,23 @@ class _ShellWatch:
         self.builtins_ns = shell.user_ns.get("__builtins__")
 
     def _library_callable(self, fn: Any) -> bool:
-        code = getattr(getattr(fn, "__func__", fn), "__code__", None)
-        if code is None:  # C functions, bound methods of C objects: not student code
-            return not isinstance(fn, types.FunctionType)
+        """Whether a callback is library or grader code (read statically: a student's object
+        must not run code while the guard looks at it)."""
+        func = fn
+        for _ in range(5):  # unwrap bound methods and partials
+            if isinstance(func, types.MethodType):
+                func = func.__func__
+            elif isinstance(func, functools.partial):
+                func = func.func
+        if isinstance(func, types.FunctionType):
+            code = func.__code__
+        elif isinstance(func, types.BuiltinFunctionType):
+            return True
+        else:  # an instance of a class with __call__
+            call = inspect.getattr_static(type(func), "__call__", None)
+            if not isinstance(call, types.FunctionType):
+                return True  # a C-level callable
+            code = call.__code__
         return self.guard._is_library(code.co_filename) or id(code) in self.guard.trusted
 
     def verify(self) -> list[str]:
@@ -755,7 +786,7 @@ class _ShellWatch:
                 setattr(shell, name, value)
         for name, value in self.lists.items():
             current = getattr(shell, name, None)
-            if current is None or list(current) != value:
+            if current is None or not _same_items(current, value):
                 changes.append(f"IPython's shell.{name} was changed")
                 if isinstance(current, list):
                     current[:] = value
@@ -764,7 +795,7 @@ class _ShellWatch:
         itm = shell.input_transformer_manager
         for name, value in self.itm_lists.items():
             current = getattr(itm, name, None)
-            if current is not None and list(current) != value:
+            if current is not None and not _same_items(current, value):
                 changes.append(f"IPython's input transformers ({name}) were changed")
                 current[:] = value
         for obj, keep in self.instance_dicts.values():
@@ -775,12 +806,11 @@ class _ShellWatch:
                 changes.append(f"the class {cls.__module__}.{cls.__qualname__} was changed")
                 _restore_class(cls, keep)
         fmt = shell.display_formatter
-        if dict(fmt.formatters) != self.formatters or any(
-                fmt.formatters.get(k) is not v for k, v in self.formatters.items()):
+        if not _same_mapping(fmt.formatters, self.formatters):
             changes.append("IPython's display formatters were replaced")
             fmt.formatters.clear()
             fmt.formatters.update(self.formatters)
-        if list(fmt.active_types) != self.active_types:
+        if not _same_items(fmt.active_types, self.active_types):
             changes.append("IPython's active display types were changed")
             fmt.active_types = list(self.active_types)
         if self.plain is not None:
@@ -792,13 +822,14 @@ class _ShellWatch:
                 changes.append(f"IPython's {event} callbacks were removed")
                 continue
             for cb in pristine:
-                if cb not in current:
+                if not any(cb is c for c in current):
                     changes.append(f"the grader's {event} callback was unregistered")
                     current.insert(0, cb)
-            for cb in list(current):
-                if cb not in pristine and not self._library_callable(cb):
+            for i in reversed(range(len(current))):
+                cb = current[i]
+                if not any(cb is p for p in pristine) and not self._library_callable(cb):
                     changes.append(f"a {event} callback was registered by student code")
-                    current.remove(cb)
+                    del current[i]
         if shell.user_ns.get("__builtins__") is not self.builtins_ns:
             changes.append("the notebook's __builtins__ was replaced")
             shell.user_ns["__builtins__"] = self.builtins_ns
@@ -813,18 +844,20 @@ class _ShellWatch:
                            if id(v) not in self.printer_ids and not self._library_callable(v)]
                 if foreign:
                     changes.append(f"IPython's text/plain {name} got a printer from student code")
-                if current != value:
+                if not _same_mapping(current, value):
                     current.clear()
                     current.update(value)
             elif name == "enabled" and current is not value:
                 changes.append("IPython's text/plain formatter was disabled")
                 setattr(plain, name, value)
-            elif current != value:  # %precision and the like: put back silently
+            elif current is not value:  # %precision and the like: put back silently
                 setattr(plain, name, value)
         return changes
 
 
 _MISSING = object()
+#: How every hidden test cell starts (see autograder/checks.py).
+_HIDDEN_TEST = "from autograder.checks import"
 _GUARD: _Guard | None = None
 
 _HANDLERS: dict[str, Callable[[_Guard, str, tuple], None]] = {
@@ -844,6 +877,17 @@ _HANDLERS: dict[str, Callable[[_Guard, str, tuple], None]] = {
 
 
 # ====================================================================== helpers
+def _same_items(a: Iterable, b: list) -> bool:
+    """Same objects in the same order (identity: no student ``__eq__`` is called)."""
+    a = list(a)
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
+
+
+def _same_mapping(a: dict, b: dict) -> bool:
+    """Same keys, and the same object under each (identity)."""
+    return len(a) == len(b) and all(k in a and a[k] is v for k, v in b.items())
+
+
 def _inside(path: Path, base: Path) -> bool:
     try:
         path.relative_to(base)
@@ -876,15 +920,15 @@ def _writable_dirs() -> Iterable[str]:
     return [os.path.realpath(d) for d in dirs]
 
 
+def _function_ids(fn: types.FunctionType) -> tuple:
+    """Identities of what a function runs: code, defaults, closure cells' contents."""
+    return (id(fn.__code__), id(fn.__defaults__), id(fn.__kwdefaults__),
+            tuple(id(_cell_value(c)) for c in fn.__closure__ or ()))
+
+
 def _function_state(fn: types.FunctionType) -> tuple:
-    cells = []
-    for cell in fn.__closure__ or ():
-        try:
-            cells.append(id(cell.cell_contents))
-        except ValueError:
-            cells.append(None)
-    return (id(fn.__code__), id(fn.__defaults__), id(fn.__kwdefaults__), tuple(cells),
-            fn.__code__, fn.__defaults__, fn.__kwdefaults__,
+    """:func:`_function_ids`, then the objects themselves (kept alive, to put them back)."""
+    return (*_function_ids(fn), fn.__code__, fn.__defaults__, fn.__kwdefaults__,
             tuple(_cell_value(c) for c in fn.__closure__ or ()))
 
 
@@ -986,10 +1030,20 @@ def attach_shell(shell) -> None:
 
     guard = _require()
     guard.shell = shell
-    guard.stdout = sys.stdout
+    guard.stdout, guard.stderr = sys.stdout, sys.stderr
 
     def before_cell(info=None):
         guard.verify_and_flag("before a cell ran")
+        # ipykernel transforms a cell before this callback runs, so a student's input
+        # transformer may already have rewritten a hidden test cell. nbgrader scores any test
+        # cell that writes to stderr 0: after tampering, every hidden test cell does.
+        if _HIDDEN_TEST in str(getattr(info, "raw_cell", "") or ""):
+            zero = guard.global_zero_flags()
+            if zero:
+                lines = [flag_line(f.kind, f.reason) for f in zero]
+                guard.stderr.write("\n".join(lines) + "\nThis hidden test scores 0: the "
+                                   "grader was tampered with or reached past the submission.\n")
+                guard.stderr.flush()
 
     def after_cell(result=None):
         lines = [flag_line(f.kind, f.reason) for f in guard.unreported()]

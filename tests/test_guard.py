@@ -23,6 +23,7 @@ import pytest
 from conftest import copy_course
 from nbclient import NotebookClient
 from nbgrader.api import Gradebook
+from nbgrader.utils import determine_grade
 
 from autograder.grading import close, flags_in, require_unchanged, same_value, unpack
 
@@ -72,6 +73,12 @@ def run_notebook(course: Path, kernels: Path, folder: Path, cells: list[str], ke
     if log is not None:
         monkeypatch.setenv("BN_GUARD_LOG", str(log))
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    for cell in nb.cells:  # hidden test cells are nbgrader grade cells, as in the course
+        found = HIDDEN_RE.match(cell.source)
+        if found:
+            cell.metadata["nbgrader"] = {
+                "grade": True, "solution": False, "locked": True, "schema_version": 3,
+                "grade_id": f"test_{found.group(1)}", "points": cases.POINTS[found.group(1)]}
     NotebookClient(nb, kernel_name=kernel, timeout=60, allow_errors=True,
                    resources={"metadata": {"path": str(folder)}}).execute()
     return nb
@@ -86,17 +93,15 @@ def cell_text(cell) -> str:
 
 
 def hidden_results(nb) -> dict[str, dict]:
-    """For each hidden-test cell: its score (None if it shows none), flags, error and text."""
+    """For each hidden-test cell: the points nbgrader awards it, its flags, errors and text."""
     results = {}
     for cell in nb.cells:
         found = HIDDEN_RE.match(cell.source)
         if not found:
             continue
-        scores = [float(o["data"]["text/plain"]) for o in cell.outputs
-                  if o.output_type == "execute_result"]
         errors = [o.ename for o in cell.outputs if o.output_type == "error"]
         text = cell_text(cell)
-        results[found.group(1)] = {"score": scores[0] if scores else None, "error": errors,
+        results[found.group(1)] = {"score": determine_grade(cell)[0], "error": errors,
                                    "flags": {k for k, _ in flags_in(text)}, "text": text,
                                    "stderr": [o for o in cell.outputs if o.get("name") == "stderr"]}
     return results
@@ -131,7 +136,8 @@ def test_hostile_case_in_the_guarded_kernel(name, course, kernels, monkeypatch, 
         assert got["flags"] == set(want.flags), where
         assert want.text in got["text"], where
         assert got["error"] == ([want.error] if want.error else []), where
-        assert got["stderr"] == [], where  # nbgrader would score any stderr output 0
+        if not want.flags:  # nbgrader scores any stderr output 0: only the guard may write there
+            assert got["stderr"] == [], where
     all_text = "\n".join(cell_text(c) for c in nb.cells)
     flagged = {k for k, _ in flags_in(all_text)}
     expected = {k for want in case.checks.values() for k in want.flags}
@@ -157,8 +163,6 @@ def test_the_attack_works_in_a_plain_kernel(name, course, kernels, monkeypatch):
     results = hidden_results(nb)
     for check, score in case.unguarded.items():
         assert results[check]["score"] == score, results[check]["text"]
-        if score is None:  # nbgrader: no error and no score -> full marks (nbgrader #1324)
-            assert results[check]["error"] == [], results[check]["text"]
     assert not flags_in("\n".join(cell_text(c) for c in nb.cells))
 
 

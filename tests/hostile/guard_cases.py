@@ -6,11 +6,12 @@ copy of the course. The notebook is :data:`HONEST` (correct ``batch_stats``, ``n
 ``scale_shift``, written independently of the reference) followed by the case's ``cells``: the
 student's cells and hidden-test cells exactly as nbgrader runs them (:func:`hidden`).
 
-``checks`` gives, for each hidden check, the expected :class:`Outcome`: its score, the flag kinds
-its cell must show (exactly: an unaffected check shows none), and a text that must appear in its
-output (the flag's reason, or the report's message). ``unguarded`` gives the score the same
-notebook gets in a plain ``ipykernel`` (None: the cell shows neither a score nor an error, which
-nbgrader counts as full marks): the attack works there, so the guard is what stops it.
+``checks`` gives, for each hidden check, the expected :class:`Outcome`: the points nbgrader awards
+the cell (``nbgrader.utils.determine_grade``: an error or any stderr output scores 0, a number is
+partial credit, no output at all is full marks), the flag kinds its cell must show (exactly: an
+unaffected check shows none), and a text that must appear in its output (the flag's reason, or
+the report's message). ``unguarded`` gives the points nbgrader awards the same cell in an
+unguarded kernel: the attack works there, so the guard is what stops it.
 ``files`` are written first, relative to the submission folder; ``absent`` are paths, relative
 to the course root, that must not exist after the run. ``unguarded_kernel`` says which unguarded
 kernel shows the attack.
@@ -49,12 +50,12 @@ def hidden(function: str) -> str:
 class Outcome:
     """What a hidden check's cell must show.
 
-    ``score`` is the exact score (None: the cell must show no score); ``below`` a bound the
-    score must stay under instead; ``flags`` the flag kinds in the cell; ``text`` a substring
-    of the cell's output; ``error`` the exception name of an error output the cell must have.
+    ``score`` is the points nbgrader awards the cell; ``below`` a bound they must stay under
+    instead; ``flags`` the flag kinds in the cell; ``text`` a substring of the cell's output;
+    ``error`` the exception name of an error output the cell must have.
     """
 
-    score: float | None = 0.0
+    score: float = 0.0
     flags: tuple[str, ...] = ()
     text: str = ""
     below: float | None = None
@@ -65,7 +66,7 @@ class Outcome:
 class Case:
     cells: tuple[str, ...]
     checks: dict[str, Outcome]
-    unguarded: dict[str, float | None] = field(default_factory=dict)
+    unguarded: dict[str, float] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     absent: tuple[str, ...] = ()
     #: Where ``unguarded`` runs: "plain" (ipykernel) or "no-safe-path" (``python -m
@@ -163,9 +164,9 @@ CASES: dict[str, Case] = {
             hidden("batch_stats"),
             hidden("scale_shift"),
         ),
-        checks={"check_batch_stats": Outcome(score=None, below=0.5,
+        checks={"check_batch_stats": Outcome(below=0.5,
                                              text="cannot be compared as numbers"),
-                "check_scale_shift": Outcome(score=None, below=0.5, text="out is wrong")},
+                "check_scale_shift": Outcome(below=0.5, text="out is wrong")},
     ),
     "showtraceback": Case(  # nbgrader #1324: no traceback, no output, full marks
         cells=(
@@ -175,9 +176,9 @@ CASES: dict[str, Case] = {
             hidden("batch_stats"),
         ),
         checks={"check_scale_shift": full("check_scale_shift"),
-                "check_batch_stats": Outcome(score=None, flags=("tampering",),
+                "check_batch_stats": Outcome(flags=("tampering",),
                                              text="showtraceback", error="NameError")},
-        unguarded={"check_batch_stats": None},
+        unguarded={"check_batch_stats": 2.0},
     ),
     "check_code_swapped": Case(  # function attributes: refused as they happen (audit hook)
         cells=(
@@ -190,6 +191,20 @@ CASES: dict[str, Case] = {
         checks={"check_normalize": Outcome(
             flags=("tampering",),
             text="tried to set autograder.checks_forward.check_normalize.__code__")},
+    ),
+    "input_transformer": Case(  # rewrites the hidden test cell before anything else sees it
+        cells=(
+            hidden("scale_shift"),
+            "def cheat(lines):\n"
+            "    return ['2.0\\n'] if any('check_batch_stats' in line for line in lines) else lines\n\n"
+            "get_ipython().input_transformers_post.append(cheat)\n\n"
+            "def batch_stats(x):\n    raise ValueError('not done')\n",
+            hidden("batch_stats"),
+        ),
+        checks={"check_scale_shift": full("check_scale_shift"),
+                "check_batch_stats": Outcome(flags=("tampering",),
+                                             text="input_transformers_post was changed")},
+        unguarded={"check_batch_stats": 2.0},
     ),
     "shadow_package": Case(  # its own autograder/ in the submission folder (the kernel's cwd)
         files={"autograder/__init__.py": "",
