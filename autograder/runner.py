@@ -761,19 +761,9 @@ def grade(
     if unsandboxed:
         print("WARNING: --unsandboxed: student code runs without the sandbox (BN_UNSANDBOXED=1), "
               "with the instructor's rights.", file=sys.stderr)
-    cwd, environ = os.getcwd(), dict(os.environ)
-    try:  # the course config (nbgrader_config.py) edits os.environ: keep the caller's as it was
-        app = nbgrader_app(root, assignment)
-    finally:
-        os.chdir(cwd)
-        os.environ.clear()
-        os.environ.update(environ)
-    cd = app.coursedir
-    # BN_UNSANDBOXED as autograder.sandbox reads it (1/true/yes/on); the sandbox is the kernel
-    # manager class that nbgrader_config.py names for nbgrader's Execute preprocessor.
+    # BN_UNSANDBOXED as autograder.sandbox reads it (1/true/yes/on)
     env_off = os.environ.get("BN_UNSANDBOXED", "").strip().lower() in {"1", "true", "yes", "on"}
     unsandboxed = unsandboxed or env_off
-    sandboxed = not unsandboxed and bool(app.config.get("Execute", {}).get("kernel_manager_class"))
     out_dir = root / "reports" / assignment
     work = out_dir / ".work"
     logs = out_dir / "logs"
@@ -781,155 +771,175 @@ def grade(
     for d in (work / "staged", work / "previous", logs):
         d.mkdir(parents=True, exist_ok=True)
 
-    with Gradebook(cd.db_url, cd.course_id) as gb:
-        try:
-            expected = [nb.name for nb in gb.find_assignment(assignment).notebooks]
-        except MissingEntry:
-            raise ValueError(
-                f"assignment {assignment!r} is not in the gradebook {cd.db_url}; "
-                f"run `nbgrader generate_assignment {assignment}` first"
-            ) from None
-    release = release_notebooks(root, cd.release_directory)
-    students = sorted(set(students)) if students else list_students(root, assignment, cd.submitted_directory)
-    started_at = dt.datetime.now(dt.UTC)
-    t0 = time.perf_counter()
-    runs: dict[str, StudentRun] = {}
-    inspections = {
-        s: inspect_submission(
-            root / cd.submitted_directory / s / assignment, assignment, expected, release,
-            cd.max_file_size,
-        )
-        for s in students
-    }
-    sandbox_flag = [("sandbox-off", "graded with --unsandboxed: no sandbox around student code")]
-    extra = sandbox_flag if unsandboxed else []
-    queue = [s for s in students if inspections[s].gradable]
-    bar = tqdm(total=len(students), desc=f"autograde {assignment}", unit="student",
-               disable=not progress, file=sys.stderr)
-    failures = 0
+    # Workers start first: each spends seconds importing nbgrader, meanwhile this process loads
+    # the course config, reads the gradebook and inspects the submissions.
+    ctx = mp.get_context("spawn")
 
-    def finish(student: str, run: StudentRun) -> None:
-        nonlocal failures
-        runs[student] = run
-        failures += run.status != "graded"
-        bar.update(1)
-        bar.set_postfix(failed=failures)
+    def spawn(i: int) -> _Worker:
+        return _Worker(ctx, root, assignment, logs / f"worker-{i}.log", unsandboxed)
 
-    gb = Gradebook(cd.db_url, cd.course_id)
+    def stop_pool() -> None:
+        for w in pool:
+            w.kill() if w.student else w.stop()
+
+    planned = len(set(students)) if students else len(list_students(root, assignment))
+    pool: list[_Worker] = [spawn(i) for i in range(min(workers, planned))]
     try:
-        for s in students:
-            insp = inspections[s]
-            if not insp.gradable:
-                ts = cd.get_existing_timestamp(str(root / cd.submitted_directory / s / assignment))
-                record_zero(gb, assignment, s, ts)
-                finish(s, StudentRun("failed", f"scored 0: {insp.problem}", 0.0,
-                                     _merge_flags(insp.flags, extra)))
-
-        snaps: dict[str, dict | None] = {}
-        ctx = mp.get_context("spawn")
-        pool: list[_Worker] = []
-
-        def spawn(i: int) -> _Worker:
-            return _Worker(ctx, root, assignment, logs / f"worker-{i}.log", unsandboxed)
-
-        def settle(student: str, result: dict, seconds: float) -> None:
-            insp = inspections[student]
-            (logs / f"{student}.log").write_text(
-                result.get("log", "") + ("\n" + result["error"] if result.get("error") else "")
-            )
-            previous = work / "previous" / student
-            dest = root / cd.autograded_directory / student / assignment
-            if result.get("success"):
-                shutil.rmtree(previous, ignore_errors=True)
-                found = _outcome_flags(root, assignment, student, cd.autograded_directory)
-                off = [] if any(k == "sandbox-off" for k, _ in found) else extra
-                flags = _merge_flags(insp.flags, found, off)
-                died = [r for k, r in found if k == "kernel-died"]
-                status, reason = ("crashed", died[0]) if died else ("graded", "graded")
-                finish(student, StudentRun(status, reason, seconds, flags))
-                return
-            if result.get("timeout"):
-                status, reason = "timeout", f"stopped after the {timeout:g} s wall-clock limit"
-            elif result.get("died"):
-                status, reason = "crashed", result["died"]
-            else:
-                status, reason = _failure_kind(result)
-            snap = snaps.get(student)
-            if has_grades(snap):
-                restore(gb, assignment, student, snap)
-                if previous.exists():
-                    shutil.rmtree(dest, ignore_errors=True)
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(previous, dest)
-                reason += "; the earlier grades were kept"
-            else:
-                shutil.rmtree(dest, ignore_errors=True)
-                ts = cd.get_existing_timestamp(str(root / cd.submitted_directory / student / assignment))
-                record_zero(gb, assignment, student, ts)
-                reason += "; scored 0"
-            kind = {"timeout": "timeout", "crashed": "kernel-died"}.get(status, "grading-failed")
-            finish(student, StudentRun(status, reason, seconds,
-                                       _merge_flags(insp.flags, [(kind, reason)], extra)))
-
-        def dispatch(w: _Worker) -> None:
-            student = queue.pop(0)
-            insp = inspections[student]
-            snaps[student] = snapshot(gb, assignment, student)
-            gb.db.rollback()  # end the read transaction: never hold a lock while others grade
-            dest = root / cd.autograded_directory / student / assignment
-            previous = work / "previous" / student
-            if dest.exists():
-                os.replace(dest, previous)
-            task = {"student": student}
-            if insp.stage is not None:
-                stage_submission(insp.stage, work / "staged" / student / assignment)
-                task["submitted_directory"] = str(work / "staged")
-            w.send(task, time.perf_counter())
-
-        for i in range(min(workers, len(queue))):
-            pool.append(spawn(i))
-        try:
-            while queue or any(w.student for w in pool):
-                for w in pool:
-                    if w.ready and w.student is None and queue:
-                        dispatch(w)
-                now = time.perf_counter()
-                deadlines = [w.started + timeout - now for w in pool if w.student]
-                ready = wait([w.conn for w in pool] + [w.process.sentinel for w in pool],
-                             timeout=max(0.05, min(deadlines, default=1.0)))
-                now = time.perf_counter()
-                for i, w in enumerate(pool):
-                    message = None
-                    if w.conn in ready:
-                        with contextlib.suppress(EOFError, OSError):
-                            message = w.conn.recv()
-                    if isinstance(message, dict) and message.get("ready"):
-                        w.ready = True
-                        continue
-                    if isinstance(message, dict) and "fatal" in message:
-                        raise RuntimeError(f"grading worker failed to start: {message['fatal']}")
-                    if isinstance(message, dict) and w.student:
-                        student, w.student = w.student, None
-                        settle(student, message, now - w.started)
-                        continue
-                    timed_out = w.student and now - w.started > timeout
-                    died = not w.process.is_alive() or (w.conn in ready and message is None)
-                    if timed_out or died:
-                        student = w.student
-                        code = w.process.exitcode
-                        w.kill()
-                        pool[i] = spawn(i)
-                        if student:
-                            result = {"timeout": True} if timed_out else {
-                                "died": f"the grading process died (exit code {code})"}
-                            settle(student, result, now - w.started)
+        cwd, environ = os.getcwd(), dict(os.environ)
+        try:  # the course config (nbgrader_config.py) edits os.environ: keep the caller's as it was
+            app = nbgrader_app(root, assignment)
         finally:
-            for w in pool:
-                w.stop() if not w.student else w.kill()
+            os.chdir(cwd)
+            os.environ.clear()
+            os.environ.update(environ)
+        cd = app.coursedir
+        # the sandbox is the kernel manager class that nbgrader_config.py names for nbgrader's Execute
+        sandboxed = not unsandboxed and bool(app.config.get("Execute", {}).get("kernel_manager_class"))
+
+        with Gradebook(cd.db_url, cd.course_id) as gb:
+            try:
+                expected = [nb.name for nb in gb.find_assignment(assignment).notebooks]
+            except MissingEntry:
+                raise ValueError(
+                    f"assignment {assignment!r} is not in the gradebook {cd.db_url}; "
+                    f"run `nbgrader generate_assignment {assignment}` first"
+                ) from None
+        release = release_notebooks(root, cd.release_directory)
+        students = sorted(set(students)) if students else list_students(root, assignment, cd.submitted_directory)
+        started_at = dt.datetime.now(dt.UTC)
+        t0 = time.perf_counter()
+        runs: dict[str, StudentRun] = {}
+        inspections = {
+            s: inspect_submission(
+                root / cd.submitted_directory / s / assignment, assignment, expected, release,
+                cd.max_file_size,
+            )
+            for s in students
+        }
+        sandbox_flag = [("sandbox-off", "graded with --unsandboxed: no sandbox around student code")]
+        extra = sandbox_flag if unsandboxed else []
+        queue = [s for s in students if inspections[s].gradable]
+        while len(pool) < min(workers, len(queue)):  # a submitted_directory other than the default
+            pool.append(spawn(len(pool)))
+        bar = tqdm(total=len(students), desc=f"autograde {assignment}", unit="student",
+                   disable=not progress, file=sys.stderr)
+        failures = 0
+
+        def finish(student: str, run: StudentRun) -> None:
+            nonlocal failures
+            runs[student] = run
+            failures += run.status != "graded"
+            bar.update(1)
+            bar.set_postfix(failed=failures)
+
+        gb = Gradebook(cd.db_url, cd.course_id)
+        try:
+            for s in students:
+                insp = inspections[s]
+                if not insp.gradable:
+                    ts = cd.get_existing_timestamp(str(root / cd.submitted_directory / s / assignment))
+                    record_zero(gb, assignment, s, ts)
+                    finish(s, StudentRun("failed", f"scored 0: {insp.problem}", 0.0,
+                                         _merge_flags(insp.flags, extra)))
+
+            snaps: dict[str, dict | None] = {}
+            def settle(student: str, result: dict, seconds: float) -> None:
+                insp = inspections[student]
+                (logs / f"{student}.log").write_text(
+                    result.get("log", "") + ("\n" + result["error"] if result.get("error") else "")
+                )
+                previous = work / "previous" / student
+                dest = root / cd.autograded_directory / student / assignment
+                if result.get("success"):
+                    shutil.rmtree(previous, ignore_errors=True)
+                    found = _outcome_flags(root, assignment, student, cd.autograded_directory)
+                    off = [] if any(k == "sandbox-off" for k, _ in found) else extra
+                    flags = _merge_flags(insp.flags, found, off)
+                    died = [r for k, r in found if k == "kernel-died"]
+                    status, reason = ("crashed", died[0]) if died else ("graded", "graded")
+                    finish(student, StudentRun(status, reason, seconds, flags))
+                    return
+                if result.get("timeout"):
+                    status, reason = "timeout", f"stopped after the {timeout:g} s wall-clock limit"
+                elif result.get("died"):
+                    status, reason = "crashed", result["died"]
+                else:
+                    status, reason = _failure_kind(result)
+                snap = snaps.get(student)
+                if has_grades(snap):
+                    restore(gb, assignment, student, snap)
+                    if previous.exists():
+                        shutil.rmtree(dest, ignore_errors=True)
+                        dest.parent.mkdir(parents=True, exist_ok=True)
+                        os.replace(previous, dest)
+                    reason += "; the earlier grades were kept"
+                else:
+                    shutil.rmtree(dest, ignore_errors=True)
+                    ts = cd.get_existing_timestamp(str(root / cd.submitted_directory / student / assignment))
+                    record_zero(gb, assignment, student, ts)
+                    reason += "; scored 0"
+                kind = {"timeout": "timeout", "crashed": "kernel-died"}.get(status, "grading-failed")
+                finish(student, StudentRun(status, reason, seconds,
+                                           _merge_flags(insp.flags, [(kind, reason)], extra)))
+
+            def dispatch(w: _Worker) -> None:
+                student = queue.pop(0)
+                insp = inspections[student]
+                snaps[student] = snapshot(gb, assignment, student)
+                gb.db.rollback()  # end the read transaction: never hold a lock while others grade
+                dest = root / cd.autograded_directory / student / assignment
+                previous = work / "previous" / student
+                if dest.exists():
+                    os.replace(dest, previous)
+                task = {"student": student}
+                if insp.stage is not None:
+                    stage_submission(insp.stage, work / "staged" / student / assignment)
+                    task["submitted_directory"] = str(work / "staged")
+                w.send(task, time.perf_counter())
+
+            try:
+                while queue or any(w.student for w in pool):
+                    for w in pool:
+                        if w.ready and w.student is None and queue:
+                            dispatch(w)
+                    now = time.perf_counter()
+                    deadlines = [w.started + timeout - now for w in pool if w.student]
+                    ready = wait([w.conn for w in pool] + [w.process.sentinel for w in pool],
+                                 timeout=max(0.05, min(deadlines, default=1.0)))
+                    now = time.perf_counter()
+                    for i, w in enumerate(pool):
+                        message = None
+                        if w.conn in ready:
+                            with contextlib.suppress(EOFError, OSError):
+                                message = w.conn.recv()
+                        if isinstance(message, dict) and message.get("ready"):
+                            w.ready = True
+                            continue
+                        if isinstance(message, dict) and "fatal" in message:
+                            raise RuntimeError(f"grading worker failed to start: {message['fatal']}")
+                        if isinstance(message, dict) and w.student:
+                            student, w.student = w.student, None
+                            settle(student, message, now - w.started)
+                            continue
+                        timed_out = w.student and now - w.started > timeout
+                        died = not w.process.is_alive() or (w.conn in ready and message is None)
+                        if timed_out or died:
+                            student = w.student
+                            code = w.process.exitcode
+                            w.kill()
+                            pool[i] = spawn(i)
+                            if student:
+                                result = {"timeout": True} if timed_out else {
+                                    "died": f"the grading process died (exit code {code})"}
+                                settle(student, result, now - w.started)
+            finally:
+                stop_pool()
+        finally:
+            gb.close()
+            bar.close()
+            shutil.rmtree(work, ignore_errors=True)
     finally:
-        gb.close()
-        bar.close()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_pool()
 
     report = {
         "assignment": assignment,
@@ -977,7 +987,8 @@ def main(argv: list[str] | None = None) -> int:
     for run in report["students"].values():
         counts[run["status"]] += 1
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-    print(f"{args.assignment}: {len(report['students'])} students in {report['seconds']:.1f} s "
+    n = len(report["students"])
+    print(f"{args.assignment}: {n} student{'' if n == 1 else 's'} in {report['seconds']:.1f} s "
           f"({summary or 'none'}); reports/{args.assignment}/runs.json")
     return 0
 

@@ -12,8 +12,11 @@ import importlib.util
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import nbformat
@@ -23,6 +26,7 @@ from conftest import ROOT, copy_course
 from nbformat.v4 import new_code_cell, new_notebook
 
 from autograder import runner
+from autograder.__main__ import main as cli_main
 
 _spec = importlib.util.spec_from_file_location(
     "runner_cases", ROOT / "tests" / "hostile" / "runner_cases.py"
@@ -299,3 +303,144 @@ def test_results_identical_to_sequential_nbgrader(tmp_path):
                 twin = parallel / "autograded" / student / assignment / path.name
                 assert _outputs(twin) == _outputs(path), (student, path.name)
     assert 0 < total(sequential, "ben", "01_standardization") < total(sequential, "ada", "01_standardization")
+
+
+# ----------------------------------------------------------------------------- SQLite locking
+
+
+class LockHolder(threading.Thread):
+    """Holds an exclusive lock on a SQLite file, as a slow writer (a backup, the Formgrader) would.
+
+    Starts holding once ``trigger()`` is true, then keeps the lock ``seconds`` long (or until
+    ``release`` is set).
+    """
+
+    def __init__(self, db: Path, seconds: float, trigger=lambda: True):
+        super().__init__(daemon=True)
+        self.db, self.seconds, self.trigger = db, seconds, trigger
+        self.held = threading.Event()
+        self.release = threading.Event()
+
+    def run(self):
+        while not self.trigger():
+            time.sleep(0.2)
+        conn = sqlite3.connect(self.db, timeout=60, isolation_level=None)
+        conn.execute("BEGIN EXCLUSIVE")
+        self.held.set()
+        self.release.wait(self.seconds)
+        conn.execute("ROLLBACK")
+        conn.close()
+
+
+def test_plain_nbgrader_fails_while_another_writer_holds_the_lock(course):
+    """Why "database is locked" happens: pysqlite waits 5 s for the lock, then nbgrader fails."""
+    root, release = course
+    submit(root, release, "blocked", cases.CORRECT)
+    holder = LockHolder(root / "gradebook.db", seconds=120)
+    holder.start()
+    assert holder.held.wait(30)
+    try:
+        result = nbgrader(root, "autograde", "tiny", "--student=blocked", "--force", check=False)
+    finally:
+        holder.release.set()
+        holder.join()
+    assert result.returncode != 0
+    assert "database is locked" in result.stdout + result.stderr
+
+
+def test_eight_workers_hundred_students_no_database_locked(tmp_path):
+    root, release = make_course(tmp_path)
+    students = [f"s{i:03d}" for i in range(100)]
+    for i, student in enumerate(students):
+        submit(root, release, student, cases.CORRECT if i % 2 == 0 else cases.WRONG)
+    # Midway, another connection holds the write lock longer than pysqlite's default 5 s wait.
+    autograded = root / "autograded"
+    holder = LockHolder(root / "gradebook.db", seconds=12,
+                        trigger=lambda: autograded.is_dir() and len(list(autograded.iterdir())) >= 20)
+    holder.start()
+    report = runner.grade("tiny", root, workers=8, progress=False)
+    holder.join(60)
+    assert holder.held.is_set()
+
+    runs = report["students"]
+    assert sorted(runs) == students
+    assert {run["status"] for run in runs.values()} == {"graded"}
+    got = scores(root)
+    assert got == {s: {"test_answer": 1.0 if i % 2 == 0 else 0.0} for i, s in enumerate(students)}
+    logs = list((root / "reports" / "tiny" / "logs").glob("*.log"))
+    assert len(logs) == 100 + 8
+    for log in logs:
+        text = log.read_text()
+        assert "database is locked" not in text, log.name
+        assert "OperationalError" not in text, log.name
+
+
+# ----------------------------------------------------------------------------- small pieces
+
+
+def test_busy_timeout_only_for_sqlite():
+    from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+    from sqlalchemy.engine import make_url
+
+    url = runner.with_busy_timeout("sqlite:////course/gradebook.db", 90)
+    # SQLAlchemy's own reading of the URL: the timeout reaches sqlite3.connect
+    _, kwargs = SQLiteDialect_pysqlite().create_connect_args(make_url(url))
+    assert kwargs["timeout"] == 90.0
+    assert make_url(url).database == "/course/gradebook.db"
+    assert runner.with_busy_timeout("sqlite:////g.db?timeout=7") == "sqlite:////g.db?timeout=7"
+    pg = "postgresql+psycopg://grader:pw@db.example:5432/gradebook"
+    assert runner.with_busy_timeout(pg) == pg
+    with pytest.raises(ValueError, match="seconds"):
+        runner.with_busy_timeout("sqlite:///g.db", 0)
+
+
+def test_kill_tree_reaches_processes_in_other_sessions():
+    """Like jupyter_client's kernels: a child that starts a new session, with a grandchild."""
+    code = (
+        "import subprocess, sys, time\n"
+        "p = subprocess.Popen([sys.executable, '-c', 'import subprocess, sys, time; "
+        "subprocess.Popen([sys.executable, \"-c\", \"import time; time.sleep(600)\"]); "
+        "time.sleep(600)'], start_new_session=True)\n"
+        "print(p.pid, flush=True); time.sleep(600)\n"
+    )
+    top = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    int(top.stdout.readline())
+    deadline = time.time() + 30
+    while len(psutil.Process(top.pid).children(recursive=True)) < 2 and time.time() < deadline:
+        time.sleep(0.1)
+    tree = [psutil.Process(top.pid), *psutil.Process(top.pid).children(recursive=True)]
+    assert len(tree) == 3
+    assert len({os.getpgid(p.pid) for p in tree}) == 2
+    runner.kill_tree(top.pid)
+    top.wait(10)
+    gone, alive = psutil.wait_procs(tree[1:], timeout=10)
+    assert alive == []
+
+
+def test_cli_usage_and_bad_arguments(capsys, course):
+    root, _ = course
+    assert cli_main([]) == 2
+    assert "grade" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["grade", "tiny", "--workers", "0", "--root", str(root)])
+    assert exit_info.value.code == 2
+    assert "--workers must be at least 1" in capsys.readouterr().err
+    assert cli_main(["grade", "no_such_assignment", "--root", str(root)]) == 2
+    assert "generate_assignment no_such_assignment" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="workers"):
+        runner.grade("tiny", root, workers=0)
+
+
+def test_cli_grades_through_python_m(course):
+    root, release = course
+    submit(root, release, "cli", cases.CORRECT)
+    result = subprocess.run(
+        [sys.executable, "-m", "autograder", "grade", "tiny", "--students", "cli", "--workers", "1"],
+        cwd=root, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "1 student in" in result.stdout and "1 graded" in result.stdout
+    assert "autograde tiny" in result.stderr  # the progress bar
+    runs = json.loads((root / "reports" / "tiny" / "runs.json").read_text())
+    assert runs["students"]["cli"]["status"] == "graded"

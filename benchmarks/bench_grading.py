@@ -1,0 +1,132 @@
+"""Grading throughput: plain sequential ``nbgrader autograde`` vs the parallel runner.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/bench_grading.py                   # 40 submissions of 01
+    .venv/bin/python benchmarks/bench_grading.py --students 12     # a quicker look
+
+In a scratch copy of the course it generates the release notebook, builds ``--students``
+submissions from it with the sample answers of ``autograder/samples/`` (correct, one mistake,
+several mistakes, untouched, in turn; ``autograder.demo.build_submission``), and then grades all
+of them three times, one after the other on the same machine, each a full ``--force`` regrade:
+
+* ``sequential``: ``nbgrader autograde ASSIGNMENT --force``, one process, as the README shows;
+* ``runner -w1``: ``python -m autograder grade ASSIGNMENT --workers 1``;
+* ``runner -w2``: the same with ``--workers 2``.
+
+It prints wall-clock seconds per submission for each and the throughput ratios against
+sequential (the target on a 2-core machine is at least 1.7x with 2 workers), checks that all
+three left the same grades in the gradebook, and prints the load average before and after: on a
+busy machine the ratios understate the speedup, so say so when you quote them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from autograder.demo import build_submission, load_assignments, load_samples, nbgrader  # noqa: E402
+
+#: Runtime state that the scratch copy must not inherit from the working course.
+_SKIP = (".git", ".venv", "submitted", "autograded", "feedback", "reports", "gradebook.db",
+         "grades.csv", "__pycache__", ".pytest_cache", ".ruff_cache", "*.egg-info")
+
+
+def scratch_course(dst: Path, assignment: str, students: int) -> list[str]:
+    """Copy the course to ``dst``, release ``assignment``, write ``students`` submissions."""
+    shutil.copytree(ROOT, dst, ignore=shutil.ignore_patterns(*_SKIP), symlinks=True)
+    nbgrader("generate_assignment", assignment, "--force", root=dst)
+    notebook = load_assignments(dst)[assignment]
+    samples = load_samples(notebook).STUDENTS
+    names = sorted(samples)
+    ids = []
+    for i in range(students):
+        sample = samples[names[i % len(names)]]
+        student = f"bench_{i:03d}"
+        folder = dst / "submitted" / student / assignment
+        folder.mkdir(parents=True)
+        nb = build_submission(dst / "release" / assignment / notebook, sample["answers"])
+        nbformat.write(nb, folder / notebook)
+        (folder / "timestamp.txt").write_text("2026-11-20 09:00:00.000000 UTC\n")
+        ids.append(student)
+    return ids
+
+
+def totals(root: Path, assignment: str) -> dict[str, float]:
+    """``{student: autograded points}`` from the gradebook."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        return {
+            sub.student.id: round(sum(g.auto_score or 0.0 for nb in sub.notebooks for g in nb.grades), 9)
+            for sub in gb.find_assignment(assignment).submissions
+        }
+
+
+def timed(cmd: list[str], root: Path) -> float:
+    """Wall-clock seconds of one command run from the course root (which must succeed)."""
+    start = time.perf_counter()
+    result = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout[-3000:] + result.stderr[-3000:])
+        raise SystemExit(f"{' '.join(cmd[:4])} failed with exit code {result.returncode}")
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--assignment", default="01_standardization",
+                        help="assignment to grade (default 01_standardization)")
+    parser.add_argument("--students", type=int, default=40, help="submissions (default 40)")
+    args = parser.parse_args(argv)
+    if args.students < 1:
+        parser.error(f"--students must be at least 1, got {args.students}")
+
+    bindir = Path(sys.executable).parent
+    os.environ["PATH"] = os.pathsep.join([str(bindir), os.environ.get("PATH", "")])
+    runner = [sys.executable, "-m", "autograder", "grade", args.assignment]
+    modes = {
+        "sequential": [str(bindir / "nbgrader"), "autograde", args.assignment, "--force"],
+        "runner -w1": [*runner, "--workers", "1"],
+        "runner -w2": [*runner, "--workers", "2"],
+    }
+    with tempfile.TemporaryDirectory(prefix="bench_grading_") as tmp:
+        root = Path(tmp) / "course"
+        ids = scratch_course(root, args.assignment, args.students)
+        load_before = os.getloadavg()
+        seconds, grades = {}, {}
+        for name, cmd in modes.items():
+            print(f"grading {len(ids)} submissions: {name} ...", flush=True)
+            seconds[name] = timed(cmd, root)
+            grades[name] = totals(root, args.assignment)
+        load_after = os.getloadavg()
+
+    n = len(ids)
+    print(f"\n{args.assignment}, {n} submissions, {os.cpu_count()} CPUs; load average "
+          f"{load_before[0]:.2f} before, {load_after[0]:.2f} after (1-minute)")
+    print(f"{'mode':<12} {'total [s]':>10} {'s/submission':>13} {'throughput vs sequential':>25}")
+    base = seconds["sequential"]
+    for name, sec in seconds.items():
+        print(f"{name:<12} {sec:>10.1f} {sec / n:>13.2f} {base / sec:>24.2f}x")
+    same = all(g == grades["sequential"] and len(g) == n for g in grades.values())
+    print(f"\ngrades identical in all three runs: {'yes' if same else 'NO'}")
+    if load_before[0] > 1.0 or load_after[0] > 1.0:
+        print("note: the machine was busy (load average above 1); the ratios understate the "
+              "speedup on an idle machine.")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
