@@ -313,7 +313,8 @@ def bwrap_command(
     args += [
         "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
         "--hostname", "sandbox", "--die-with-parent", "--new-session",
-        "--tmpfs", "/", "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm",
+        "--tmpfs", "/", "--proc", "/proc", "--dev", "/dev",
+        "--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/dev/shm",
     ]
     made: set[Path] = {Path("/"), Path("/proc"), Path("/dev")}
     bound: list[Path] = []
@@ -692,6 +693,16 @@ class SandboxedKernelManager(AsyncKernelManager):
         cwd.mkdir(exist_ok=True)
         kw["cwd"] = str(cwd)
         kernel_cmd, kw = await super()._async_pre_start_kernel(**kw)
+        try:
+            return self._sandboxed(kernel_cmd, kw, cwd)
+        except BaseException:
+            self._release()
+            raise
+
+    def _sandboxed(self, kernel_cmd: list[str], kw: dict[str, t.Any],
+                   cwd: Path) -> tuple[list[str], dict[str, t.Any]]:
+        """Wrap ``kernel_cmd`` in bwrap; set the kernel's environment and the fds to pass."""
+        assert self._run_dir is not None
         environ = kw.get("env") or dict(os.environ)
         root = Path(self.course_root)
         if os.geteuid() == 0:
@@ -702,6 +713,7 @@ class SandboxedKernelManager(AsyncKernelManager):
             _chown_tree(cwd, uid, uid)
             _chown_tree(self._run_dir, uid, uid)
             self._userns = _RootUserNamespace(uid, uid)
+            self._open_fds.append(self._userns.fd)
         env = sandbox_env(environ, root)
         font_cache = matplotlib_font_cache()
         seeds = {}
@@ -717,8 +729,6 @@ class SandboxedKernelManager(AsyncKernelManager):
             sandbox_uid=self.sandbox_uid, sandbox_gid=self.sandbox_uid, seed_files=seeds,
         )
         kw["env"] = env
-        if self._userns is not None:
-            self._open_fds.append(self._userns.fd)
         kw["pass_fds"] = tuple(self._open_fds)
         return cmd, kw
 
@@ -730,16 +740,21 @@ class SandboxedKernelManager(AsyncKernelManager):
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: t.Any) -> None:
         try:
             await super()._async_launch_kernel(kernel_cmd, **kw)
+        except BaseException:
+            self._release()
+            raise
         finally:
-            for fd in self._open_fds:
-                os.close(fd)
-            self._open_fds = []
-            self._userns = None
+            self._close_fds()
 
-    async def _async_cleanup_resources(self, restart: bool = False) -> None:
-        await super()._async_cleanup_resources(restart=restart)
-        if restart:
-            return
+    def _close_fds(self) -> None:
+        for fd in self._open_fds:
+            os.close(fd)
+        self._open_fds = []
+        self._userns = None
+
+    def _release(self) -> None:
+        """Give the submission folder back, remove the run directory, close passed fds."""
+        self._close_fds()
         if self._given_away is not None:
             path, uid, gid = self._given_away
             self._given_away = None
@@ -748,6 +763,11 @@ class SandboxedKernelManager(AsyncKernelManager):
         if self._run_dir is not None:
             shutil.rmtree(self._run_dir, ignore_errors=True)
             self._run_dir = None
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        await super()._async_cleanup_resources(restart=restart)
+        if not restart:
+            self._release()
 
     cleanup_resources = _async_cleanup_resources  # type: ignore[assignment]
     pre_start_kernel = _async_pre_start_kernel  # type: ignore[assignment]
