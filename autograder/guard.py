@@ -12,21 +12,30 @@ autograder.kernel``, see :mod:`autograder.kernel`). It
   code (the student's function calling it, directly or through an alias found in
   ``autograder.checks_forward.ref``, ``sys.modules``, ``gc``, ...) is refused and flagged;
 * adds a Python audit hook (:pep:`578`, ``sys.addaudithook``) that sees imports, file opens,
-  directory listings, sockets, subprocesses and attribute writes. An event is judged by the code
-  that caused it: the stack is walked past the standard library and site-packages to the first
-  frame that is either grader code (allowed) or not (a notebook cell or a student's module:
-  judged). Importing ``autograder.reference`` or any other hidden module, reading the grader's
-  source (``autograder/``, ``source/``), the gradebook, ``submitted/`` or other students' folders,
-  writing outside the working directory, and network connections are refused with a
-  ``PermissionError``/``ImportError`` and flagged.
+  directory listings, sqlite connections, sockets, subprocesses, ``ctypes``, ``gc``
+  introspection, and reads and writes of function code. An event is judged by the code that
+  caused it: the stack is walked past the standard library and site-packages to the first frame
+  that is either grader code (allowed; code objects collected at install, so a forged file name
+  does not pass) or not (a notebook cell or a student's module: judged). :meth:`Grader.call`,
+  which calls the student's function, counts as the student's. Importing ``autograder.reference``
+  or any other hidden module, reading the grader's code (``autograder/``, ``source/``,
+  ``tests/``, a function's ``__code__``), the gradebook, ``submitted/`` or other students'
+  folders, writing outside the working directory, network access, and assigning the code or
+  defaults of a grader function are flagged, and refused (``PermissionError``/``ImportError``)
+  where they would succeed: a file the sandbox hides, or a network the sandbox does not have,
+  fails by itself with the operating system's error, and the flag stays.
 
 Tampering is looked for before every notebook cell (an IPython ``pre_run_cell`` callback set up
 by :func:`attach_shell`) and at the start and end of every hidden check
 (:func:`begin_check`/:func:`end_check`, called by :mod:`autograder.grading`): replaced numpy
-functions, builtins, ``autograder`` functions, classes or ``sys.modules`` entries, and IPython
-machinery that decides what a test cell outputs (``showtraceback``, nbgrader #1324; the display
-hook and the ``text/plain`` formatter, which print a check's score; input and AST transformers).
-Everything changed is put back before the check runs, and a ``tampering`` flag is recorded.
+functions, builtins, ``autograder`` functions, classes (CPython does not audit class attribute
+writes: this is where they are found) or ``sys.modules`` entries, and IPython machinery that
+decides what a test cell outputs (``showtraceback``, nbgrader #1324; the display hook and the
+``text/plain`` formatter, which print a check's score; input and AST transformers; event
+callbacks; the notebook's ``__builtins__``). Everything changed is put back before the check
+runs, and a ``tampering`` flag is recorded. ipykernel transforms a cell before ``pre_run_cell``,
+so a hidden test cell may already have been rewritten by then: once the grader was tampered
+with, every later hidden test cell writes its flags to stderr, which nbgrader scores 0.
 
 Flags are ``(kind, reason)`` pairs (:func:`autograder.grading.flag_line`). A hidden check's report
 lists the flags that concern it, and the kinds in :data:`ZERO_KINDS` score the check 0: flags
@@ -36,9 +45,11 @@ earlier, e.g. in a visible test), and global ones (raised by top-level cell code
 them, and, when ``BN_GUARD_LOG`` names a file, appended to it as JSON lines as they happen.
 
 This is detection inside the student's own process: it stops every direct attempt, but a
-determined student can reach and disable anything in the process (``ctypes``, frame locals,
-closures). The sandbox (bubblewrap, :mod:`autograder.sandbox`) is what enforces file and network
-isolation; this module makes the attempts visible and keeps the comparisons honest.
+determined student can reach and disable anything in the process (``ctypes`` writes to memory,
+``frame.f_locals`` of the check that called them, the unwrapped reference in a wrapper's
+closure, the guard's own callbacks and registry). The sandbox (bubblewrap,
+:mod:`autograder.sandbox`) is what enforces file and network isolation; this module makes the
+attempts visible and keeps the comparisons honest.
 """
 
 from __future__ import annotations
@@ -697,8 +708,10 @@ class _Guard:
             return True
         if flag.check is not None:
             return flag.kind == "tampering"
-        if flag.kind == "tampering" or flag.function is None:
+        if flag.kind == "tampering":
             return True
+        if flag.function is None:  # top-level cell code: global if it costs points
+            return flag.kind in ZERO_KINDS
         return flag.function is code or flag.function.co_name == name
 
     def global_zero_flags(self) -> list[Flag]:

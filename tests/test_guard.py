@@ -140,7 +140,7 @@ def test_hostile_case_in_the_guarded_kernel(name, course, kernels, monkeypatch, 
             assert got["stderr"] == [], where
     all_text = "\n".join(cell_text(c) for c in nb.cells)
     flagged = {k for k, _ in flags_in(all_text)}
-    expected = {k for want in case.checks.values() for k in want.flags}
+    expected = {k for want in case.checks.values() for k in want.flags} | set(case.elsewhere)
     assert flagged == expected, all_text[-3000:]
     # Every flag also went to the append-only log as it was raised.
     logged = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []

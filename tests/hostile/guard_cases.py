@@ -12,7 +12,7 @@ partial credit, no output at all is full marks), the flag kinds its cell must sh
 unaffected check shows none), and a text that must appear in its output (the flag's reason, or
 the report's message). ``unguarded`` gives the points nbgrader awards the same cell in an
 unguarded kernel: the attack works there, so the guard is what stops it.
-``files`` are written first, relative to the submission folder; ``absent`` are paths, relative
+``elsewhere`` are flag kinds expected outside the hidden test cells. ``files`` are written first, relative to the submission folder; ``absent`` are paths, relative
 to the course root, that must not exist after the run. ``unguarded_kernel`` says which unguarded
 kernel shows the attack.
 """
@@ -72,6 +72,8 @@ class Case:
     #: Where ``unguarded`` runs: "plain" (ipykernel) or "no-safe-path" (``python -m
     #: autograder.kernel`` without ``-P``: the working directory comes first on sys.path).
     unguarded_kernel: str = "plain"
+    #: Flag kinds shown outside the hidden test cells (in the cell that raised them).
+    elsewhere: tuple[str, ...] = ()
 
 
 def full(check: str) -> Outcome:
@@ -362,6 +364,16 @@ CASES: dict[str, Case] = {
         checks={"check_normalize": Outcome(flags=("network",), text="'127.0.0.1'"),
                 "check_scale_shift": full("check_scale_shift")},
         unguarded={"check_normalize": 2.0},
+    ),
+    # -- informational: shown to the instructor, no effect on the score -------------------------
+    "subprocess_and_ctypes": Case(
+        cells=(
+            "import ctypes, subprocess\nsubprocess.run(['true'], check=True)\n"
+            "ctypes.CDLL(None).abs(-3)\n",
+            hidden("batch_stats"),
+        ),
+        checks={"check_batch_stats": full("check_batch_stats")},
+        elsewhere=("subprocess", "native-code"),
     ),
     # -- an honest student who does ordinary things: nothing is flagged ---------------------------
     "honest": Case(
