@@ -493,6 +493,9 @@ def summary(data: ReportData) -> str:
             f"{not_graded} not graded")
     if data.scores:
         line += f"; mean score {statistics.fmean(data.scores):.3g} / {data.max_score:g}"
+    counts = data.mistake_counts()
+    if counts:
+        line += "; mistakes (students): " + ", ".join(f"{m} {len(who)}" for m, _, who in counts)
     return line + "."
 
 
