@@ -7,7 +7,7 @@ NOTEBOOKS := $(wildcard source/*/*.ipynb)
 # nbgrader and jupyter find their helpers (alembic, kernels) on PATH: use the venv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help venv demo test lint release lab strip bench clean
+.PHONY: help venv demo test lint release lab strip bench bench-grading bench-notebooks clean
 
 help:
 	@echo "make demo     build release/, autograde the sample submissions with nbgrader, print grades"
@@ -16,6 +16,8 @@ help:
 	@echo "make release  regenerate release/ from source/ with nbgrader generate_assignment"
 	@echo "make strip    clear outputs from the source notebooks before committing"
 	@echo "make bench    run the BatchNorm speed benchmark"
+	@echo "make bench-grading    seconds per submission: nbgrader autograde vs the parallel runner"
+	@echo "make bench-notebooks  each notebook's run time and peak memory on one core"
 
 # The virtual environment is rebuilt only when pyproject.toml changes (idempotent).
 $(STAMP): pyproject.toml
@@ -47,5 +49,11 @@ strip: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_batchnorm.py
 
+bench-grading: $(STAMP)
+	$(BIN)/python benchmarks/bench_grading.py
+
+bench-notebooks: $(STAMP)
+	$(BIN)/python benchmarks/bench_notebooks.py
+
 clean:
-	rm -rf submitted autograded feedback gradebook.db grades.csv
+	rm -rf submitted autograded feedback reports gradebook.db grades.csv
