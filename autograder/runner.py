@@ -94,6 +94,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SQLITE_BUSY_TIMEOUT = 120.0
 #: Default wall-clock limit for grading one student, in seconds.
 DEFAULT_TIMEOUT = 300.0
+#: Characters of a student's nbgrader log kept in reports/<assignment>/logs/ (the end of it).
+_LOG_LIMIT = 1_000_000
 #: Statuses a student can end with in runs.json.
 STATUSES = ("graded", "timeout", "crashed", "failed")
 #: Log lines or tracebacks that mean the kernel died rather than nbgrader failing otherwise.
@@ -149,6 +151,8 @@ def nbgrader_app(root: Path, assignment: str):
     app.initialize([assignment, "--force"], root=str(root))
     app.coursedir.assignment_id = assignment
     app.coursedir.db_url = with_busy_timeout(app.coursedir.db_url)
+    # INFO, as `nbgrader autograde` prints: DEBUG would copy every kernel message into the logs
+    app.log.setLevel(logging.INFO)
     return app
 
 
@@ -303,9 +307,11 @@ def inspect_submission(
             path = Path(dirpath) / name
             rel = path.relative_to(folder).as_posix()
             size = path.lstat().st_size
-            if path.is_symlink() or not path.is_file():
+            if path.is_symlink() or not path.is_file():  # nbgrader's copy would follow a link
                 staged = True
-                result.flags.append(("forbidden-file", f"{rel} is not a regular file; not graded"))
+                result.flags.append((
+                    "forbidden-file", f"{rel} is a link or special file; not copied for grading"
+                ))
             elif size > limit:
                 staged = True
                 result.flags.append((
@@ -845,9 +851,8 @@ def grade(
             snaps: dict[str, dict | None] = {}
             def settle(student: str, result: dict, seconds: float) -> None:
                 insp = inspections[student]
-                (logs / f"{student}.log").write_text(
-                    result.get("log", "") + ("\n" + result["error"] if result.get("error") else "")
-                )
+                text = result.get("log", "") + ("\n" + result["error"] if result.get("error") else "")
+                (logs / f"{student}.log").write_text(text[-_LOG_LIMIT:])
                 previous = work / "previous" / student
                 dest = root / cd.autograded_directory / student / assignment
                 if result.get("success"):

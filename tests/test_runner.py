@@ -167,6 +167,13 @@ def test_large_file_is_not_copied(hostile_run):
     assert (root / "submitted" / "case_large_file" / "tiny" / "checkpoint.bin").stat().st_size == 200 * 2**20
 
 
+def test_link_is_not_followed(hostile_run):
+    root, _ = hostile_run
+    graded = root / "autograded" / "case_symlink" / "tiny"
+    assert (graded / "tiny.ipynb").is_file()
+    assert not (graded / "grades.db").exists()
+
+
 def test_deleted_test_cell_runs_as_the_instructor_wrote_it(hostile_run):
     root, _ = hostile_run
     nb = nbformat.read(root / "autograded" / "case_deleted_test_cell" / "tiny" / "tiny.ipynb", 4)

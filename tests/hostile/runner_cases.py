@@ -83,6 +83,12 @@ def large_file(folder: Path, release: dict) -> None:
         fh.truncate(200 * 2**20)
 
 
+def symlink(folder: Path, release: dict) -> None:
+    """A correct notebook plus a link to the course's gradebook, for the kernel to read."""
+    _write(folder, answered(release["tiny"], CORRECT))
+    (folder / "grades.db").symlink_to(folder.parents[2] / "gradebook.db")
+
+
 def deleted_test_cell(folder: Path, release: dict) -> None:
     """A wrong answer whose hidden-test cell was deleted, hoping it will not run."""
     nb = answered(release["tiny"], WRONG)
@@ -128,6 +134,7 @@ CASES: dict[str, Case] = {
         wrong_assignment, "failed", 0, ("wrong-assignment",), "belongs to assignment tiny2"
     ),
     "large_file": Case(large_file, "graded", 1, ("large-file",), "checkpoint.bin (210 MB)"),
+    "symlink": Case(symlink, "graded", 1, ("forbidden-file",), "grades.db is a link"),
     "deleted_test_cell": Case(
         deleted_test_cell, "graded", 0, ("tampering",), "test cell 'test_answer' was deleted"
     ),
