@@ -12,7 +12,7 @@ listens on), ``HOST_SECRET`` (a file outside the course, readable by the grader)
 ``COURSE_ROOT`` (the course directory on the host), ``OTHER`` (another student's id).
 
 ``score`` is the expected total (of 2), ``flags`` the flag kinds (``Flag [kind]: ...``) that
-must appear in the autograded notebook, ``reason`` a substring that must appear in its outputs,
+must appear in the autograded notebook, ``reasons`` substrings that must appear in its outputs,
 ``absent`` substrings that must not (secrets that must stay unreadable).
 """
 
@@ -28,7 +28,7 @@ SECRET = "TOP-SECRET-7f3a"
 class Case:
     answer: str
     score: float
-    reason: str
+    reasons: tuple[str, ...]
     flags: tuple[str, ...] = ()
     absent: tuple[str, ...] = field(default=(SECRET,))
 
@@ -37,87 +37,79 @@ CASES: dict[str, Case] = {
     # -- runaway or crashing code -------------------------------------------------------------
     "infinite_loop": Case(
         "def f(x):\n    while True:\n        pass\n",
-        score=0, reason="KeyboardInterrupt", flags=("cell-timeout",),
+        score=0, reasons=("KeyboardInterrupt",), flags=("cell-timeout",),
     ),
     "sleep": Case(
         "import time\ntime.sleep(10**6)\n\ndef f(x):\n    return x + 1\n",
-        score=0, reason="NameError", flags=("cell-timeout",),
+        score=0, reasons=("NameError",), flags=("cell-timeout",),
     ),
     "ignores_interrupt": Case(
         "import signal\n\ndef f(x):\n    signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
         "    while True:\n        pass\n",
-        score=0, reason="did not stop when interrupted", flags=("cell-timeout",),
+        score=0, reasons=("did not stop when interrupted",), flags=("cell-timeout",),
     ),
-    "memory_bomb_numpy": Case(
-        "import numpy as np\n\ndef f(x):\n    np.ones(int(50e9 / 8))\n    return x + 1\n",
-        score=0, reason="Unable to allocate",
-    ),
-    "memory_bomb_bytearray": Case(
-        "def f(x):\n    bytearray(50 * 10**9)\n    return x + 1\n",
-        score=0, reason="MemoryError",
+    "memory_bomb": Case(
+        "import numpy as np\n\ndef f(x):\n    try:\n        np.ones(int(50e9 / 8))\n"
+        "    except MemoryError as e:\n        print('numpy:', e)\n"
+        "    bytearray(50 * 10**9)\n    return x + 1\n",
+        score=0, reasons=("numpy: Unable to allocate 46.6 GiB", "MemoryError"),
     ),
     "fork_bomb": Case(
         "import os, time\n\ndef f(x):\n    while True:\n        if os.fork() == 0:\n"
         "            time.sleep(30)\n            os._exit(0)\n",
-        score=0, reason="Resource temporarily unavailable",
+        score=0, reasons=("Resource temporarily unavailable",),
     ),
     "sys_exit": Case(
         "import sys\n\ndef f(x):\n    sys.exit()\n",
-        score=0, reason="SystemExit",
+        score=0, reasons=("SystemExit",),
     ),
     "os_exit": Case(
         "import os\n\ndef f(x):\n    os._exit(1)\n",
-        score=0, reason="exited with code 1", flags=("kernel-died",),
+        score=0, reasons=("exited with code 1",), flags=("kernel-died",),
     ),
     "segfault": Case(
         "import ctypes\n\ndef f(x):\n    return ctypes.string_at(0)\n",
-        score=0, reason="SIGSEGV", flags=("kernel-died",),
+        score=0, reasons=("SIGSEGV",), flags=("kernel-died",),
     ),
     "cpu_limit": Case(
         "import resource\n\ndef f(x):\n    used = int(resource.getrusage(resource.RUSAGE_SELF).ru_utime)\n"
         "    soft, hard = resource.getrlimit(resource.RLIMIT_CPU)\n"
         "    resource.setrlimit(resource.RLIMIT_CPU, (used + 1, hard))\n"
         "    while True:\n        pass\n",
-        score=0, reason="SIGXCPU", flags=("kernel-died",),
+        score=0, reasons=("SIGXCPU",), flags=("kernel-died",),
     ),
     "memory_crash": Case(
         "import ctypes, sys, time\nimport numpy as np\n\ndef f(x):\n    try:\n"
         "        np.ones(int(50e9 / 8))\n    except MemoryError as e:\n"
         "        print('MemoryError:', e, file=sys.stderr, flush=True)\n        time.sleep(1)\n"
         "    ctypes.string_at(0)\n",
-        score=0, reason="memory limit", flags=("kernel-died",),
+        score=0, reasons=("memory limit",), flags=("kernel-died",),
     ),
     # -- noisy code ---------------------------------------------------------------------------
     "big_output": Case(
         "for _ in range(100_000):\n    print('x' * 99)\nprint('y' * 1_000_000)\n\n"
         "def f(x):\n    return x + 1\n",
-        score=2, reason="xxxxxxxxxx", flags=("output-truncated",),
+        score=2, reasons=("xxxxxxxxxx",), flags=("output-truncated",),
     ),
     "stderr_warnings": Case(
         "import sys, warnings\nwarnings.warn('this API is deprecated')\n"
         "print('noise on stderr', file=sys.stderr)\n\ndef f(x):\n    return x + 1\n",
-        score=2, reason="this API is deprecated",
+        score=2, reasons=("this API is deprecated",),
     ),
     # -- reaching past the submission ---------------------------------------------------------
-    "read_source": Case(
-        "def f(x):\n    print(open('../../../source/99_sandbox/sandbox.ipynb').read())\n"
+    "read_outside": Case(
+        "import os\nprint('autograded/ holds', sorted(os.listdir('../..')))\n"
+        "print('/root holds', sorted(os.listdir('/root')) if os.path.isdir('/root') else [])\n"
+        "\ndef f(x):\n"
+        "    for path in ('../../../source/99_sandbox/sandbox.ipynb', 'COURSE_ROOT/gradebook.db',\n"
+        "                 '../../../submitted/OTHER/99_sandbox/sandbox.ipynb', 'HOST_SECRET'):\n"
+        "        try:\n            print(open(path, 'rb').read())\n"
+        "        except OSError as e:\n            print('blocked:', e)\n"
         "    return x + 1\n",
-        score=0, reason="No such file or directory",
-    ),
-    "read_gradebook": Case(
-        "def f(x):\n    print(open('COURSE_ROOT/gradebook.db', 'rb').read())\n    return x + 1\n",
-        score=0, reason="No such file or directory",
-    ),
-    "read_other_student": Case(
-        "import os\nprint(sorted(os.listdir('../..')))\n\ndef f(x):\n"
-        "    print(open('../../../submitted/OTHER/99_sandbox/sandbox.ipynb').read())\n"
-        "    return x + 1\n",
-        score=0, reason="No such file or directory",
-    ),
-    "read_home": Case(
-        "import os\nprint(os.listdir('/root'))\n\ndef f(x):\n"
-        "    print(open('HOST_SECRET').read())\n    return x + 1\n",
-        score=0, reason="No such file or directory",
+        score=2,
+        reasons=("No such file or directory: '../../../source/99_sandbox/sandbox.ipynb'",
+                 "gradebook.db'", "No such file or directory: '../../../submitted/",
+                 "secret.txt'", "autograded/ holds ['read_outside']"),
     ),
     "write_outside": Case(
         "import os\nopen('/tmp/private.txt', 'w').write('fine: a private /tmp')\n"
@@ -127,13 +119,13 @@ CASES: dict[str, Case] = {
         "        except OSError as e:\n            print('blocked:', e)\n"
         "        else:\n            print('WROTE', path)\n"
         "    return x + 1\n",
-        score=2, reason="blocked:",
+        score=2, reasons=("blocked:",),
     ),
     "network": Case(
         "import socket\n\ndef f(x):\n    for host in [('127.0.0.1', PORT), ('1.1.1.1', 80)]:\n"
         "        try:\n            socket.create_connection(host, timeout=3)\n"
         "        except OSError as e:\n            print(host, 'failed:', e)\n"
         "        else:\n            return x + 1\n    raise ConnectionError('no network')\n",
-        score=0, reason="Network is unreachable",
+        score=0, reasons=("Network is unreachable",),
     ),
 }
