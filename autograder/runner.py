@@ -261,8 +261,10 @@ def inspect_submission(
       "No notebooks found". Added: a notebook whose nbgrader cells match the missing expected
       notebook is graded under the expected name (from a staged copy; ``submitted/`` is never
       changed) and flagged ``renamed-notebook``.
-    * **wrong assignment** (another assignment's notebook in this folder): skipped and failed as
-      above. Added: a zero and a ``wrong-assignment`` flag naming the assignment it belongs to.
+    * **wrong assignment** (another assignment's notebook in this folder, under its own name or
+      under this assignment's): skipped and failed as above, or graded against cells it does
+      not have. Added: a zero and a ``wrong-assignment`` flag naming the assignment it belongs
+      to.
     * **large files**: nbgrader copies every file of the submission into ``autograded/``
       (``shutil.copy``: a 200 MB sparse file becomes 200 MB of disk); its
       ``CourseDirectory.max_file_size`` only applies to collect/release. Added: files above that
@@ -338,7 +340,14 @@ def inspect_submission(
     gradable = []
     for name in expected:
         if name in readable:
-            gradable.append((name, readable[name]))
+            owner = _owner(readable[name], release, assignment)
+            if owner and _best_match({name: readable[name]}, by_name.get(name)) is None:
+                result.flags.append((
+                    "wrong-assignment",
+                    f"{name}.ipynb holds the notebook of assignment {owner}, not {assignment}",
+                ))
+            else:
+                gradable.append((name, readable[name]))
             continue
         if name in notebooks:  # malformed: already flagged
             continue
@@ -843,9 +852,14 @@ def grade(
             for s in students:
                 insp = inspections[s]
                 if not insp.gradable:
-                    ts = cd.get_existing_timestamp(str(root / cd.submitted_directory / s / assignment))
-                    record_zero(gb, assignment, s, ts)
-                    finish(s, StudentRun("failed", f"scored 0: {insp.problem}", 0.0,
+                    if has_grades(snapshot(gb, assignment, s)):
+                        outcome = "the earlier grades were kept"
+                    else:
+                        folder = str(root / cd.submitted_directory / s / assignment)
+                        record_zero(gb, assignment, s, cd.get_existing_timestamp(folder))
+                        outcome = "scored 0"
+                    gb.db.rollback()
+                    finish(s, StudentRun("failed", f"{insp.problem}; {outcome}", 0.0,
                                          _merge_flags(insp.flags, extra)))
 
             snaps: dict[str, dict | None] = {}

@@ -216,12 +216,16 @@ def test_failures_keep_earlier_grades_and_zero_new_students(course):
     graded_nb = root / "autograded" / "again" / "tiny" / "tiny.ipynb"
     earlier = graded_nb.read_bytes()
 
+    submit(root, release, "resent", cases.CORRECT)
+    runner.grade("tiny", root, workers=1, students=["resent"], progress=False)
+    cases.malformed(root / "submitted" / "resent" / "tiny", release)  # resubmitted, broken
+
     submit(root, release, "again", SLEEPER)  # the regrade hangs
     submit(root, release, "fresh", SLEEPER)  # never graded before, hangs
     submit(root, release, "crash", CRASHER)  # the kernel dies
     submit(root, release, "bystander", cases.CORRECT)
     report = runner.grade("tiny", root, workers=2, timeout=25, progress=False,
-                          students=["again", "fresh", "crash", "bystander"])
+                          students=["again", "fresh", "crash", "bystander", "resent"])
     runs = report["students"]
 
     assert runs["again"]["status"] == "timeout"
@@ -237,6 +241,10 @@ def test_failures_keep_earlier_grades_and_zero_new_students(course):
     assert runs["crash"]["status"] == "crashed"
     assert "kernel-died" in {kind for kind, _ in runs["crash"]["flags"]}
     assert total(root, "crash") == 0.0
+
+    assert runs["resent"]["status"] == "failed"
+    assert "earlier grades were kept" in runs["resent"]["reason"]
+    assert total(root, "resent") == 1.0
 
     assert runs["bystander"]["status"] == "graded"
     assert total(root, "bystander") == 1.0

@@ -76,6 +76,11 @@ def wrong_assignment(folder: Path, release: dict) -> None:
     _write(folder, answered(release["tiny2"], CORRECT, "answer2"), "tiny2.ipynb")
 
 
+def wrong_assignment_renamed(folder: Path, release: dict) -> None:
+    """The other assignment's notebook saved under this assignment's notebook name."""
+    _write(folder, answered(release["tiny2"], CORRECT, "answer2"), "tiny.ipynb")
+
+
 def large_file(folder: Path, release: dict) -> None:
     """A correct notebook plus a 200 MB file (sparse: it takes no disk space here)."""
     _write(folder, answered(release["tiny"], CORRECT))
@@ -132,6 +137,10 @@ CASES: dict[str, Case] = {
     "renamed": Case(renamed, "graded", 1, ("renamed-notebook",), "tiny (1).ipynb graded as"),
     "wrong_assignment": Case(
         wrong_assignment, "failed", 0, ("wrong-assignment",), "belongs to assignment tiny2"
+    ),
+    "wrong_assignment_renamed": Case(
+        wrong_assignment_renamed, "failed", 0, ("wrong-assignment",),
+        "holds the notebook of assignment tiny2",
     ),
     "large_file": Case(large_file, "graded", 1, ("large-file",), "checkpoint.bin (210 MB)"),
     "symlink": Case(symlink, "graded", 1, ("forbidden-file",), "grades.db is a link"),
