@@ -156,9 +156,11 @@ class SandboxedExecute(Execute):
         return cell, self.resources
 
     def _kernel_died(self, cell: NotebookNode, index: int) -> None:
-        process = getattr(getattr(self.km, "provisioner", None), "process", None)
-        limits = self.km.limits if isinstance(self.km, SandboxedKernelManager) else None
-        reason = describe_exit(process.poll() if process is not None else None, limits)
+        if isinstance(self.km, SandboxedKernelManager):
+            reason = self.km.exit_reason()
+        else:
+            process = getattr(getattr(self.km, "provisioner", None), "process", None)
+            reason = describe_exit(process.poll() if process is not None else None)
         if any(o.get("ename") == "MemoryError" or "MemoryError" in o.get("text", "")
                for o in cell.get("outputs", [])):
             reason += " after running out of memory (memory limit)"

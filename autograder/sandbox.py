@@ -29,7 +29,7 @@ user, so the kernel never runs as root:
   ``nobody`` with ``setpriv`` before the kernel starts. The submission folder and the run
   directory are handed to that uid for the kernel's lifetime, and given back afterwards.
 
-Opting out: ``BN_UNSANDBOXED=1`` runs kernels without the sandbox (plain ipykernel on loopback
+Opting out: ``BN_UNSANDBOXED=1`` runs the same kernel command without the sandbox (over loopback
 TCP), with a warning on stderr and a ``sandbox-off`` flag in each autograded notebook.
 Without it, grading refuses to start when the sandbox cannot (:func:`check_sandbox`).
 """
@@ -214,10 +214,6 @@ def python_paths() -> list[Path]:
     return paths
 
 
-def _mount_order(dest: Path) -> int:
-    return len(dest.parts)
-
-
 def bwrap_command(
     kernel_cmd: t.Sequence[str],
     *,
@@ -303,7 +299,7 @@ def bwrap_command(
     mounts.append(("tmpfs", "", course_root))
     mounts.append(("rw", str(run_dir), run_dir))
     mounts.append(("rw", str(cwd), cwd))
-    mounts.sort(key=lambda m: _mount_order(m[2]))
+    mounts.sort(key=lambda m: len(m[2].parts))
 
     args = [bwrap]
     if userns_fd is None:
