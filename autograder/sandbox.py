@@ -738,8 +738,16 @@ class SandboxedKernelManager(AsyncKernelManager):
         return cmd, kw
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
-        """``python -m <kernel_module> -f CONNECTION_FILE [extra arguments]``."""
-        return [sys.executable, "-m", self.kernel_module, "-f",
+        """``python [-P] -m <kernel_module> -f CONNECTION_FILE [extra arguments]``.
+
+        ``-P`` (safe path) for the guarded kernel: Python then does not put the working
+        directory, the student's folder, first on ``sys.path``, so a submission that ships its
+        own ``autograder/`` package cannot replace the kernel or the checks. The guarded kernel
+        adds the working directory back where IPython would, after the course's own path, so a
+        notebook still imports the files of its folder (e.g. ``provided_batchnorm.py``).
+        """
+        safe = ["-P"] if self.kernel_module == "autograder.kernel" else []
+        return [sys.executable, *safe, "-m", self.kernel_module, "-f",
                 os.path.realpath(self.connection_file), *(extra_arguments or [])]
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: t.Any) -> None:
