@@ -70,6 +70,7 @@ import argparse
 import contextlib
 import copy
 import datetime as dt
+import fcntl
 import json
 import logging
 import multiprocessing as mp
@@ -760,7 +761,8 @@ def grade(
     Raises
     ------
     ValueError
-        If ``workers`` < 1, ``timeout`` <= 0, or the assignment is not in the gradebook.
+        If ``workers`` < 1, ``timeout`` <= 0, the assignment is not in the gradebook, or another
+        run is grading the same assignment of the same course.
     """
     from nbgrader.api import Gradebook, MissingEntry
     from tqdm import tqdm
@@ -782,6 +784,13 @@ def grade(
     out_dir = root / "reports" / assignment
     work = out_dir / ".work"
     logs = out_dir / "logs"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(out_dir / ".lock", "w")  # held for the whole run, closed at its end
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise ValueError(f"another grading run of {assignment} is in progress in {root}") from None
     shutil.rmtree(work, ignore_errors=True)
     for d in (work / "staged", work / "previous", logs):
         d.mkdir(parents=True, exist_ok=True)
@@ -951,7 +960,13 @@ def grade(
                                 result = {"timeout": True} if timed_out else {
                                     "died": f"the grading process died (exit code {code})"}
                                 settle(student, result, now - w.started)
-            finally:
+            finally:  # interrupted (Ctrl-C, an error here): put back what students in flight had
+                for w in pool:
+                    if w.student:
+                        student, w.student = w.student, None
+                        w.kill()
+                        settle(student, {"died": "grading was interrupted"},
+                               time.perf_counter() - w.started)
                 stop_pool()
         finally:
             gb.close()
@@ -959,6 +974,7 @@ def grade(
             shutil.rmtree(work, ignore_errors=True)
     finally:
         stop_pool()
+        lock.close()
 
     report = {
         "assignment": assignment,

@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -249,6 +250,43 @@ def test_failures_keep_earlier_grades_and_zero_new_students(course):
     assert runs["bystander"]["status"] == "graded"
     assert total(root, "bystander") == 1.0
     assert _course_processes(root) == []
+
+
+def test_interrupted_run_puts_back_the_earlier_grades(course):
+    """Ctrl-C while a student who has grades is being regraded: nothing of theirs is lost."""
+    root, release = course
+    submit(root, release, "halted", cases.CORRECT)
+    runner.grade("tiny", root, students=["halted"], progress=False)
+    graded_nb = root / "autograded" / "halted" / "tiny" / "tiny.ipynb"
+    earlier = graded_nb.read_bytes()
+    submit(root, release, "halted", SLEEPER)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autograder", "grade", "tiny", "--students", "halted"],
+        cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    moved_aside = root / "reports" / "tiny" / ".work" / "previous" / "halted"
+    deadline = time.time() + 120
+    while not moved_aside.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    assert moved_aside.exists(), "the regrade never started"
+    time.sleep(3)  # the worker is grading (and sleeping in the student's code)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err
+    assert total(root, "halted") == 1.0
+    assert graded_nb.read_bytes() == earlier
+    assert _course_processes(root) == []
+
+
+def test_one_run_per_assignment_at_a_time(course):
+    import fcntl
+
+    root, _ = course
+    (root / "reports" / "tiny").mkdir(parents=True, exist_ok=True)
+    with open(root / "reports" / "tiny" / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(ValueError, match="another grading run of tiny"):
+            runner.grade("tiny", root, progress=False)
 
 
 def test_unsandboxed_is_recorded_and_flagged(course):
