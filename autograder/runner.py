@@ -27,9 +27,12 @@ so), same gradebook, so the grades and autograded notebooks equal those of a seq
   grades of a student being graded, and only the runner's parent process restores or zeroes.
 * **Broken submissions** (see :func:`inspect_submission`) get a score and a readable reason
   instead of nbgrader's skip or failure: a missing, malformed, renamed or wrong-assignment
-  notebook, files above nbgrader's ``CourseDirectory.max_file_size`` (not copied for grading),
-  and deleted or edited read-only cells (flagged; nbgrader's checksums restore the instructor's
-  source of an edited cell).
+  notebook, files above nbgrader's ``CourseDirectory.max_file_size`` and links (not copied for
+  grading), edited read-only cells (nbgrader's checksums restore the instructor's source) and
+  deleted ones (put back). Each is flagged. ``submitted/`` is never changed: when a submission
+  needs any of this, nbgrader grades a staged copy of it (hard links, in ``reports/``).
+* **Interruptions.** Ctrl-C puts back the earlier grades of the students being graded. Two runs
+  on the same assignment of a course refuse to overlap (a lock file in ``reports/``).
 * **``reports/<assignment>/runs.json``**: ``{"assignment", "workers", "sandboxed", "started",
   "seconds", "students": {id: {"status", "reason", "seconds", "flags"}}}``; status is one of
   ``graded``, ``timeout``, ``crashed``, ``failed``. The flags are those found in the autograded
@@ -43,8 +46,10 @@ nbgrader opens the gradebook with ``sqlalchemy.create_engine(db_url)`` many time
 AssignLatePenalties), and commits after each cell. With SQLite every write takes the database's
 single write lock; another process that wants to write meanwhile waits for pysqlite's *busy
 timeout*, which defaults to 5 s, and then fails with ``sqlite3.OperationalError: database is
-locked``. nbgrader's own transactions last milliseconds, so the 5 s are exceeded when a writer is
-stalled: a machine loaded by N kernels, a gradebook on a slow or network disk, or another
+locked``. (pysqlite opens a transaction only at the first write, so an nbgrader connection never
+holds a read lock while it asks for the write lock, the one case where SQLite gives up at once
+to avoid a deadlock: waiting is all that happens.) nbgrader's own transactions last
+milliseconds, so the 5 s are exceeded when a writer is stalled: a machine loaded by N kernels, a gradebook on a slow or network disk, or another
 program holding the lock (the Formgrader saving a manual grade, a backup, ``sqlite3`` open on the
 file, this runner's parent restoring an earlier grade). The runner therefore gives SQLite a busy
 timeout of :data:`SQLITE_BUSY_TIMEOUT` seconds by adding ``?timeout=...`` to the ``db_url`` it
@@ -55,13 +60,17 @@ workers while another connection holds the write lock for longer than pysqlite's
 
 PostgreSQL for larger courses
 -----------------------------
-For hundreds of students, or several graders working at once, point nbgrader at a database
-server instead of a file: ``pip install "psycopg[binary]"`` (psycopg 3) and put
-``c.CourseDirectory.db_url = "postgresql+psycopg://USER:PASSWORD@HOST:5432/gradebook"`` in
-``nbgrader_config.py``; then ``nbgrader db upgrade`` once creates the tables, or move an existing
-``gradebook.db`` over with ``nbgrader export``/``nbgrader db student import``. Every nbgrader
-command, the Formgrader and this runner then use the server, which takes concurrent writers
-without a global lock; the runner adds the SQLite busy timeout only to ``sqlite`` URLs.
+For hundreds of students, or several graders at once, keep the gradebook on a database server:
+``pip install "psycopg[binary]"`` (psycopg 3, which SQLAlchemy 2 names ``postgresql+psycopg``),
+create an empty database, and set in ``nbgrader_config.py``::
+
+    c.CourseDirectory.db_url = "postgresql+psycopg://USER:PASSWORD@HOST:5432/gradebook"
+
+nbgrader creates its tables on first use (``nbgrader generate_assignment``). It has no command
+that copies a gradebook between databases, so switch at the start of a term (or copy the tables
+with a generic tool such as pgloader). Every nbgrader command, the Formgrader and this runner
+then share the server, which lets writers wait on row locks instead of SQLite's one file lock;
+the runner adds its busy timeout to ``sqlite`` URLs only.
 """
 
 from __future__ import annotations
