@@ -870,11 +870,13 @@ def grade(
             for s in students:
                 insp = inspections[s]
                 if not insp.gradable:
-                    if has_grades(snapshot(gb, assignment, s)):
+                    folder = root / cd.submitted_directory / s / assignment
+                    if not folder.is_dir():  # a student id with no submission: nothing to record
+                        outcome = "nothing recorded in the gradebook"
+                    elif has_grades(snapshot(gb, assignment, s)):
                         outcome = "the earlier grades were kept"
                     else:
-                        folder = str(root / cd.submitted_directory / s / assignment)
-                        record_zero(gb, assignment, s, cd.get_existing_timestamp(folder))
+                        record_zero(gb, assignment, s, cd.get_existing_timestamp(str(folder)))
                         outcome = "scored 0"
                     gb.db.rollback()
                     finish(s, StudentRun("failed", f"{insp.problem}; {outcome}", 0.0,

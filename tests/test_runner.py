@@ -278,6 +278,16 @@ def test_interrupted_run_puts_back_the_earlier_grades(course):
     assert _course_processes(root) == []
 
 
+def test_student_without_submission_is_reported_not_recorded(course):
+    root, _ = course
+    report = runner.grade("tiny", root, students=["nobody"], progress=False)
+    run = report["students"]["nobody"]
+    assert run["status"] == "failed"
+    assert "nothing submitted" in run["reason"]
+    assert [kind for kind, _ in run["flags"]] == ["missing-notebook"]
+    assert "nobody" not in scores(root)
+
+
 def test_one_run_per_assignment_at_a_time(course):
     import fcntl
 
