@@ -7,7 +7,7 @@ NOTEBOOKS := $(wildcard source/*/*.ipynb)
 # nbgrader and jupyter find their helpers (alembic, kernels) on PATH: use the venv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help venv demo test lint release lab strip bench bench-grading bench-notebooks clean
+.PHONY: help venv demo test lint release lab strip grade bench bench-grading bench-notebooks clean
 
 help:
 	@echo "make demo     build release/, autograde the sample submissions with nbgrader, print grades"
@@ -15,6 +15,7 @@ help:
 	@echo "make lab      start JupyterLab (with the nbgrader extension) in the course directory"
 	@echo "make release  regenerate release/ from source/ with nbgrader generate_assignment"
 	@echo "make strip    clear outputs from the source notebooks before committing"
+	@echo "make grade ASSIGNMENT=02_batchnorm_forward [WORKERS=2]   autograde every submission in parallel, then write the report"
 	@echo "make bench    run the BatchNorm speed benchmark"
 	@echo "make bench-grading    seconds per submission: nbgrader autograde vs the parallel runner"
 	@echo "make bench-notebooks  each notebook's run time and peak memory on one core"
@@ -45,6 +46,11 @@ lab: $(STAMP)
 
 strip: $(STAMP)
 	$(BIN)/jupyter nbconvert --clear-output --inplace $(NOTEBOOKS)
+
+grade: $(STAMP)
+	@test -n "$(ASSIGNMENT)" || { echo "usage: make grade ASSIGNMENT=02_batchnorm_forward [WORKERS=2]"; exit 2; }
+	$(BIN)/python -m autograder grade $(ASSIGNMENT) --workers $(or $(WORKERS),2)
+	$(BIN)/python -m autograder report $(ASSIGNMENT)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_batchnorm.py
