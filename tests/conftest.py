@@ -52,6 +52,20 @@ def execute_notebook(path: Path, root: Path, allow_errors: bool, timeout: int = 
     return nb
 
 
+def load_hostile_cases(name: str):
+    """Import ``tests/hostile/<name>.py`` as module ``name`` (the hostile-submission fixtures).
+
+    Registered in ``sys.modules`` first: the dataclasses in it look their module up there.
+    """
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "hostile" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def tracked_files(root: Path) -> list[str]:
     """Files git tracks, plus new files not ignored: what a fresh clone (plus this change) has."""
     out = subprocess.run(

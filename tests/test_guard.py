@@ -9,7 +9,6 @@ configuration (the sandboxed kernel manager, which starts ``autograder.kernel``)
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -20,19 +19,14 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
-from conftest import copy_course
+from conftest import copy_course, load_hostile_cases
 from nbclient import NotebookClient
 from nbgrader.api import Gradebook
 from nbgrader.utils import determine_grade
 
 from autograder.grading import close, flags_in, require_unchanged, same_value, unpack
 
-_spec = importlib.util.spec_from_file_location(
-    "guard_cases", Path(__file__).parent / "hostile" / "guard_cases.py"
-)
-cases = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = cases  # dataclasses look their module up there
-_spec.loader.exec_module(cases)
+cases = load_hostile_cases("guard_cases")
 
 ASSIGNMENT = "02_batchnorm_forward"
 GUARDED = "bn-guarded"

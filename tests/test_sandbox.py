@@ -10,7 +10,6 @@ grading goes on and that earlier grades survive.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import ROOT, copy_course
+from conftest import ROOT, copy_course, load_hostile_cases
 from nbgrader.api import Gradebook
 
 from autograder.grading import flags_in
@@ -38,12 +37,7 @@ from autograder.sandbox import (
     unsandboxed_requested,
 )
 
-_spec = importlib.util.spec_from_file_location(
-    "sandbox_cases", Path(__file__).parent / "hostile" / "sandbox_cases.py"
-)
-cases = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = cases  # dataclasses look their module up there
-_spec.loader.exec_module(cases)
+cases = load_hostile_cases("sandbox_cases")
 
 ASSIGNMENT = "99_sandbox"
 NOTEBOOK = "sandbox"
