@@ -6,9 +6,10 @@ course's ``nbgrader_config.py``: same preprocessors, same kernel (sandboxed when
 so), same gradebook, so the grades and autograded notebooks equal those of a sequential
 ``nbgrader autograde`` (``tests/test_runner.py`` checks this). What the runner adds:
 
-* **Workers.** ``--workers N`` processes; each imports nbgrader once and then grades one student
-  after another (a fresh ``nbgrader autograde`` process per student would spend 2-3 s of every
-  submission on imports). A tqdm bar counts students done and failures.
+* **Workers.** ``--workers N`` processes, forked from the runner once it has imported nbgrader,
+  so nbgrader's imports are paid once per run (about 2.5 s of CPU, most of it jsonschema
+  compiling the ``rfc3987_syntax`` grammars) rather than once per worker or per student. Each
+  worker then grades one student after another. A tqdm bar counts students done and failures.
 * **A wall-clock limit per student** (``--timeout``, default 300 s). Past it the worker and every
   process below it (kernels run in sessions of their own, so each process group found under the
   worker is killed) are killed with SIGKILL, a new worker takes its place, and the student is
@@ -563,17 +564,26 @@ def record_zero(gb, assignment: str, student: str, timestamp: dt.datetime | None
 # ----------------------------------------------------------------------------- workers
 
 
+def _joined(value) -> str:
+    """A notebook text field: a string, or a list of lines as notebook files store them."""
+    return "".join(value) if isinstance(value, list) else str(value)
+
+
 def notebook_text(nb) -> str:
-    """All output text of a notebook: streams, plain-text results, and error name/value/traceback."""
+    """All output text of a notebook: streams, plain-text results, and error name/value/traceback.
+
+    ``nb`` is a ``NotebookNode`` or the notebook file's JSON as read by ``json.loads`` (where
+    multi-line texts may be lists of lines).
+    """
     parts = []
-    for cell in nb.cells:
+    for cell in nb["cells"]:
         for out in cell.get("outputs", []):
             if out.get("output_type") == "stream":
-                parts.append(out.get("text", ""))
+                parts.append(_joined(out.get("text", "")))
             elif out.get("output_type") == "error":
                 parts.extend([out.get("ename", ""), out.get("evalue", ""), *out.get("traceback", [])])
             else:
-                parts.append(str(out.get("data", {}).get("text/plain", "")))
+                parts.append(_joined(out.get("data", {}).get("text/plain", "")))
     return "\n".join(parts)
 
 
@@ -597,9 +607,15 @@ def _grade_one(app, task: dict) -> dict:
             setattr(coursedir, k, v)
 
 
-def _worker(conn: Connection, root: str, assignment: str, log_path: str, unsandboxed: bool) -> None:
-    """A grading process: imports nbgrader once, then grades the students it is sent."""
+def _worker(conn: Connection, root: str, assignment: str, log_path: str, unsandboxed: bool,
+            close: tuple[int, ...] = ()) -> None:
+    """A grading process, forked from the runner: loads the course config, then grades the
+    students it is sent. ``close``: file descriptors of the parent's that it must not keep open
+    (the run's lock file)."""
     os.setsid()  # its own process group: the parent can kill it without killing itself
+    for fd in close:
+        with contextlib.suppress(OSError):
+            os.close(fd)
     if unsandboxed:
         os.environ["BN_UNSANDBOXED"] = "1"
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -659,10 +675,11 @@ def kill_tree(pid: int) -> None:
 class _Worker:
     """One grading process and the task it is working on."""
 
-    def __init__(self, ctx, root: Path, assignment: str, log_path: Path, unsandboxed: bool):
+    def __init__(self, ctx, root: Path, assignment: str, log_path: Path, unsandboxed: bool,
+                 close: tuple[int, ...] = ()):
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(
-            target=_worker, args=(child, str(root), assignment, str(log_path), unsandboxed),
+            target=_worker, args=(child, str(root), assignment, str(log_path), unsandboxed, close),
             daemon=True,
         )
         self.process.start()
@@ -718,10 +735,15 @@ def _failure_kind(result: dict) -> tuple[str, str]:
 
 
 def _outcome_flags(root: Path, assignment: str, student: str, autograded_dir: str) -> list[Flag]:
+    """Flags printed in the outputs of the student's autograded notebooks.
+
+    nbgrader wrote and validated these notebooks, so they are read as plain JSON (validating a
+    notebook again costs this process about 0.1 s per student).
+    """
     flags: list[Flag] = []
     for path in sorted((root / autograded_dir / student / assignment).glob("*.ipynb")):
         with contextlib.suppress(Exception):
-            flags.extend(flags_in(notebook_text(nbformat.read(path, as_version=4))))
+            flags.extend(flags_in(notebook_text(json.loads(path.read_text(encoding="utf-8")))))
     return flags
 
 
@@ -804,12 +826,20 @@ def grade(
     for d in (work / "staged", work / "previous", logs):
         d.mkdir(parents=True, exist_ok=True)
 
-    # Workers start first: each spends seconds importing nbgrader, meanwhile this process loads
-    # the course config, reads the gradebook and inspects the submissions.
-    ctx = mp.get_context("spawn")
+    # Workers are forked once nbgrader is imported here, and before this process starts any
+    # thread (tqdm's monitor thread is off) or opens the gradebook: each inherits the imported
+    # modules instead of spending seconds of CPU importing them again.
+    import nbgrader.api  # noqa: F401
+    import nbgrader.apps.autogradeapp  # noqa: F401
+    import nbgrader.converters  # noqa: F401
+    import nbgrader.utils  # noqa: F401
+    import tqdm as tqdm_module
+
+    tqdm_module.tqdm.monitor_interval = 0
+    ctx = mp.get_context("fork")
 
     def spawn(i: int) -> _Worker:
-        return _Worker(ctx, root, assignment, logs / f"worker-{i}.log", unsandboxed)
+        return _Worker(ctx, root, assignment, logs / f"worker-{i}.log", unsandboxed, (lock.fileno(),))
 
     def stop_pool() -> None:
         for w in pool:
@@ -962,6 +992,10 @@ def grade(
                             continue
                         timed_out = w.student and now - w.started > timeout
                         died = not w.process.is_alive() or (w.conn in ready and message is None)
+                        if died and not w.ready:  # would die again: respawning would loop
+                            raise RuntimeError(
+                                f"grading worker {i} exited before it was ready (exit code "
+                                f"{w.process.exitcode}); see {logs / f'worker-{i}.log'}")
                         if timed_out or died:
                             student = w.student
                             code = w.process.exitcode

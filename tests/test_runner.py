@@ -459,6 +459,49 @@ def test_eight_workers_hundred_students_no_database_locked(tmp_path):
 # ----------------------------------------------------------------------------- small pieces
 
 
+def test_worker_dying_before_it_is_ready_stops_the_run(course, monkeypatch):
+    """A worker that dies while loading the course config would die again if respawned: the run
+    stops with a clear error instead of looping, and leaves no worker or lock behind."""
+    root, release = course
+    submit(root, release, "early_death", cases.CORRECT)
+    parent, real_app = os.getpid(), runner.nbgrader_app
+
+    def dies_in_workers(*args, **kwargs):
+        if os.getpid() != parent:  # the workers are forked: they see this patch too
+            os._exit(3)
+        return real_app(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "nbgrader_app", dies_in_workers)
+    with pytest.raises(RuntimeError, match=r"exited before it was ready \(exit code 3\)"):
+        runner.grade("tiny", root, workers=2, students=["early_death"], progress=False)
+    assert [c for c in psutil.Process().children() if c.is_running()
+            and c.status() != psutil.STATUS_ZOMBIE] == []
+    monkeypatch.setattr(runner, "nbgrader_app", real_app)
+    report = runner.grade("tiny", root, students=["early_death"], progress=False)  # lock is free
+    assert report["students"]["early_death"]["status"] == "graded"
+    assert total(root, "early_death") == 1.0
+
+
+def test_notebook_text_reads_files_as_plain_json(tmp_path):
+    """Flags are read from autograded notebooks with json.loads, where multi-line outputs are
+    lists of lines: the text must be what nbformat's own reading gives."""
+    from nbformat.v4 import new_output
+
+    cell = new_code_cell("print()")
+    cell.outputs = [
+        new_output("stream", name="stdout", text="Flag [tampering]: one\nsecond line\n"),
+        new_output("execute_result", data={"text/plain": "'a'\n'b'"}, execution_count=1),
+        new_output("error", ename="ValueError", evalue="bad x", traceback=["tb 1", "tb 2"]),
+    ]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(new_notebook(cells=[cell]), path)
+    raw = json.loads(path.read_text())
+    assert isinstance(raw["cells"][0]["outputs"][0]["text"], list)  # as nbformat stores it
+    expected = runner.notebook_text(nbformat.read(path, as_version=4))
+    assert runner.notebook_text(raw) == expected
+    assert "Flag [tampering]: one\nsecond line" in expected and "bad x" in expected
+
+
 def test_busy_timeout_only_for_sqlite():
     from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
     from sqlalchemy.engine import make_url
