@@ -88,6 +88,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterable
@@ -836,9 +837,11 @@ def grade(
     import tqdm as tqdm_module
 
     tqdm_module.tqdm.monitor_interval = 0
-    ctx = mp.get_context("fork")
 
     def spawn(i: int) -> _Worker:
+        # forking a process that runs threads can copy a lock some thread holds: a caller with
+        # threads of its own (a Jupyter kernel, say) gets workers that start afresh instead
+        ctx = mp.get_context("fork" if threading.active_count() == 1 else "spawn")
         return _Worker(ctx, root, assignment, logs / f"worker-{i}.log", unsandboxed, (lock.fileno(),))
 
     def stop_pool() -> None:

@@ -482,6 +482,34 @@ def test_worker_dying_before_it_is_ready_stops_the_run(course, monkeypatch):
     assert total(root, "early_death") == 1.0
 
 
+def test_workers_start_afresh_when_the_caller_runs_threads(course, monkeypatch):
+    """Forking copies only the calling thread, and any lock another thread held at that moment
+    stays locked in the child: with a thread of the caller's running, workers are spawned."""
+    root, release = course
+    submit(root, release, "threaded", cases.CORRECT)
+    methods = []
+    real = runner.mp.get_context
+
+    def recording(method=None):
+        methods.append(method)
+        return real(method)
+
+    monkeypatch.setattr(runner.mp, "get_context", recording)
+    report = runner.grade("tiny", root, students=["threaded"], progress=False)
+    assert methods == ["fork"]
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, daemon=True)
+    other.start()
+    try:
+        report = runner.grade("tiny", root, students=["threaded"], progress=False)
+    finally:
+        stop.set()
+        other.join()
+    assert methods == ["fork", "spawn"]
+    assert report["students"]["threaded"]["status"] == "graded"
+    assert total(root, "threaded") == 1.0
+
+
 def test_notebook_text_reads_files_as_plain_json(tmp_path):
     """Flags are read from autograded notebooks with json.loads, where multi-line outputs are
     lists of lines: the text must be what nbformat's own reading gives."""
