@@ -17,7 +17,7 @@ help:
 	@echo "make strip    clear outputs from the source notebooks before committing"
 	@echo "make grade ASSIGNMENT=02_batchnorm_forward [WORKERS=2]   autograde every submission in parallel, then write the report"
 	@echo "make bench    run the BatchNorm speed benchmark"
-	@echo "make bench-grading    seconds per submission: nbgrader autograde vs the parallel runner"
+	@echo "make bench-grading [REPEATS=3]   seconds per submission: nbgrader autograde vs the parallel runner"
 	@echo "make bench-notebooks  each notebook's run time and peak memory on one core"
 
 # The virtual environment is rebuilt only when pyproject.toml changes (idempotent).
@@ -55,8 +55,9 @@ grade: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_batchnorm.py
 
+REPEATS ?= 1
 bench-grading: $(STAMP)
-	$(BIN)/python benchmarks/bench_grading.py
+	$(BIN)/python benchmarks/bench_grading.py --repeats $(REPEATS)
 
 bench-notebooks: $(STAMP)
 	$(BIN)/python benchmarks/bench_notebooks.py
