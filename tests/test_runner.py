@@ -471,11 +471,15 @@ def test_worker_dying_before_it_is_ready_stops_the_run(course, monkeypatch):
             os._exit(3)
         return real_app(*args, **kwargs)
 
+    def alive_children() -> set[int]:
+        return {c.pid for c in psutil.Process().children(recursive=True)
+                if c.is_running() and c.status() != psutil.STATUS_ZOMBIE}
+
+    before = alive_children()  # earlier tests' helpers (a resource tracker, say) may live on
     monkeypatch.setattr(runner, "nbgrader_app", dies_in_workers)
     with pytest.raises(RuntimeError, match=r"exited before it was ready \(exit code 3\)"):
         runner.grade("tiny", root, workers=2, students=["early_death"], progress=False)
-    assert [c for c in psutil.Process().children() if c.is_running()
-            and c.status() != psutil.STATUS_ZOMBIE] == []
+    assert alive_children() - before == set()
     monkeypatch.setattr(runner, "nbgrader_app", real_app)
     report = runner.grade("tiny", root, students=["early_death"], progress=False)  # lock is free
     assert report["students"]["early_death"]["status"] == "graded"
