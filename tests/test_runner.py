@@ -8,7 +8,6 @@ can afford real kernels, real gradebooks and up to 100 students.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -23,18 +22,13 @@ from pathlib import Path
 import nbformat
 import psutil
 import pytest
-from conftest import ROOT, copy_course
+from conftest import copy_course, load_hostile_cases
 from nbformat.v4 import new_code_cell, new_notebook
 
 from autograder import runner
 from autograder.__main__ import main as cli_main
 
-_spec = importlib.util.spec_from_file_location(
-    "runner_cases", ROOT / "tests" / "hostile" / "runner_cases.py"
-)
-cases = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = cases  # dataclasses look their module up there
-_spec.loader.exec_module(cases)
+cases = load_hostile_cases("runner_cases")
 
 
 def _meta(grade_id: str, **kw) -> dict:
