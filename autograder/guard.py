@@ -397,9 +397,13 @@ class _Guard:
         finally:
             self.tls.busy = False
 
-    def _student(self) -> tuple[Any, types.CodeType | None] | None:
-        """The (frame, tied function) of the student code behind the current event, or None."""
-        who, frame, function = self.origin(sys._getframe(3))  # hook -> handler -> _student
+    def _student(self, depth: int = 3) -> tuple[Any, types.CodeType | None] | None:
+        """The (frame, tied function) of the student code behind the current event, or None.
+
+        ``depth``: frames between this call and the code that raised the event (3 from a
+        handler: hook -> handler -> _student; one more from a helper of a handler).
+        """
+        who, frame, function = self.origin(sys._getframe(depth))
         return (frame, function) if who == "student" else None
 
     def _deny(self, kind: str, reason: str, function, error: BaseException,
@@ -580,16 +584,12 @@ class _Guard:
                 self._grader_frame_read(f"inspected the grader's frame {obj.f_code.co_name}")
 
     def _grader_frame_read(self, what: str) -> None:
-        student = self._student_from(4)
+        student = self._student(4)
         if student is None:
             return
         frame, function = student
         self.record("tampering", f"{what} from student code {self.where(frame, function)}",
                     function, in_check=False)
-
-    def _student_from(self, depth: int):
-        who, frame, function = self.origin(sys._getframe(depth))
-        return (frame, function) if who == "student" else None
 
     def _direct_student(self, frame) -> bool:
         """Whether ``frame`` (the code that raised an event) is student code itself."""

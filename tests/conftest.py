@@ -66,6 +66,17 @@ def load_hostile_cases(name: str):
     return module
 
 
+def cell_metadata(grade_id: str, *, grade: bool = False, solution: bool = False,
+                  points: int | None = None) -> dict:
+    """Cell metadata as nbgrader's create_assignment writes it; a cell is locked unless it is a
+    solution cell."""
+    meta = {"grade": grade, "grade_id": grade_id, "locked": not solution, "schema_version": 3,
+            "solution": solution, "task": False}
+    if points is not None:
+        meta["points"] = points
+    return {"nbgrader": meta}
+
+
 def tracked_files(root: Path) -> list[str]:
     """Files git tracks, plus new files not ignored: what a fresh clone (plus this change) has."""
     out = subprocess.run(

@@ -19,7 +19,7 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
-from conftest import copy_course, load_hostile_cases
+from conftest import cell_metadata, copy_course, load_hostile_cases
 from nbclient import NotebookClient
 from nbgrader.api import Gradebook
 from nbgrader.utils import determine_grade
@@ -180,18 +180,10 @@ def test_the_kernel_reports_itself_and_keeps_python_semantics(course, kernels, m
 NB_ASSIGNMENT = "98_guard"
 
 
-def _meta(grade_id: str, *, grade: bool, solution: bool, points: int | None = None) -> dict:
-    meta = {"grade": grade, "grade_id": grade_id, "locked": not solution, "schema_version": 3,
-            "solution": solution, "task": False}
-    if points is not None:
-        meta["points"] = points
-    return {"nbgrader": meta}
-
-
 def _test_cell(function: str, points: int):
     return nbformat.v4.new_code_cell(
         f"### BEGIN HIDDEN TESTS\n{cases.hidden(function)}\n### END HIDDEN TESTS",
-        metadata=_meta(f"test_{function}", grade=True, solution=False, points=points))
+        metadata=cell_metadata(f"test_{function}", grade=True, solution=False, points=points))
 
 
 def nbgrader(root: Path, *args: str) -> subprocess.CompletedProcess:
@@ -223,7 +215,7 @@ def autograded_course(tmp_path_factory):
     source.mkdir(parents=True)
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell(f"### BEGIN SOLUTION\n{cases.HONEST}### END SOLUTION",
-                                  metadata=_meta("answer", grade=False, solution=True)),
+                                  metadata=cell_metadata("answer", grade=False, solution=True)),
         _test_cell("batch_stats", 2),
         _test_cell("scale_shift", 1),
     ])

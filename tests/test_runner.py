@@ -22,7 +22,7 @@ from pathlib import Path
 import nbformat
 import psutil
 import pytest
-from conftest import copy_course, load_hostile_cases
+from conftest import cell_metadata, copy_course, load_hostile_cases
 from nbformat.v4 import new_code_cell, new_notebook
 
 from autograder import runner
@@ -31,30 +31,23 @@ from autograder.__main__ import main as cli_main
 cases = load_hostile_cases("runner_cases")
 
 
-def _meta(grade_id: str, **kw) -> dict:
-    meta = {"grade": False, "grade_id": grade_id, "locked": False, "schema_version": 3,
-            "solution": False, "task": False}
-    meta.update(kw)
-    return {"nbgrader": meta}
-
-
 def tiny_source(suffix: str = "", visible: bool = True) -> nbformat.NotebookNode:
     """The instructor's notebook of a throw-away assignment (see runner_cases.py)."""
     cells = [
-        new_code_cell("import math", metadata=_meta(f"setup{suffix}", locked=True)),
+        new_code_cell("import math", metadata=cell_metadata(f"setup{suffix}")),
         new_code_cell(
             "def answer():\n    ### BEGIN SOLUTION\n    return 42.0\n    ### END SOLUTION",
-            metadata=_meta(f"answer{suffix}", solution=True),
+            metadata=cell_metadata(f"answer{suffix}", solution=True),
         ),
         new_code_cell(
             "# hidden test\n### BEGIN HIDDEN TESTS\nassert math.isclose(answer(), 42.0)\n"
             "### END HIDDEN TESTS",
-            metadata=_meta(f"test_answer{suffix}", grade=True, locked=True, points=1),
+            metadata=cell_metadata(f"test_answer{suffix}", grade=True, points=1),
         ),
     ]
     if visible:
         cells.insert(2, new_code_cell("assert callable(answer)",
-                                      metadata=_meta(f"visible{suffix}", locked=True)))
+                                      metadata=cell_metadata(f"visible{suffix}")))
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     return nb

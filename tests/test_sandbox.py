@@ -22,7 +22,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import ROOT, copy_course, load_hostile_cases
+from conftest import ROOT, cell_metadata, copy_course, load_hostile_cases
 from nbgrader.api import Gradebook
 
 from autograder.grading import flags_in
@@ -48,26 +48,18 @@ TIMEOUT = 3  # seconds per cell for these runs (c.Execute.timeout is 60 in the c
 BARE_KERNEL = "--SandboxedKernelManager.kernel_module=ipykernel_launcher"
 
 
-def _meta(grade_id: str, *, grade: bool, solution: bool, points: int | None = None) -> dict:
-    meta = {"grade": grade, "grade_id": grade_id, "locked": not solution, "schema_version": 3,
-            "solution": solution, "task": False}
-    if points is not None:
-        meta["points"] = points
-    return {"nbgrader": meta}
-
-
 def source_notebook() -> nbformat.NotebookNode:
     """One answer cell and two one-point test cells; the solution holds a secret marker."""
     cells = [
         nbformat.v4.new_markdown_cell("Write `f(x) = x + 1`."),
         nbformat.v4.new_code_cell(
             f"### BEGIN SOLUTION\n# {cases.SECRET}\n{GOOD_ANSWER}### END SOLUTION",
-            metadata=_meta("answer", grade=False, solution=True),
+            metadata=cell_metadata("answer", grade=False, solution=True),
         ),
         nbformat.v4.new_code_cell("assert f(1) == 2",
-                                  metadata=_meta("test_f", grade=True, solution=False, points=1)),
+                                  metadata=cell_metadata("test_f", grade=True, solution=False, points=1)),
         nbformat.v4.new_code_cell("assert f(2) == 3",
-                                  metadata=_meta("test_g", grade=True, solution=False, points=1)),
+                                  metadata=cell_metadata("test_g", grade=True, solution=False, points=1)),
     ]
     nb = nbformat.v4.new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
