@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m autograder.demo
+	$(BIN)/python -m autograder demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check course autograder tests benchmarks source nbgrader_config.py
@@ -39,7 +39,7 @@ test: lint
 	$(BIN)/python -m pytest
 
 release: $(STAMP)
-	$(BIN)/python -m autograder.demo --release-only
+	$(BIN)/python -m autograder release
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root,)

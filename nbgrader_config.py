@@ -17,11 +17,11 @@ from nbgrader.converters import Autograde
 from nbgrader.preprocessors import ClearMarkScheme, Execute, GetGrades
 
 ROOT = Path(__file__).resolve().parent
-# nbgrader itself imports the course's grading machinery (autograder.execute, autograder.sandbox)
+# nbgrader itself imports the course's grading machinery (autograder.kernel.execute, autograder.kernel.sandbox)
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from autograder.execute import SandboxCheckedExporter, SandboxedExecute  # noqa: E402
+from autograder.kernel.execute import SandboxCheckedExporter, SandboxedExecute  # noqa: E402
 
 # The assignments, in teaching order. Each is source/<name>/<notebook>.ipynb.
 # `nbgrader generate_assignment` adds each one to the gradebook the first time it runs.
@@ -67,7 +67,7 @@ c.Execute.interrupt_on_timeout = True
 # SandboxedExecute replaces nbgrader's Execute so that a dead kernel, a hung cell or a flood of
 # output is flagged in the notebook (Flag [kernel-died] ...) instead of losing the student;
 # SandboxCheckedExporter refuses to start grading when the sandbox cannot start.
-c.Execute.kernel_manager_class = "autograder.sandbox.SandboxedKernelManager"
+c.Execute.kernel_manager_class = "autograder.kernel.sandbox.SandboxedKernelManager"
 c.Autograde.exporter_class = SandboxCheckedExporter
 c.Autograde.autograde_preprocessors = [
     SandboxedExecute if pp is Execute else pp

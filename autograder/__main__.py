@@ -1,8 +1,8 @@
 """``python -m autograder COMMAND ...``: the instructor's grading commands.
 
 * ``grade ASSIGNMENT [--workers N] [--students S ...] [--timeout SECONDS] [--unsandboxed]``:
-  autograde every submission with nbgrader, in parallel (:mod:`autograder.runner`).
-* ``report ASSIGNMENT``: the HTML and CSV grade report (:mod:`autograder.report`).
+  autograde every submission with nbgrader, in parallel (:mod:`autograder.tools.runner`).
+* ``report ASSIGNMENT``: the HTML and CSV grade report (:mod:`autograder.tools.report`).
 """
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ import importlib
 import sys
 
 COMMANDS = {
-    "grade": ("autograder.runner", "autograde all submissions of an assignment in parallel"),
-    "report": ("autograder.report", "write the HTML and CSV grade report of an assignment"),
+    "grade": ("autograder.tools.runner", "autograde all submissions of an assignment in parallel"),
+    "report": ("autograder.tools.report", "write the HTML and CSV grade report of an assignment"),
+    "demo": ("autograder.tools.demo", "build the release, autograde the sample submissions, print grades"),
+    "release": ("autograder.tools.demo", "regenerate release/ from source/ (nbgrader generate_assignment)"),
 }
 
 
@@ -21,11 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in COMMANDS:
         lines = [f"  {name:<7} {help_}" for name, (_, help_) in COMMANDS.items()]
-        print("usage: python -m autograder {grade,report} ASSIGNMENT [options]\n\n"
+        print("usage: python -m autograder {" + ",".join(COMMANDS) + "} [options]\n\n"
               "commands:\n" + "\n".join(lines), file=sys.stderr)
         return 0 if argv[:1] in (["-h"], ["--help"]) else 2
     module = importlib.import_module(COMMANDS[argv[0]][0])  # lazily: report needs matplotlib
-    return module.main(argv[1:])
+    rest = argv[1:] + (["--release-only"] if argv[0] == "release" else [])
+    return module.main(rest)
 
 
 if __name__ == "__main__":

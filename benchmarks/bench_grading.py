@@ -7,7 +7,7 @@ Run from the repository root::
 
 In a scratch copy of the course it generates the release notebook, builds ``--students``
 submissions from it with the sample answers of ``autograder/samples/`` (correct, one mistake,
-several mistakes, untouched, in turn; ``autograder.demo.build_submission``), and then grades all
+several mistakes, untouched, in turn; ``autograder.tools.demo.build_submission``), and then grades all
 of them three times, one after the other on the same machine, each a full ``--force`` regrade:
 
 * ``sequential``: ``nbgrader autograde ASSIGNMENT --force``, one process, as the README shows;
@@ -39,7 +39,7 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autograder.demo import build_submission, load_assignments, load_samples, nbgrader  # noqa: E402
+from autograder.tools.demo import build_submission, load_assignments, load_samples, nbgrader  # noqa: E402
 
 #: Runtime state that the scratch copy must not inherit from the working course.
 _SKIP = (".git", ".venv", "submitted", "autograded", "feedback", "reports", "gradebook.db",

@@ -15,7 +15,7 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from autograder.demo import load_assignments  # noqa: E402
+from autograder.tools.demo import load_assignments  # noqa: E402
 
 ASSIGNMENTS = load_assignments(ROOT)
 
@@ -96,10 +96,10 @@ def copy_course(dst: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
-    """`python -m autograder.demo` in a scratch copy of the course; returns (root, stdout)."""
+    """`python -m autograder.tools.demo` in a scratch copy of the course; returns (root, stdout)."""
     root = copy_course(tmp_path_factory.mktemp("course"))
     result = subprocess.run(
-        [sys.executable, "-m", "autograder.demo"], cwd=root, capture_output=True, text=True,
+        [sys.executable, "-m", "autograder.tools.demo"], cwd=root, capture_output=True, text=True,
         timeout=900,
     )
     assert result.returncode == 0, (

@@ -17,9 +17,9 @@ import nbformat
 import numpy as np
 import pytest
 
-from autograder import checks_backward as CB
 from autograder import reference as R
-from autograder.grading import DIAGNOSIS, diagnoses_in
+from autograder.checks import batchnorm_backward as CB
+from autograder.checks.framework import DIAGNOSIS, diagnoses_in
 from autograder.samples import batchnorm_backward as samples
 from autograder.samples import unmet_expectations
 from course.gradcheck import rel_error

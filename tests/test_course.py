@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from course import checks, plots, validate  # noqa: E402
+from course import plots, testing, validate  # noqa: E402
 from course.gradcheck import numerical_gradient_array, rel_error  # noqa: E402
 
 
@@ -52,42 +52,42 @@ def test_numerical_gradient_bad_input(x, h, err):
 
 
 def test_check_close_prints_and_raises(capsys):
-    checks.check_close("mean", [1.0, 2.0], [1.0, 2.0])
+    testing.check_close("mean", [1.0, 2.0], [1.0, 2.0])
     assert "ok  mean" in capsys.readouterr().out
     with pytest.raises(AssertionError, match=r"yours:.*\n.*expected"):
-        checks.check_close("mean", [1.0, 2.5], [1.0, 2.0])
+        testing.check_close("mean", [1.0, 2.5], [1.0, 2.0])
     with pytest.raises(AssertionError, match="shape"):
-        checks.check_close("mean", [1.0], [1.0, 2.0])
+        testing.check_close("mean", [1.0], [1.0, 2.0])
 
 
 def test_check_raises_and_unchanged():
     def bad(x):
         raise ValueError("x must be 2-D")
 
-    checks.check_raises(ValueError, bad, 1)
+    testing.check_raises(ValueError, bad, 1)
     with pytest.raises(AssertionError, match="nothing was raised"):
-        checks.check_raises(ValueError, lambda x: x, 1)
+        testing.check_raises(ValueError, lambda x: x, 1)
     with pytest.raises(AssertionError, match="expected ValueError, got TypeError"):
-        checks.check_raises(ValueError, lambda x: x + "a", 1)
+        testing.check_raises(ValueError, lambda x: x + "a", 1)
     with pytest.raises(NotImplementedError):
-        checks.check_raises(ValueError, lambda: (_ for _ in ()).throw(NotImplementedError()))
-    checks.check_unchanged("x", np.ones(2), np.ones(2))
+        testing.check_raises(ValueError, lambda: (_ for _ in ()).throw(NotImplementedError()))
+    testing.check_unchanged("x", np.ones(2), np.ones(2))
     with pytest.raises(AssertionError, match="modified in place"):
-        checks.check_unchanged("x", np.ones(2), np.zeros(2))
+        testing.check_unchanged("x", np.ones(2), np.zeros(2))
 
 
 def test_check_gradient_threshold():
-    assert checks.check_gradient("dx", np.ones(3), np.ones(3)) == 0.0
+    assert testing.check_gradient("dx", np.ones(3), np.ones(3)) == 0.0
     with pytest.raises(AssertionError, match="relative error"):
-        checks.check_gradient("dx", np.ones(3), 1.01 * np.ones(3))
+        testing.check_gradient("dx", np.ones(3), 1.01 * np.ones(3))
     with pytest.raises(AssertionError, match="shape"):
-        checks.check_gradient("dx", np.ones(3), np.ones(4))
+        testing.check_gradient("dx", np.ones(3), np.ones(4))
 
 
 def test_check_shape():
-    checks.check_shape("gamma", np.ones(3), (3,))
+    testing.check_shape("gamma", np.ones(3), (3,))
     with pytest.raises(AssertionError, match=r"\(1, 3\), expected \(3,\)"):
-        checks.check_shape("gamma", np.ones((1, 3)), (3,))
+        testing.check_shape("gamma", np.ones((1, 3)), (3,))
 
 
 def test_validate_messages_name_the_argument():

@@ -1,4 +1,4 @@
-"""The main job end to end: `python -m autograder.demo` with real nbgrader in a scratch copy."""
+"""The main job end to end: `python -m autograder.tools.demo` with real nbgrader in a scratch copy."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 from conftest import ASSIGNMENTS
 from nbgrader.api import Gradebook
 
-from autograder.demo import DEMO_PREFIX, load_samples
-from autograder.grading import diagnoses_in
+from autograder.checks.framework import diagnoses_in
 from autograder.samples import unmet_expectations
+from autograder.tools.demo import DEMO_PREFIX, load_samples
 
 CASES = [
     (assignment, notebook, name)

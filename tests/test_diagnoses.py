@@ -28,8 +28,10 @@ from diagnoses import backward as fx_backward
 from diagnoses import forward as fx_forward
 from diagnoses import standardization as fx_standardization
 
-from autograder import checks_backward, checks_forward, checks_standardization
-from autograder.grading import diagnoses_in
+from autograder.checks import batchnorm_backward as checks_backward
+from autograder.checks import batchnorm_forward as checks_forward
+from autograder.checks import standardization as checks_standardization
+from autograder.checks.framework import diagnoses_in
 
 ROOT = Path(__file__).resolve().parents[1]
 CATALOGUE = ROOT / "autograder" / "MISCONCEPTIONS.md"

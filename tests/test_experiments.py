@@ -12,14 +12,14 @@ import pytest
 from conftest import ROOT
 
 import course.layers as layers
-from autograder import provided
 from autograder import reference as ref
-from autograder.checks_experiments import (
+from autograder.checks.framework import diagnoses_in
+from autograder.checks.sandwich import (
     _case,
     check_affine_bn_relu_backward,
     check_affine_bn_relu_forward,
 )
-from autograder.grading import diagnoses_in
+from autograder.tools import provided
 from course import experiments as E
 from course.gradcheck import numerical_gradient_array, rel_error
 

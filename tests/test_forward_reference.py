@@ -17,9 +17,9 @@ import nbformat
 import numpy as np
 import pytest
 
-from autograder import checks_forward as cf
 from autograder import reference as ref
-from autograder.grading import diagnoses_in
+from autograder.checks import batchnorm_forward as cf
+from autograder.checks.framework import diagnoses_in
 from autograder.samples import batchnorm_forward as samples
 from autograder.samples import unmet_expectations
 

@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import pytest
 
-from autograder.grading import (
+from autograder.checks.framework import (
     Failure,
     Grader,
     close,
@@ -144,7 +144,7 @@ def test_expect_raises(capsys):
 
 
 def test_flag_lines_are_found_again_in_text_and_html():
-    from autograder.grading import flag_line, flags_in
+    from autograder.checks.framework import flag_line, flags_in
 
     line = flag_line("kernel-died", "the kernel died\n  (SIGSEGV)")
     assert line == "Flag [kernel-died]: the kernel died (SIGSEGV)", line

@@ -1,10 +1,10 @@
-"""The trusted preamble of grading kernels (autograder.guard, autograder.kernel).
+"""The trusted preamble of grading kernels (autograder.kernel.guard, autograder.kernel).
 
 Every hostile case of ``tests/hostile/guard_cases.py`` runs as a real notebook in the guarded
-kernel (``python -P -m autograder.kernel``, started by nbclient from a kernelspec), inside a
+kernel (``python -P -m autograder.kernel.launcher``, started by nbclient from a kernelspec), inside a
 scratch copy of the course; most also run in a plain ``ipykernel`` to show that the attack works
 there. A few submissions then go through real ``nbgrader autograde`` with the course's
-configuration (the sandboxed kernel manager, which starts ``autograder.kernel``).
+configuration (the sandboxed kernel manager, which starts ``autograder.kernel.launcher``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from nbclient import NotebookClient
 from nbgrader.api import Gradebook
 from nbgrader.utils import determine_grade
 
-from autograder.grading import close, flags_in, require_unchanged, same_value, unpack
+from autograder.checks.framework import close, flags_in, require_unchanged, same_value, unpack
 
 cases = load_hostile_cases("guard_cases")
 
@@ -47,9 +47,9 @@ def course(tmp_path_factory) -> Path:
 def kernels(course, tmp_path_factory) -> Path:
     """A JUPYTER_PATH with the guarded kernel and the unguarded ones."""
     path = tmp_path_factory.mktemp("jupyter")
-    for name, argv in ((GUARDED, ["-P", "-m", "autograder.kernel"]),
+    for name, argv in ((GUARDED, ["-P", "-m", "autograder.kernel.launcher"]),
                        ("bn-plain", ["-m", "ipykernel_launcher"]),
-                       ("bn-no-safe-path", ["-m", "autograder.kernel"])):
+                       ("bn-no-safe-path", ["-m", "autograder.kernel.launcher"])):
         spec = path / "kernels" / name
         spec.mkdir(parents=True)
         (spec / "kernel.json").write_text(json.dumps({
@@ -161,12 +161,12 @@ def test_the_attack_works_in_a_plain_kernel(name, course, kernels, monkeypatch):
 
 
 def test_the_kernel_reports_itself_and_keeps_python_semantics(course, kernels, monkeypatch):
-    """``autograder.kernel`` is a drop-in ipykernel: same outputs, own modules importable, the
+    """``autograder.kernel.launcher`` is a drop-in ipykernel: same outputs, own modules importable, the
     guard installed before the student's first cell."""
     folder = course / "autograded" / "semantics" / ASSIGNMENT
     folder.mkdir(parents=True)
     (folder / "mymod.py").write_text("VALUE = 41\n")
-    cells = ["import sys, autograder.guard\nprint(autograder.guard.is_installed(), sys.flags.safe_path)",
+    cells = ["import sys, autograder.kernel.guard\nprint(autograder.kernel.guard.is_installed(), sys.flags.safe_path)",
              "import mymod\nmymod.VALUE + 1",
              "1 / 0"]
     nb = run_notebook(course, kernels, folder, cells, GUARDED, monkeypatch)
@@ -200,7 +200,7 @@ NB_SUBMISSIONS = {
     "traceback": (cases.HONEST + "\nget_ipython().showtraceback = lambda *a, **k: None\n"
                   "del batch_stats\n", 0.0, 0.0, {"tampering"}),
     "reference": (cases.HONEST + "\nimport sys\n\ndef batch_stats(x):\n"
-                  "    return sys.modules['autograder.checks_forward'].ref.batch_stats(x)\n",
+                  "    return sys.modules['autograder.checks.batchnorm_forward'].ref.batch_stats(x)\n",
                   0.0, 1.0, {"reference-access"}),
     "allclose": (cases.HONEST + "\nnp.allclose = lambda *a, **k: True\n", 0.0, 0.0,
                  {"tampering"}),

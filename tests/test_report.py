@@ -24,9 +24,9 @@ from conftest import ASSIGNMENTS
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 from nbgrader.api import Gradebook
 
-from autograder import report
-from autograder.demo import DEMO_PREFIX, load_samples
-from autograder.grading import diagnoses_in
+from autograder.checks.framework import diagnoses_in
+from autograder.tools import report
+from autograder.tools.demo import DEMO_PREFIX, load_samples
 from course.plots import COLORS
 
 ASSIGNMENT, NOTEBOOK = "hw1", "hw"

@@ -334,7 +334,7 @@ def _outputs(path: Path, root: Path) -> str:
 
 def test_results_identical_to_sequential_nbgrader(tmp_path):
     """The same submissions graded by `nbgrader autograde` and by the runner, in two copies."""
-    from autograder.demo import build_submission, load_samples
+    from autograder.tools.demo import build_submission, load_samples
 
     roots = []
     for name in ("sequential", "runner"):

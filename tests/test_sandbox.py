@@ -25,8 +25,8 @@ import pytest
 from conftest import ROOT, cell_metadata, copy_course, load_hostile_cases
 from nbgrader.api import Gradebook
 
-from autograder.grading import flags_in
-from autograder.sandbox import (
+from autograder.checks.framework import flags_in
+from autograder.kernel.sandbox import (
     Limits,
     bwrap_command,
     check_sandbox,
@@ -43,7 +43,7 @@ ASSIGNMENT = "99_sandbox"
 NOTEBOOK = "sandbox"
 GOOD_ANSWER = "def f(x):\n    return x + 1\n"
 TIMEOUT = 3  # seconds per cell for these runs (c.Execute.timeout is 60 in the course)
-# The sandbox alone, without the trusted preamble (autograder.kernel, tested in test_guard.py)
+# The sandbox alone, without the trusted preamble (autograder.kernel.launcher, tested in test_guard.py)
 # that also flags many of these attempts: each must be stopped by the sandbox itself.
 BARE_KERNEL = "--SandboxedKernelManager.kernel_module=ipykernel_launcher"
 
@@ -331,5 +331,5 @@ def test_check_sandbox_works_here():
 
 def test_course_config_selects_the_sandbox():
     text = (ROOT / "nbgrader_config.py").read_text()
-    assert 'c.Execute.kernel_manager_class = "autograder.sandbox.SandboxedKernelManager"' in text
+    assert 'c.Execute.kernel_manager_class = "autograder.kernel.sandbox.SandboxedKernelManager"' in text
     assert "SandboxedExecute if pp is Execute else pp" in text

@@ -19,8 +19,8 @@ from sklearn.preprocessing import StandardScaler
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from autograder import checks_standardization as C  # noqa: E402
-from autograder.grading import diagnoses_in  # noqa: E402
+from autograder.checks import standardization as C  # noqa: E402
+from autograder.checks.framework import diagnoses_in  # noqa: E402
 from autograder.reference import fit_standardizer, standardize  # noqa: E402
 from autograder.samples import standardization as samples  # noqa: E402
 from autograder.samples import unmet_expectations  # noqa: E402

@@ -1,7 +1,7 @@
 """Submissions that tamper with the grader or reach past themselves, each with its outcome.
 
 ``tests/test_guard.py`` runs each case as a small notebook in the guarded kernel
-(``python -P -m autograder.kernel``), in ``autograded/<case>/02_batchnorm_forward/`` of a scratch
+(``python -P -m autograder.kernel.launcher``), in ``autograded/<case>/02_batchnorm_forward/`` of a scratch
 copy of the course. The notebook is :data:`HONEST` (correct ``batch_stats``, ``normalize`` and
 ``scale_shift``, written independently of the reference) followed by the case's ``cells``: the
 student's cells and hidden-test cells exactly as nbgrader runs them (:func:`hidden`).
@@ -143,13 +143,13 @@ CASES: dict[str, Case] = {
     ),
     "grader_class_patched": Case(
         cells=(
-            "from autograder.grading import Grader\n"
+            "from autograder.checks.framework import Grader\n"
             "Grader.finish = lambda self: self.points\n\n"
             "def normalize(x, mean, var, eps):\n    return x\n",
             hidden("normalize"),
         ),
         checks={"check_normalize": Outcome(
-            flags=("tampering",), text="the class autograder.grading.Grader was changed")},
+            flags=("tampering",), text="the class autograder.checks.framework.Grader was changed")},
         unguarded={"check_normalize": 2.0},
     ),
     "always_equal": Case(
@@ -192,7 +192,7 @@ CASES: dict[str, Case] = {
         ),
         checks={"check_normalize": Outcome(
             flags=("tampering",),
-            text="tried to set autograder.checks_forward.check_normalize.__code__")},
+            text="tried to set autograder.checks.batchnorm_forward.check_normalize.__code__")},
     ),
     "input_transformer": Case(  # rewrites the hidden test cell before anything else sees it
         cells=(
@@ -236,7 +236,7 @@ CASES: dict[str, Case] = {
     ),
     "reference_via_checks": Case(
         cells=(
-            "import autograder.checks_backward as cb\nimport autograder.checks_forward as cf\n\n"
+            "import autograder.checks.batchnorm_backward as cb\nimport autograder.checks.batchnorm_forward as cf\n\n"
             "def normalize(x, mean, var, eps):\n    return cf.ref.normalize(x, mean, var, eps)\n\n"
             "def batchnorm_backward(dout, cache):\n"
             "    return cb.ref.batchnorm_backward(dout, cache)\n",
@@ -256,7 +256,7 @@ CASES: dict[str, Case] = {
     ),
     "reference_alias": Case(
         cells=(
-            "import sys\nbatch_stats = sys.modules['autograder.checks_forward'].ref.batch_stats\n",
+            "import sys\nbatch_stats = sys.modules['autograder.checks.batchnorm_forward'].ref.batch_stats\n",
             hidden("batch_stats"),
             hidden("scale_shift"),
         ),
@@ -281,7 +281,7 @@ CASES: dict[str, Case] = {
     ),
     "getsource": Case(
         cells=(
-            "import inspect\nimport autograder.checks_forward as cf\n"
+            "import inspect\nimport autograder.checks.batchnorm_forward as cf\n"
             "for target in (cf.ref, cf.ref.batch_stats):\n    try:\n"
             "        print(inspect.getsource(target)[:80])\n"
             "    except Exception as e:\n        print('refused:', type(e).__name__, e)\n",

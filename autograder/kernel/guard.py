@@ -10,7 +10,7 @@ autograder.kernel``, see :mod:`autograder.kernel`). It
   ...), ``builtins``, and the ``autograder`` modules, functions and classes;
 * wraps every function of :mod:`autograder.reference`: a call that does not come from grader
   code (the student's function calling it, directly or through an alias found in
-  ``autograder.checks_forward.ref``, ``sys.modules``, ``gc``, ...) is refused and flagged;
+  ``autograder.checks.batchnorm_forward.ref``, ``sys.modules``, ``gc``, ...) is refused and flagged;
 * adds a Python audit hook (:pep:`578`, ``sys.addaudithook``) that sees imports, file opens,
   directory listings, sqlite connections, sockets, subprocesses, ``ctypes``, ``gc``
   introspection, and reads and writes of function code. An event is judged by the code that
@@ -27,7 +27,7 @@ autograder.kernel``, see :mod:`autograder.kernel`). It
 
 Tampering is looked for before every notebook cell (an IPython ``pre_run_cell`` callback set up
 by :func:`attach_shell`) and at the start and end of every hidden check
-(:func:`begin_check`/:func:`end_check`, called by :mod:`autograder.grading`): replaced numpy
+(:func:`begin_check`/:func:`end_check`, called by :mod:`autograder.checks.framework`): replaced numpy
 functions, builtins, ``autograder`` functions, classes (CPython does not audit class attribute
 writes: this is where they are found) or ``sys.modules`` entries, and IPython machinery that
 decides what a test cell outputs (``showtraceback``, nbgrader #1324; the display hook and the
@@ -37,7 +37,7 @@ runs, and a ``tampering`` flag is recorded. ipykernel transforms a cell before `
 so a hidden test cell may already have been rewritten by then: once the grader was tampered
 with, every later hidden test cell writes its flags to stderr, which nbgrader scores 0.
 
-Flags are ``(kind, reason)`` pairs (:func:`autograder.grading.flag_line`). A hidden check's report
+Flags are ``(kind, reason)`` pairs (:func:`autograder.checks.framework.flag_line`). A hidden check's report
 lists the flags that concern it, and the kinds in :data:`ZERO_KINDS` score the check 0: flags
 raised while the check ran, flags tied to the function it grades (raised when that function ran
 earlier, e.g. in a visible test), and global ones (raised by top-level cell code; every
@@ -48,7 +48,7 @@ This is detection inside the student's own process: it stops every direct attemp
 determined student can reach and disable anything in the process (``ctypes`` writes to memory,
 ``frame.f_locals`` of the check that called them, the unwrapped reference in a wrapper's
 closure, the guard's own callbacks and registry). The sandbox (bubblewrap,
-:mod:`autograder.sandbox`) is what enforces file and network isolation; this module makes the
+:mod:`autograder.kernel.sandbox`) is what enforces file and network isolation; this module makes the
 attempts visible and keeps the comparisons honest.
 """
 
@@ -149,7 +149,7 @@ class _Guard:
 
         import autograder
         import autograder.checks  # noqa: F401 - every checks_* module and grading
-        import autograder.grading
+        import autograder.checks.framework
         import autograder.reference as reference
 
         self.cwd = cwd
@@ -179,7 +179,7 @@ class _Guard:
         paths = sysconfig.get_paths()
         library = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
         library |= {str(Path(p).resolve()) for p in library}
-        library.add(str(Path(__file__).resolve().parent / "kernel.py"))  # the launcher itself
+        library.add(str(Path(__file__).resolve().parent / "launcher.py"))  # the launcher itself
         self.library_prefixes = tuple(sorted(p for p in library if p)) + ("<frozen",)
         self._library_cache: dict[str, bool] = {}
 
@@ -201,7 +201,7 @@ class _Guard:
         # ------------------------------------------------------------- trusted code
         grader_modules = {name: mod for name, mod in sys.modules.items()
                           if (name == "autograder" or name.startswith("autograder."))
-                          and name != "autograder.kernel" and mod is not None}
+                          and name != "autograder.kernel.launcher" and mod is not None}
         grader_modules["autograder.reference"] = reference
         self.grader_modules = grader_modules
         self.keep_alive: list[Any] = []
@@ -210,7 +210,7 @@ class _Guard:
         self.grader_classes: list[type] = []
         for mod in grader_modules.values():
             self._collect(mod)
-        from autograder.grading import Grader
+        from autograder.checks.framework import Grader
         self.boundary = {id(Grader.call.__code__)}  # where grader code hands over to the student
 
         # ------------------------------------------------------------- pristine state
@@ -911,7 +911,7 @@ def _inside(path: Path, base: Path) -> bool:
 
 def _is_watched_module(name: str) -> bool:
     return (name in ("builtins", "autograder") or name.startswith("autograder.")
-            or name == "numpy" or name.startswith("numpy.")) and name != "autograder.kernel"
+            or name == "numpy" or name.startswith("numpy.")) and name != "autograder.kernel.launcher"
 
 
 def _bytecode_cache(path: Any, frame) -> bool:
@@ -1022,7 +1022,7 @@ def install(cwd: str | os.PathLike | None = None) -> None:
         return
     guard = _Guard(Path(os.path.realpath(cwd if cwd is not None else os.getcwd())))
     _GUARD = guard
-    guard.namespaces["autograder.guard"] = (globals(), dict(globals()))
+    guard.namespaces["autograder.kernel.guard"] = (globals(), dict(globals()))
     sys.addaudithook(guard.hook)
 
 
@@ -1039,7 +1039,7 @@ def attach_shell(shell) -> None:
     before the hidden test cell runs) and ``post_run_cell`` (print the flags a cell raised
     outside any check into that cell's output) callbacks.
     """
-    from autograder.grading import flag_line
+    from autograder.checks.framework import flag_line
 
     guard = _require()
     guard.shell = shell
@@ -1072,13 +1072,13 @@ def attach_shell(shell) -> None:
 
 
 def begin_check(name: str, student_fn: Any) -> int:
-    """Called by :func:`autograder.grading.hidden_check` before a check runs: restore anything
+    """Called by :func:`autograder.checks.framework.hidden_check` before a check runs: restore anything
     tampered with (flagging it) and return the check's token for :func:`end_check`."""
     return _require().begin_check(name, student_fn)
 
 
 def end_check(token: int) -> list[tuple[str, str, bool]]:
-    """Called by :meth:`autograder.grading.Grader.finish`: look for tampering again and return
+    """Called by :meth:`autograder.checks.framework.Grader.finish`: look for tampering again and return
     the flags that apply to this check as ``(kind, reason, zeroes_the_score)``."""
     return _require().end_check(token)
 
@@ -1099,7 +1099,7 @@ def verify() -> list[str]:
 
 def _require() -> _Guard:
     if _GUARD is None:
-        raise RuntimeError("autograder.guard.install() has not run in this process")
+        raise RuntimeError("autograder.kernel.guard.install() has not run in this process")
     return _GUARD
 
 

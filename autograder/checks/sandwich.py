@@ -21,9 +21,9 @@ import copy
 import numpy as np
 
 from autograder import reference as ref
-from autograder.checks_backward import _closest, _fd, _m15, _variant
-from autograder.checks_forward import _bn_wrong
-from autograder.grading import (
+from autograder.checks.batchnorm_backward import _closest, _fd, _m15, _variant
+from autograder.checks.batchnorm_forward import _bn_wrong
+from autograder.checks.framework import (
     DIAGNOSIS,
     Failure,
     Grader,

@@ -8,10 +8,10 @@ figure embedded as a base64 PNG, no JavaScript, nothing fetched from the network
 - per-test-cell pass rates (how many students got full, partial and zero points on each
   autograded test cell);
 - per-mistake counts: how many students were diagnosed with each misconception
-  (``Diagnosis M<k>: ...`` lines, :func:`autograder.grading.diagnoses_in`), titled from the
+  (``Diagnosis M<k>: ...`` lines, :func:`autograder.checks.framework.diagnoses_in`), titled from the
   instructor catalogue ``autograder/MISCONCEPTIONS.md``;
 - flagged submissions with their reasons: ``Flag [kind]: reason`` lines
-  (:func:`autograder.grading.flags_in`) in the autograded notebooks, the per-student status and
+  (:func:`autograder.checks.framework.flags_in`) in the autograded notebooks, the per-student status and
   flags of the parallel runner (``reports/<assignment>/runs.json``, optional), and students whose
   submission in ``submitted/`` has no autograded notebook (not graded).
 
@@ -47,12 +47,12 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from nbconvert.filters import strip_ansi
 
-from autograder.demo import load_assignments
-from autograder.grading import diagnoses_in, flags_in
+from autograder.checks.framework import diagnoses_in, flags_in
+from autograder.course_dir import ROOT  # noqa: E402
+from autograder.tools.demo import load_assignments
 
-ROOT = Path(__file__).resolve().parent.parent
 #: The instructor copy of the misconception catalogue; its table names each mistake.
-CATALOGUE = Path(__file__).resolve().parent / "MISCONCEPTIONS.md"
+CATALOGUE = ROOT / "autograder" / "MISCONCEPTIONS.md"
 #: Per-run status written by the parallel runner, next to the report.
 RUNS_FILE = "runs.json"
 GRADED = "graded"

@@ -7,13 +7,13 @@ The checks are grouped by assignment in ``autograder/checks_*.py``; this module 
 import point the notebooks use.
 """
 
-from autograder.checks_backward import *  # noqa: F403
-from autograder.checks_backward import __all__ as _backward
-from autograder.checks_experiments import *  # noqa: F403
-from autograder.checks_experiments import __all__ as _experiments
-from autograder.checks_forward import *  # noqa: F403
-from autograder.checks_forward import __all__ as _forward
-from autograder.checks_standardization import *  # noqa: F403
-from autograder.checks_standardization import __all__ as _standardization
+from autograder.checks.batchnorm_backward import *  # noqa: F403
+from autograder.checks.batchnorm_backward import __all__ as _backward
+from autograder.checks.batchnorm_forward import *  # noqa: F403
+from autograder.checks.batchnorm_forward import __all__ as _forward
+from autograder.checks.sandwich import *  # noqa: F403
+from autograder.checks.sandwich import __all__ as _experiments
+from autograder.checks.standardization import *  # noqa: F403
+from autograder.checks.standardization import __all__ as _standardization
 
 __all__ = [*_standardization, *_forward, *_backward, *_experiments]

@@ -55,7 +55,7 @@ from traitlets import Bool, Integer, List, Unicode, default
 UNSANDBOXED_ENV = "BN_UNSANDBOXED"
 
 #: The course root: the folder holding ``autograder/`` (this file's package) and ``course/``.
-ROOT = Path(__file__).resolve().parent.parent
+from autograder.course_dir import ROOT  # noqa: E402
 
 MiB = 1024**2
 GiB = 1024**3
@@ -583,7 +583,7 @@ class SandboxedKernelManager(AsyncKernelManager):
     with ``c.SandboxedKernelManager.<trait>``. With ``BN_UNSANDBOXED=1`` it starts the same
     kernel command without the sandbox and warns on stderr.
 
-    The kernel command is ``python -m autograder.kernel -f CONNECTION_FILE`` when the course
+    The kernel command is ``python -m autograder.kernel.launcher -f CONNECTION_FILE`` when the course
     has ``autograder/kernel.py`` (the trusted preamble), otherwise
     ``python -m ipykernel_launcher -f CONNECTION_FILE``; ``python`` is the grader's own
     interpreter.
@@ -630,8 +630,8 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     @default("kernel_module")
     def _default_kernel_module(self) -> str:
-        if (Path(self.course_root) / "autograder" / "kernel.py").is_file():
-            return "autograder.kernel"
+        if (Path(self.course_root) / "autograder" / "kernel" / "launcher.py").is_file():
+            return "autograder.kernel.launcher"
         return "ipykernel_launcher"
 
     @default("transport")
@@ -746,7 +746,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         adds the working directory back where IPython would, after the course's own path, so a
         notebook still imports the files of its folder (e.g. ``provided_batchnorm.py``).
         """
-        safe = ["-P"] if self.kernel_module == "autograder.kernel" else []
+        safe = ["-P"] if self.kernel_module == "autograder.kernel.launcher" else []
         return [sys.executable, *safe, "-m", self.kernel_module, "-f",
                 os.path.realpath(self.connection_file), *(extra_arguments or [])]
 

@@ -40,8 +40,8 @@ from nbgrader.converters.base import NbGraderException
 from nbgrader.preprocessors import Execute
 from traitlets import Integer, default
 
-from autograder.grading import flag_line
-from autograder.sandbox import (
+from autograder.checks.framework import flag_line
+from autograder.kernel.sandbox import (
     UNSANDBOXED_ENV,
     SandboxedKernelManager,
     SandboxUnavailableError,

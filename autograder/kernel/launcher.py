@@ -1,19 +1,19 @@
-"""``python -m autograder.kernel -f CONNECTION_FILE``: an IPython kernel with the trusted preamble.
+"""``python -m autograder.kernel.launcher -f CONNECTION_FILE``: an IPython kernel with the trusted preamble.
 
 A drop-in replacement for ``python -m ipykernel_launcher -f CONNECTION_FILE`` (same arguments,
-same protocol) that first runs :func:`autograder.guard.install`, so that the audit hooks, the
+same protocol) that first runs :func:`autograder.kernel.guard.install`, so that the audit hooks, the
 reference guard and the pristine copies of numpy and the checks exist before any student code,
-and then, once the kernel has initialized, :func:`autograder.guard.attach_shell`, which watches
+and then, once the kernel has initialized, :func:`autograder.kernel.guard.attach_shell`, which watches
 the IPython machinery that decides what a test cell outputs.
 
 Start it with ``python -P`` (Python 3.11+, or ``PYTHONSAFEPATH=1``): then the kernel's working
 directory, the submission's folder, is not put on ``sys.path`` before ``autograder`` itself is
 imported, so a submission cannot ship its own ``autograder/`` package. Like
 ``ipykernel_launcher``, this module also drops that entry before importing anything else, and
-:func:`autograder.guard.install` refuses to run if the grader was imported from the submission.
+:func:`autograder.kernel.guard.install` refuses to run if the grader was imported from the submission.
 A kernelspec for it::
 
-    {"argv": ["python", "-P", "-m", "autograder.kernel", "-f", "{connection_file}"],
+    {"argv": ["python", "-P", "-m", "autograder.kernel.launcher", "-f", "{connection_file}"],
      "display_name": "Python 3 (graded)", "language": "python"}
 """
 
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     if sys.path and sys.path[0] in ("", os.getcwd()):
         del sys.path[0]  # as ipykernel_launcher: IPython puts '' back for the student later
 
-    from autograder import guard
+    from autograder.kernel import guard
 
     guard.install()
 

@@ -30,7 +30,7 @@ import copy
 import numpy as np
 
 from autograder import reference as ref
-from autograder.grading import (
+from autograder.checks.framework import (
     DIAGNOSIS,
     Failure,
     fmt,

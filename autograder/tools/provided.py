@@ -6,7 +6,7 @@ Assignment 04 trains networks with BatchNorm, but BatchNorm is the solution of 0
 nbgrader copies it into ``release/`` with the notebook. In a real course, release 04 only after
 the deadlines of 02 and 03.
 
-``python -m autograder.provided`` (run by ``make release``) rewrites the files;
+``python -m autograder.tools.provided`` (run by ``make release``) rewrites the files;
 ``tests/test_experiments.py`` checks that the committed files equal :func:`render`.
 """
 
@@ -16,8 +16,7 @@ import inspect
 from pathlib import Path
 
 from autograder import reference as ref
-
-ROOT = Path(__file__).resolve().parent.parent
+from autograder.course_dir import ROOT  # noqa: E402
 
 _HEADER = '''\
 """BatchNorm forward and backward passes, provided for assignment 04.
@@ -26,7 +25,7 @@ These are the course's reference solutions of notebooks 02 and 03, with PyTorch'
 (``torch.nn.BatchNorm1d``): normalize with the biased batch variance, update ``running_var`` with
 the unbiased one, ``running = (1 - momentum) * running + momentum * batch_stat``.
 
-Generated from autograder/reference.py by ``python -m autograder.provided``; do not edit.
+Generated from autograder/reference.py by ``python -m autograder.tools.provided``; do not edit.
 """
 
 import numpy as np

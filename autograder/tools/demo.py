@@ -1,4 +1,4 @@
-"""The course's main job, end to end: ``make demo`` (``python -m autograder.demo``).
+"""The course's main job, end to end: ``make demo`` (``python -m autograder.tools.demo``).
 
 1. Regenerates the files generated from the reference (``autograder/provided.py``), then
    ``release/`` from ``source/`` with ``nbgrader generate_assignment``.
@@ -28,11 +28,11 @@ from pathlib import Path
 
 import nbformat
 
-from autograder.grading import diagnoses_in
-from autograder.provided import write_all as write_provided
+from autograder.checks.framework import diagnoses_in
+from autograder.course_dir import ROOT  # noqa: E402
 from autograder.samples import unmet_expectations
+from autograder.tools.provided import write_all as write_provided
 
-ROOT = Path(__file__).resolve().parent.parent
 DEMO_PREFIX = "demo_"
 
 
@@ -200,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     nbgrader("export")
     ok = print_table(collect(assignments, students), assignments)
     print()
-    from autograder import report  # the grade report: score histogram, pass rates, mistakes, flags
+    from autograder.tools import (
+        report,  # the grade report: score histogram, pass rates, mistakes, flags
+    )
 
     for assignment in assignments:
         report.main([assignment, "--root", str(ROOT)])

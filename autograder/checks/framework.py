@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 # The comparison path uses these, captured when the grader is imported: in a grading kernel that
-# is the trusted preamble (autograder.guard), before any student code could replace them.
+# is the trusted preamble (autograder.kernel.guard), before any student code could replace them.
 _asarray, _allclose, _array_equal = np.asarray, np.allclose, np.array_equal
 _isinstance, _len, _type, _tuple = isinstance, len, type, tuple
 
@@ -136,7 +136,7 @@ class Grader:
         self.results: list[PartResult] = []
         self._current: PartResult | None = None
         self.notes: list[str] = []
-        #: Set by hidden_check when the grading kernel's guard is installed (autograder.guard).
+        #: Set by hidden_check when the grading kernel's guard is installed (autograder.kernel.guard).
         self.guard_token: int | None = None
 
     # ------------------------------------------------------------------ parts
@@ -295,7 +295,7 @@ class Grader:
     def finish(self) -> float:
         """Print the report and return the points earned (nbgrader's partial credit).
 
-        In a grading kernel (:mod:`autograder.guard` installed) the guard's flags that concern
+        In a grading kernel (:mod:`autograder.kernel.guard` installed) the guard's flags that concern
         this check are printed as ``Flag [kind]: reason`` lines, and a flag of
         ``guard.ZERO_KINDS`` (reference access, tampering, forbidden files, network) scores 0.
         """
@@ -412,9 +412,9 @@ def rng(seed: int) -> np.random.Generator:
 
 
 def _guard():
-    """The grading kernel's trusted preamble (:mod:`autograder.guard`), or None when it is not
+    """The grading kernel's trusted preamble (:mod:`autograder.kernel.guard`), or None when it is not
     installed (a student's own Jupyter, the tests' plain kernels): then every hook is a no-op."""
-    guard = sys.modules.get("autograder.guard")
+    guard = sys.modules.get("autograder.kernel.guard")
     return guard if guard is not None and guard.is_installed() else None
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from autograder import reference as ref
-from autograder.grading import (
+from autograder.checks.framework import (
     Failure,
     Grader,
     close,

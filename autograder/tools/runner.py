@@ -37,7 +37,7 @@ so), same gradebook, so the grades and autograded notebooks equal those of a seq
 * **``reports/<assignment>/runs.json``**: ``{"assignment", "workers", "sandboxed", "started",
   "seconds", "students": {id: {"status", "reason", "seconds", "flags"}}}``; status is one of
   ``graded``, ``timeout``, ``crashed``, ``failed``. The flags are those found in the autograded
-  notebooks' outputs (``autograder.grading.flags_in``) plus the runner's own. Logs of every
+  notebooks' outputs (``autograder.checks.framework.flags_in``) plus the runner's own. Logs of every
   student's nbgrader run go to ``reports/<assignment>/logs/``.
 
 SQLite and "database is locked"
@@ -98,9 +98,8 @@ from pathlib import Path
 
 import nbformat
 
-from autograder.grading import flags_in
-
-ROOT = Path(__file__).resolve().parent.parent
+from autograder.checks.framework import flags_in
+from autograder.course_dir import ROOT  # noqa: E402
 
 #: Seconds a SQLite connection waits for the gradebook's write lock (pysqlite's default is 5).
 SQLITE_BUSY_TIMEOUT = 120.0
@@ -810,7 +809,7 @@ def grade(
     if unsandboxed:
         print("WARNING: --unsandboxed: student code runs without the sandbox (BN_UNSANDBOXED=1), "
               "with the instructor's rights.", file=sys.stderr)
-    # BN_UNSANDBOXED as autograder.sandbox reads it (1/true/yes/on)
+    # BN_UNSANDBOXED as autograder.kernel.sandbox reads it (1/true/yes/on)
     env_off = os.environ.get("BN_UNSANDBOXED", "").strip().lower() in {"1", "true", "yes", "on"}
     unsandboxed = unsandboxed or env_off
     out_dir = root / "reports" / assignment

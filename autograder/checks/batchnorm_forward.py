@@ -1,6 +1,6 @@
 """Hidden checks for assignment 02, the BatchNorm forward pass (``batchnorm_forward.ipynb``).
 
-Each check calls the student's function on seeded inputs (``autograder.grading.rng``), compares
+Each check calls the student's function on seeded inputs (``autograder.checks.framework.rng``), compares
 with ``autograder.reference`` (PyTorch ``BatchNorm1d``/``BatchNorm2d`` semantics) and, when the
 result is wrong, tests it against the value each known mistake would produce
 (``../shared/MISCONCEPTIONS.md``): M1 ddof=1, M2 wrong axis, M3 eps missing/outside the square
@@ -36,7 +36,7 @@ import re
 import numpy as np
 
 from autograder import reference as ref
-from autograder.grading import (
+from autograder.checks.framework import (
     DIAGNOSIS,
     Failure,
     Grader,
