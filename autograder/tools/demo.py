@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import runpy
 import shutil
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from pathlib import Path
 import nbformat
 
 from autograder.checks.framework import diagnoses_in
-from autograder.course_dir import ROOT  # noqa: E402
+from autograder.course_dir import ROOT, assignments  # noqa: E402
 from autograder.samples import unmet_expectations
 from autograder.tools.provided import write_all as write_provided
 
@@ -38,10 +37,7 @@ DEMO_PREFIX = "demo_"
 
 def load_assignments(root: Path = ROOT) -> dict[str, str]:
     """``{assignment: notebook file}`` as declared in ``nbgrader_config.py``."""
-    from traitlets.config import Config
-
-    namespace = runpy.run_path(str(root / "nbgrader_config.py"), init_globals={"get_config": Config})
-    return dict(namespace["ASSIGNMENTS"])
+    return assignments(root)
 
 
 def load_samples(notebook: str):

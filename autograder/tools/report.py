@@ -48,7 +48,7 @@ from matplotlib.ticker import MaxNLocator
 from nbconvert.filters import strip_ansi
 
 from autograder.checks.framework import diagnoses_in, flags_in
-from autograder.course_dir import ROOT  # noqa: E402
+from autograder.course_dir import ROOT, course_directory  # noqa: E402
 from autograder.tools.demo import load_assignments
 
 #: The instructor copy of the misconception catalogue; its table names each mistake.
@@ -222,15 +222,7 @@ def _run_flags(entry: dict) -> list[tuple[str, str]]:
 
 def _course_directory(root: Path):
     """nbgrader's CourseDirectory for the course at ``root``, from its ``nbgrader_config.py``."""
-    from nbgrader.coursedir import CourseDirectory
-    from traitlets.config.loader import PyFileConfigLoader
-
-    if not (root / "nbgrader_config.py").is_file():
-        raise ValueError(
-            f"root must be an nbgrader course directory with nbgrader_config.py, got {root}"
-        )
-    config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
-    return CourseDirectory(config=config, root=str(root))
+    return course_directory(root)
 
 
 def _gradebook_exists(db_url: str) -> bool:

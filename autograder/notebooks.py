@@ -1,0 +1,150 @@
+"""Reading graded notebooks: grade cells, output text, trusted flags and scores, diagnoses.
+
+One reader serves the runner, the report, the demo and the self-check, so they never disagree
+about what a notebook says.
+
+**Trusted metadata.** Flags (``sandbox-off``, ``kernel-died``, ``cell-timeout``, ``tampering``,
+``refused-output``, ``rejected-submission``, ...) and the score of every hidden test cell are
+written by the trusted grading process into the autograded notebook's metadata under the key
+:data:`TRUSTED_KEY`: ``nb.metadata["autograder"]["flags"]`` for the notebook and
+``cell.metadata["autograder"]`` (``{"flags": [...], "score": float}``) for a cell. Submissions are
+stripped of that key before grading (:func:`strip_trusted`), so only the grader can have put it
+there. Text in an output that merely looks like ``Flag [kind]: reason`` is only text: nothing
+here reads flags from outputs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+#: The metadata key (notebook and cell level) that only the trusted grading process writes.
+TRUSTED_KEY = "autograder"
+
+#: Prefix of every diagnosis line in a check's report (``Diagnosis M1: ...``).
+DIAGNOSIS = "Diagnosis"
+_DIAGNOSIS_RE = re.compile(rf"{DIAGNOSIS} (M\d+)")
+_KIND_RE = re.compile(r"[a-z][a-z0-9-]*")
+_ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
+
+
+def strip_ansi(text: str) -> str:
+    """``text`` without terminal escape sequences (colours, cursor moves, OSC titles)."""
+    return _ANSI_RE.sub("", text)
+
+
+def joined(value: Any) -> str:
+    """A notebook text field: a string, or the list of lines notebook files may store."""
+    return "".join(value) if isinstance(value, list) else str(value)
+
+
+def is_test_cell(cell: Mapping) -> bool:
+    """Whether ``cell`` is an autograded test cell: a code cell with nbgrader ``grade`` and not
+    ``solution``."""
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return cell.get("cell_type") == "code" and bool(meta.get("grade")) and not meta.get("solution")
+
+
+def test_cells(nb: Mapping) -> list:
+    """The autograded test cells of a notebook, in order."""
+    return [c for c in nb["cells"] if is_test_cell(c)]
+
+
+def output_text(cells: Iterable[Mapping]) -> str:
+    """The text of the cells' outputs, as a reader of the feedback sees it.
+
+    Stream outputs, the ``text/plain`` form of results and displays, and error outputs
+    (``ename: evalue`` and the traceback), with terminal escape sequences removed, one output
+    per line block. This is the one rule used everywhere (runner, report, demo, self-check).
+    """
+    parts: list[str] = []
+    for cell in cells:
+        for out in cell.get("outputs", []):
+            kind = out.get("output_type")
+            if kind == "stream":
+                parts.append(joined(out.get("text", "")))
+            elif kind == "error":
+                parts.append(f"{out.get('ename', '')}: {out.get('evalue', '')}\n")
+                parts.extend(f"{line}\n" for line in out.get("traceback", []))
+            else:
+                parts.append(joined(out.get("data", {}).get("text/plain", "")))
+            parts.append("\n")
+    return strip_ansi("".join(parts))
+
+
+def diagnoses_in(text: str) -> set[str]:
+    """The misconception ids (``"M1"``, ...) diagnosed in a report, notebook output or HTML."""
+    return set(_DIAGNOSIS_RE.findall(text))
+
+
+def diagnoses(nb: Mapping) -> set[str]:
+    """The misconception ids diagnosed in the outputs of a notebook's test cells."""
+    return diagnoses_in(output_text(test_cells(nb)))
+
+
+# ----------------------------------------------------------------------------- trusted metadata
+def _trusted(node: Mapping) -> dict:
+    meta = node.setdefault("metadata", {})
+    value = meta.get(TRUSTED_KEY)
+    if not isinstance(value, dict):
+        value = meta[TRUSTED_KEY] = {}
+    return value
+
+
+def add_flag(node: Mapping, kind: str, reason: str) -> tuple[str, str]:
+    """Record the flag ``(kind, reason)`` in a notebook's or a cell's trusted metadata.
+
+    Only the trusted grading process calls this. ``kind`` is a lowercase slug such as
+    ``"kernel-died"``; ``reason`` is plain words (white space is folded).
+
+    Raises
+    ------
+    ValueError
+        If ``kind`` is not a lowercase slug.
+    """
+    if not isinstance(kind, str) or not _KIND_RE.fullmatch(kind):
+        raise ValueError(f"kind must be a lowercase slug like 'kernel-died', got {kind!r}")
+    flag = (kind, " ".join(str(reason).split()))
+    flags = _trusted(node).setdefault("flags", [])
+    if list(flag) not in flags:
+        flags.append(list(flag))
+    return flag
+
+
+def set_score(cell: Mapping, score: float, max_score: float) -> None:
+    """Record a hidden test cell's score as computed by the trusted side."""
+    trusted = _trusted(cell)
+    trusted["score"] = float(score)
+    trusted["max_score"] = float(max_score)
+
+
+def trusted_score(cell: Mapping) -> float | None:
+    """A test cell's score as the trusted side recorded it, or None when it recorded none."""
+    value = cell.get("metadata", {}).get(TRUSTED_KEY, {})
+    score = value.get("score") if isinstance(value, dict) else None
+    return float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) else None
+
+
+def trusted_flags(nb: Mapping) -> list[tuple[str, str]]:
+    """Every flag the trusted side recorded in a notebook (notebook level, then cell by cell),
+    in order and without repeats."""
+    seen: dict[tuple[str, str], None] = {}
+    for node in (nb, *nb.get("cells", [])):
+        value = node.get("metadata", {}).get(TRUSTED_KEY, {})
+        for item in value.get("flags", []) if isinstance(value, dict) else []:
+            if isinstance(item, (list, tuple)) and len(item) == 2:
+                seen.setdefault((str(item[0]), str(item[1])), None)
+    return list(seen)
+
+
+def strip_trusted(nb: Mapping) -> int:
+    """Remove the trusted key from a submitted notebook's metadata (notebook and cells), so that
+    a submission cannot bring flags or scores of its own; return how many were removed."""
+    removed = 0
+    for node in (nb, *nb.get("cells", [])):
+        meta = node.get("metadata")
+        if isinstance(meta, dict) and TRUSTED_KEY in meta:
+            del meta[TRUSTED_KEY]
+            removed += 1
+    return removed
