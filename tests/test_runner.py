@@ -25,8 +25,8 @@ import pytest
 from conftest import cell_metadata, copy_course, load_hostile_cases
 from nbformat.v4 import new_code_cell, new_notebook
 
-from autograder import runner
 from autograder.__main__ import main as cli_main
+from autograder.tools import runner
 
 cases = load_hostile_cases("runner_cases")
 
