@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import sys
+import sysconfig
 from pathlib import Path
 
 #: Flag kinds that score 0 the hidden check that receives them.
@@ -57,11 +58,18 @@ _PROCESS = frozenset({"subprocess.Popen", "os.system", "os.exec", "os.spawn", "o
                       "os.fork", "pty.spawn"})
 _NATIVE = frozenset({"ctypes.dlopen", "ctypes.addressof", "ctypes.string_at"})
 _MAX_FLAGS = 100
+_WATCHED = frozenset({"import", "open"}) | _NETWORK | _PROCESS | _NATIVE
 
 
 class _State:
     def __init__(self, cwd: Path, root: Path):
         self.cwd, self.root = cwd, root
+        paths = sysconfig.get_paths()
+        library = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+        library |= {os.path.realpath(p) for p in library}
+        library |= {str(root / "course"), str(Path(__file__).resolve().parent)}
+        self.library = tuple(sorted(p for p in library if p)) + ("<frozen",)
+        self.cache: dict[str, bool] = {}
         self.flags: list[tuple[str, str]] = []
         self.taken = 0
         self.seen: set[tuple[str, str]] = set()
@@ -81,13 +89,15 @@ def classify_path(path: str, write: bool, cwd: Path, root: Path) -> tuple[str, s
     ``cwd`` is the submission's folder, ``root`` the course directory; both absolute.
     """
     p = Path(os.path.realpath(path))
-    if _inside(p, cwd) or write and _inside(p, Path("/tmp")):
+    if _inside(p, cwd) or write and (_inside(p, Path("/tmp")) or p == Path("/dev/null")):
         return None
     if _inside(p, root) and p != root:
         first = p.relative_to(root).parts[0]
-        kernel_file = ".".join(p.relative_to(root).with_suffix("").parts)
-        if first in PRIVATE and not (first == "autograder" and kernel_file in KERNEL_MODULES
-                                     | {f"{m}.__init__" for m in KERNEL_MODULES}):
+        parts = [x for x in p.relative_to(root).with_suffix("").parts if x != "__pycache__"]
+        kernel_file = ".".join(parts).split(".cpython-")[0].removesuffix(".__init__")
+        if first == "autograder" and kernel_file in KERNEL_MODULES:
+            return None if not write else ("forbidden-file", "the grader's kernel")
+        if first in PRIVATE:
             return PRIVATE[first]
         if first not in PUBLIC and not first.endswith((".egg-info", ".dist-info", ".pth")):
             return "forbidden-file", "the course directory"
@@ -97,6 +107,23 @@ def classify_path(path: str, write: bool, cwd: Path, root: Path) -> tuple[str, s
     if write:
         return "forbidden-file", "a place outside the submission's folder"
     return None
+
+
+def _from_student(state: _State) -> bool:
+    """Whether the event was caused by student code: the first frame outside the standard
+    library, site-packages, ``course/`` and this kernel's own files (a notebook cell, a module of
+    the submission) exists. Library code doing its own work (IPython starting, numpy loading its
+    libraries) is not the student's."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        name = frame.f_code.co_filename
+        known = state.cache.get(name)
+        if known is None:
+            known = state.cache[name] = name.startswith(state.library)
+        if not known:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _record(state: _State, kind: str, what: str) -> None:
@@ -113,6 +140,8 @@ def _hook(event: str, args: tuple) -> None:
         return
     state.busy = True  # the hook's own os.path calls raise events too
     try:
+        if event not in _WATCHED or not _from_student(state):
+            return
         if event == "import":
             name = str(args[0])
             if (name == "autograder" or name.startswith("autograder.")) and \
@@ -130,7 +159,7 @@ def _hook(event: str, args: tuple) -> None:
         elif event in _NETWORK:
             target = args[1] if len(args) > 1 else ""
             _record(state, "network", f"network access ({event} {str(target)[:80]!r})")
-        elif event in _PROCESS or event.startswith("os.exec") or event.startswith("os.spawn"):
+        elif event in _PROCESS:
             _record(state, "subprocess", f"{event} {str(args[0])[:80] if args else ''!r}")
         elif event in _NATIVE:
             _record(state, "native-code", f"{event} {str(args[0])[:80] if args else ''!r}")
