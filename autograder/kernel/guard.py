@@ -32,6 +32,7 @@ from __future__ import annotations
 import os
 import sys
 import sysconfig
+import urllib.parse
 from pathlib import Path
 
 #: Flag kinds that score 0 the hidden check that receives them.
@@ -58,7 +59,7 @@ _PROCESS = frozenset({"subprocess.Popen", "os.system", "os.exec", "os.spawn", "o
                       "os.fork", "pty.spawn"})
 _NATIVE = frozenset({"ctypes.dlopen", "ctypes.addressof", "ctypes.string_at"})
 _MAX_FLAGS = 100
-_WATCHED = frozenset({"import", "open"}) | _NETWORK | _PROCESS | _NATIVE
+_WATCHED = frozenset({"import", "open", "sqlite3.connect"}) | _NETWORK | _PROCESS | _NATIVE
 
 
 class _State:
@@ -89,9 +90,9 @@ def classify_path(path: str, write: bool, cwd: Path, root: Path) -> tuple[str, s
     ``cwd`` is the submission's folder, ``root`` the course directory; both absolute.
     """
     p = Path(os.path.realpath(path))
-    if _inside(p, cwd) or write and (_inside(p, Path("/tmp")) or p == Path("/dev/null")):
+    if _inside(p, cwd):
         return None
-    if _inside(p, root) and p != root:
+    if _inside(p, root) and p != root:  # first: a course directory may itself lie in /tmp
         first = p.relative_to(root).parts[0]
         parts = [x for x in p.relative_to(root).with_suffix("").parts if x != "__pycache__"]
         kernel_file = ".".join(parts).split(".cpython-")[0].removesuffix(".__init__")
@@ -104,7 +105,7 @@ def classify_path(path: str, write: bool, cwd: Path, root: Path) -> tuple[str, s
         if write:
             return "forbidden-file", "the course's public files"
         return None
-    if write:
+    if write and not (_inside(p, Path("/tmp")) or p == Path("/dev/null")):
         return "forbidden-file", "a place outside the submission's folder"
     return None
 
@@ -148,6 +149,13 @@ def _hook(event: str, args: tuple) -> None:
                     name not in KERNEL_MODULES:
                 _record(state, "reference-access", f"import of {name} (the grader's hidden "
                         "half, not available to student code)")
+        elif event == "sqlite3.connect" and isinstance(args[0], (str, bytes, os.PathLike)):
+            path = os.fsdecode(args[0])
+            if path.startswith("file:"):  # an sqlite URI filename
+                path = urllib.parse.unquote(urllib.parse.urlsplit(path).path)
+            verdict = classify_path(path, False, state.cwd, state.root) if path else None
+            if verdict is not None:
+                _record(state, verdict[0], f"sqlite connection to {path} ({verdict[1]})")
         elif event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
             mode, flags = (tuple(args) + ("r", 0))[1:3]
             write = any(c in str(mode or "") for c in "wax+") or bool(
