@@ -26,7 +26,8 @@ def test_environment_yml_pins_the_same_packages_as_pyproject():
         "environment.yml and pyproject.toml must name the same packages at the same versions"
     )
     assert "-e ." in pip, "environment.yml must install the course package (pip: -e .)"
-    assert "python=3.11" in conda and project["requires-python"].startswith(">=3.11,<3.12")
+    assert "python=3.11" in conda, "Binder builds the oldest supported Python (3.11)"
+    assert project["requires-python"] == ">=3.11", "3.11, 3.12 and 3.13 are all supported"
 
 
 def test_pinned_stack_matches_the_issue():
