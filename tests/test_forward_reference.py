@@ -16,6 +16,7 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
+import torch
 
 from autograder import reference as ref
 from autograder.checks import batchnorm_forward as cf
@@ -112,7 +113,6 @@ def test_spatial_by_hand():
 
 
 # =============================================================================== torch oracle
-torch = pytest.importorskip("torch")
 
 
 def _torch_dtype(dtype):
@@ -299,7 +299,9 @@ def test_notebook_solution_gets_full_marks(capsys):
     assert scores == {f: CHECKS[f].points for f in FUNCTIONS}, text
 
 
-def test_reference_gets_full_marks(capsys):
+def test_reference_runs_through_every_forward_check_without_crashing(capsys):
+    """The checks' expected values are the reference's own: full marks here only show that no
+    check crashes on (or rejects) a correct submission; correctness is tested against torch."""
     scores, text = _grade(vars(ref), capsys)
     assert scores == {f: CHECKS[f].points for f in FUNCTIONS}, text
 
