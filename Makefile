@@ -11,11 +11,12 @@ NOTEBOOKS := $(wildcard source/*/*.ipynb)
 # nbgrader and jupyter find their helpers (alembic, kernels) on PATH: use the venv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help venv demo test lint release lab strip grade bench bench-grading bench-notebooks clean
+.PHONY: help venv demo test test-fast lint release lab strip grade bench bench-grading bench-notebooks clean
 
 help:
 	@echo "make demo     build release/, autograde the sample submissions with nbgrader, print grades"
 	@echo "make test     lint (ruff) and run the whole test suite (pytest)"
+	@echo "make test-fast  the tests that run no nbgrader and no kernel (under a minute): the edit loop"
 	@echo "              any Python from 3.11 on: make demo PYTHON=python3.13"
 	@echo "make lab      start JupyterLab (with the nbgrader extension) in the course directory"
 	@echo "make release  regenerate release/ from source/ with nbgrader generate_assignment"
@@ -57,6 +58,10 @@ lint: $(DEV_STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
+
+# Tests marked `nbgrader` (nbgrader, a kernel or JupyterLab; see tests/conftest.py) are left out.
+test-fast: $(DEV_STAMP)
+	$(BIN)/python -m pytest -q -m "not nbgrader"
 
 release: $(STAMP)
 	$(BIN)/python -m autograder release

@@ -19,7 +19,7 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
-from conftest import cell_metadata, copy_course, load_hostile_cases
+from conftest import cell_metadata, copy_course, load_hostile_cases, require_bwrap
 from nbclient import NotebookClient
 from nbgrader.api import Gradebook
 from nbgrader.utils import determine_grade
@@ -210,6 +210,7 @@ NB_SUBMISSIONS = {
 @pytest.fixture(scope="module")
 def autograded_course(tmp_path_factory):
     """A throw-away assignment graded by ``nbgrader autograde`` with the course's config."""
+    require_bwrap()
     course = copy_course(tmp_path_factory.mktemp("nbgrader-course"))
     source = course / "source" / NB_ASSIGNMENT
     source.mkdir(parents=True)
