@@ -10,7 +10,6 @@ configuration (the sandboxed kernel manager, which starts ``autograder.kernel.la
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from nbgrader.api import Gradebook
 from nbgrader.utils import determine_grade
 
 from autograder.checks.framework import close, flags_in, require_unchanged, same_value, unpack
+from autograder.course_dir import with_tools_on_path
 
 cases = load_hostile_cases("guard_cases")
 
@@ -187,10 +187,8 @@ def _test_cell(function: str, points: int):
 
 
 def nbgrader(root: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent),
-                                                  os.environ["PATH"]])}
     return subprocess.run([str(Path(sys.executable).parent / "nbgrader"), *args], cwd=root,
-                          env=env, capture_output=True, text=True, timeout=600)
+                          env=with_tools_on_path(), capture_output=True, text=True, timeout=600)
 
 
 NB_SUBMISSIONS = {

@@ -32,6 +32,7 @@ from conftest import (
 from nbgrader.api import Gradebook
 
 from autograder.checks.framework import flags_in
+from autograder.course_dir import with_tools_on_path
 from autograder.kernel.sandbox import (
     Limits,
     bwrap_command,
@@ -84,10 +85,9 @@ def source_notebook() -> nbformat.NotebookNode:
 
 def nbgrader(root: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the nbgrader command line in ``root`` (the scratch course)."""
-    full_env = {**os.environ, **(env or {})}
-    full_env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), full_env["PATH"]])
     return subprocess.run(
-        [str(Path(sys.executable).parent / "nbgrader"), *args], cwd=root, env=full_env,
+        [str(Path(sys.executable).parent / "nbgrader"), *args], cwd=root,
+        env=with_tools_on_path({**os.environ, **(env or {})}),
         capture_output=True, text=True, timeout=600,
     )
 

@@ -31,7 +31,8 @@ from pathlib import Path
 import nbformat
 
 from autograder.checks.framework import diagnoses_in
-from autograder.course_dir import ROOT, assignments, put_tools_on_path, with_tools_on_path
+from autograder.course_dir import ROOT, put_tools_on_path, with_tools_on_path
+from autograder.course_dir import assignments as course_assignments
 from autograder.kernel.sandbox import (
     UNSANDBOXED_ENV,
     SandboxUnavailableError,
@@ -42,11 +43,6 @@ from autograder.samples import unmet_expectations
 from autograder.tools.provided import write_all as write_provided
 
 DEMO_PREFIX = "demo_"
-
-
-def load_assignments(root: Path = ROOT) -> dict[str, str]:
-    """``{assignment: notebook file}`` as declared in ``nbgrader_config.py``."""
-    return assignments(root)
 
 
 def load_samples(notebook: str):
@@ -214,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
-    assignments = load_assignments()
+    assignments = course_assignments()
     unknown = sorted(set(args.assignment or ()) - set(assignments))
     if unknown:
         parser.error(f"--assignment must be one of {sorted(assignments)}, got {unknown}")

@@ -48,8 +48,7 @@ from matplotlib.ticker import MaxNLocator
 from nbconvert.filters import strip_ansi
 
 from autograder.checks.framework import diagnoses_in, flags_in
-from autograder.course_dir import ROOT, course_directory  # noqa: E402
-from autograder.tools.demo import load_assignments
+from autograder.course_dir import ROOT, assignments, course_directory
 
 #: The instructor copy of the misconception catalogue; its table names each mistake.
 CATALOGUE = ROOT / "autograder" / "MISCONCEPTIONS.md"
@@ -261,12 +260,10 @@ def collect(assignment: str, root: Path = ROOT) -> ReportData:
 
     root = Path(root).resolve()
     course = _course_directory(root)
-    assignments = load_assignments(root)
-    if assignment not in assignments:
-        raise ValueError(
-            f"unknown assignment {assignment!r}; the course has: {', '.join(assignments)}"
-        )
-    notebooks = [Path(assignments[assignment]).stem]
+    known = assignments(root)
+    if assignment not in known:
+        raise ValueError(f"unknown assignment {assignment!r}; the course has: {', '.join(known)}")
+    notebooks = [Path(known[assignment]).stem]
     runs, notes = read_runs(root / "reports" / assignment / RUNS_FILE, assignment)
     run_students = {k: v for k, v in runs["students"].items() if isinstance(v, dict)} if runs else {}
 
