@@ -10,6 +10,7 @@ grading goes on and that earlier grades survive.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -131,7 +132,17 @@ class Listener:
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
         self.connections = 0
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        """Stop serving and end the thread (later tests must see no extra thread: the runner
+        spawns instead of forking when the process runs threads)."""
+        with contextlib.suppress(OSError):
+            self.server.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() on Linux
+        self.server.close()
+        self.thread.join(10)
+        assert not self.thread.is_alive(), "the listener thread did not stop"
 
     def _serve(self):
         while True:
@@ -181,7 +192,7 @@ def graded(course, tmp_path_factory):
     assert hung.returncode == 0, hung.stderr[-3000:]
     # every other case, and zz_after last; good and hang_* are graded already and skipped
     run = nbgrader(course, "autograde", ASSIGNMENT, BARE_KERNEL)
-    listener.server.close()
+    listener.close()
     return {"root": course, "run": run, "good_before": good_before, "listener": listener}
 
 

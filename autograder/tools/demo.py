@@ -30,7 +30,6 @@ from pathlib import Path
 
 import nbformat
 
-from autograder.checks.framework import diagnoses_in
 from autograder.course_dir import ROOT, put_tools_on_path, with_tools_on_path
 from autograder.course_dir import assignments as course_assignments
 from autograder.kernel.sandbox import (
@@ -39,6 +38,7 @@ from autograder.kernel.sandbox import (
     check_sandbox,
     unsandboxed_requested,
 )
+from autograder.notebooks import diagnoses
 from autograder.samples import unmet_expectations
 from autograder.tools.provided import write_all as write_provided
 
@@ -161,10 +161,7 @@ def collect(assignments: dict[str, str], students: list[str], root: Path = ROOT)
                         row.manual_max += grade.max_score
                         row.manual_pending += int(grade.needs_manual_grade)
                 graded = nbformat.read(root / "autograded" / student / assignment / notebook, 4)
-                text = "".join(
-                    out.get("text", "") for cell in graded.cells for out in cell.get("outputs", [])
-                )
-                row.diagnoses = sorted(diagnoses_in(text), key=lambda m: int(m[1:]))
+                row.diagnoses = sorted(diagnoses(graded), key=lambda m: int(m[1:]))
                 rows.append(row)
     return rows
 
