@@ -87,6 +87,25 @@ def assignments(root: Path = ROOT) -> dict[str, str]:
     return dict(namespace["ASSIGNMENTS"])
 
 
+def is_inside(path: Path | str, folder: Path | str) -> bool:
+    """Whether ``path`` is ``folder`` or lies below it, compared as written (resolve both first
+    where symbolic links or ``..`` matter).
+
+    Parameters
+    ----------
+    path, folder : Path or str
+        Two paths of the same kind (both absolute, or both relative to the same folder).
+
+    Returns
+    -------
+    bool
+        ``True`` for ``is_inside("/c/autograded/s", "/c")`` and ``is_inside("/c", "/c")``;
+        ``False`` for ``is_inside("/cc", "/c")`` (a sibling sharing a prefix).
+    """
+    path, folder = Path(path), Path(folder)
+    return path == folder or folder in path.parents
+
+
 def with_tools_on_path(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """A copy of ``environ`` whose ``PATH`` starts with this Python's ``bin`` folder.
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from autograder.course_dir import assignments, put_tools_on_path  # noqa: E402
+from autograder.course_dir import assignments, load_config, put_tools_on_path  # noqa: E402
 
 ASSIGNMENTS = assignments(ROOT)
 
@@ -100,6 +101,23 @@ def execute_notebook(path: Path, root: Path, allow_errors: bool, timeout: int = 
         os.environ.clear()
         os.environ.update(env_before)
     return nb
+
+
+def answer_cells(notebook: Path, cell_type: str | None = None) -> dict[str, str]:
+    """``{grade_id: source}`` of a source notebook's answer cells (nbgrader ``solution``), in
+    order; only those of ``cell_type`` (``"code"``, ``"markdown"``) when given."""
+    nb = nbformat.read(notebook, as_version=4)
+    return {c.metadata["nbgrader"]["grade_id"]: c.source for c in nb.cells
+            if nbgrader_meta(c).get("solution") and cell_type in (None, c.cell_type)}
+
+
+def release_stub(source: str) -> str:
+    """What ``nbgrader generate_assignment`` leaves of an answer cell: each solution region
+    replaced by the course's ``ClearSolutions.code_stub``, indented as the region was."""
+    stub = load_config(ROOT).ClearSolutions.code_stub["python"]
+    return re.sub(r"( *)### BEGIN SOLUTION\n.*?### END SOLUTION",
+                  lambda m: "\n".join(m.group(1) + line for line in stub.splitlines()),
+                  source, flags=re.S)
 
 
 def load_hostile_cases(name: str):

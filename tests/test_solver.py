@@ -285,10 +285,10 @@ def test_silent_unless_verbose(digits, capsys):
     "kwargs, error, match",
     [
         ({"update_rule": "rmsprop"}, ValueError, "update_rule must be one of"),
-        ({"batch_size": 0}, ValueError, "batch_size must be >= 1"),
+        ({"batch_size": 0}, ValueError, "batch_size must be an int >= 1"),
         ({"batch_size": 5000}, ValueError, "batch_size must be at most"),
         ({"batch_size": 2.5}, TypeError, "batch_size must be an int"),
-        ({"num_epochs": 0}, ValueError, "num_epochs must be >= 1"),
+        ({"num_epochs": 0}, ValueError, "num_epochs must be an int >= 1"),
         ({"optim_config": {"learning_rate": 0.0}}, ValueError, "learning_rate'] must lie in"),
         ({"optim_config": {"learning_rate": -1e-3}}, ValueError, "learning_rate'] must lie in"),
         ({"optim_config": {"lr": 1e-3}}, ValueError, r"keys \['lr'\]"),
@@ -298,8 +298,8 @@ def test_silent_unless_verbose(digits, capsys):
         ({"optim_config": [0.1]}, TypeError, "optim_config must be a dict"),
         ({"lr_decay": 0.0}, ValueError, "lr_decay must lie in"),
         ({"lr_decay": 1.5}, ValueError, "lr_decay must lie in"),
-        ({"num_train_samples": 0}, ValueError, "num_train_samples must be >= 1"),
-        ({"seed": -2}, ValueError, "seed must be >= 0"),
+        ({"num_train_samples": 0}, ValueError, "num_train_samples must be an int >= 1"),
+        ({"seed": -2}, ValueError, "seed must be an int >= 0"),
         ({"verbose": "yes"}, TypeError, "verbose must be a bool"),
         ({"shuffle": "no"}, TypeError, "shuffle must be a bool"),
     ],
@@ -322,7 +322,7 @@ def test_solver_rejects_bad_data_and_model(digits):
     with pytest.raises(TypeError, match="model must have a dict `params`"):
         Solver(object(), digits)
     s = Solver(_net(), digits)
-    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
         s.check_accuracy(digits.X_val, digits.y_val, batch_size=0)
     with pytest.raises(ValueError, match=r"y must have shape"):
         s.check_accuracy(digits.X_val, digits.y_val[:3])

@@ -70,6 +70,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autograder.course_dir import is_inside
+
 #: Flags that score the affected hidden checks 0.
 ZERO_KINDS = frozenset({"reference-access", "tampering", "forbidden-file", "network"})
 
@@ -155,7 +157,7 @@ class _Guard:
         self.cwd = cwd
         self.package_dir = Path(autograder.__file__).resolve().parent
         self.root = self.package_dir.parent
-        if _inside(self.package_dir, cwd):
+        if is_inside(self.package_dir, cwd):
             raise RuntimeError(
                 f"the grader's package {self.package_dir} is inside the working directory {cwd}; "
                 "a submission could replace it. Run the kernel from the submission's folder."
@@ -337,7 +339,7 @@ class _Guard:
     def describe_path(self, path: str) -> str:
         p = Path(path)
         for base, label in ((self.root, ""), (self.cwd, "./")):
-            if _inside(p, base):
+            if is_inside(p, base):
                 rel = p.relative_to(base)
                 return f"{label}{rel}" if str(rel) != "." else str(base)
         return str(p)
@@ -441,18 +443,18 @@ class _Guard:
         if path in (":memory:", "") or path.startswith("file::memory:"):
             return None
         p = Path(os.path.realpath(path))  # relative to the current directory, as open() does
-        if _inside(p, self.package_dir):
+        if is_inside(p, self.package_dir):
             return "reference-access", "the grader's code"
-        if _inside(p, self.cwd):
+        if is_inside(p, self.cwd):
             return None
         for name, label in (("source", "the instructor's source notebooks"),
                             ("tests", "the grader's tests")):
-            if _inside(p, self.root / name):
+            if is_inside(p, self.root / name):
                 return "reference-access", label
-        if _inside(p, self.root):
+        if is_inside(p, self.root):
             if not write and (p == self.root or p.parent == self.root and p.suffix in (
                     ".egg-info", ".dist-info", ".pth") or any(
-                    _inside(p, self.root / ok) for ok in ("course", "data", ".venv")) or any(
+                    is_inside(p, self.root / ok) for ok in ("course", "data", ".venv")) or any(
                     part.endswith((".egg-info", ".dist-info")) for part in p.parts)):
                 return None  # public parts, and what importlib scans on sys.path
             labels = {"gradebook.db": "the gradebook", "submitted": "other submissions",
@@ -461,7 +463,7 @@ class _Guard:
             first = p.relative_to(self.root).parts[:1]
             label = labels.get(first[0], "the course directory") if first else "the course directory"
             return "forbidden-file", label
-        if write and not any(_inside(p, Path(ok)) for ok in _writable_dirs()):
+        if write and not any(is_inside(p, Path(ok)) for ok in _writable_dirs()):
             return "forbidden-file", "a place outside the submission's folder"
         return None
 
@@ -901,12 +903,6 @@ def _same_mapping(a: dict, b: dict) -> bool:
     return len(a) == len(b) and all(k in a and a[k] is v for k, v in b.items())
 
 
-def _inside(path: Path, base: Path) -> bool:
-    try:
-        path.relative_to(base)
-    except ValueError:
-        return False
-    return True
 
 
 def _is_watched_module(name: str) -> bool:
