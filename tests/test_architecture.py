@@ -10,6 +10,7 @@ An edge goes to the module named: ``from autograder.tools import report`` is an 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,13 @@ def test_every_package_says_what_it_holds_and_may_import(package):
     doc = ast.get_docstring(ast.parse(modules()[package].read_text())) or ""
     assert len(doc.split()) >= 12, f"{package}/__init__.py needs a docstring saying what it holds"
     assert "import" in doc.lower(), f"{package}/__init__.py must say what it may import"
+
+
+@pytest.mark.parametrize("page", ["CONTRIBUTING.md", "ARCHITECTURE.md"])
+def test_contributor_pages_refer_only_to_files_in_the_repository(page):
+    text = (ROOT / page).read_text()
+    assert "../" not in text, f"{page} points outside the repository"
+    assert not re.search(r"(?<![\w.])/(?:work|home|tmp|root)/", text), f"{page} names a local path"
+    for target in re.findall(r"\]\(([^)#\s]+)", text):
+        if not re.match(r"[a-z]+://", target):
+            assert (ROOT / target).exists(), f"{page} links to {target}, which does not exist"
