@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from course.validate import as_float_array, check_real
+from course.validate import as_float_array, check_int, check_real
 
 __all__ = ["Solver", "TrainingDiverged", "sgd", "sgd_momentum", "adam", "UPDATE_RULES"]
 
@@ -172,17 +172,6 @@ class TrainingDiverged(FloatingPointError):
 _DATA_KEYS = ("X_train", "y_train", "X_val", "y_val")
 
 
-def _check_count(name: str, value, low: int, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        expected = "an int or None" if allow_none else "an int"
-        raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return int(value)
-
-
 def _check_labels(name: str, y, n: int) -> np.ndarray:
     y = np.asarray(y)
     if y.dtype == bool or not np.issubdtype(y.dtype, np.integer):
@@ -309,16 +298,16 @@ class Solver:
         if self.lr_decay == 0:
             raise ValueError("lr_decay must lie in (0, 1], got 0.0")
         n_train = len(self.y_train)
-        self.batch_size = _check_count("batch_size", batch_size, 1)
+        self.batch_size = check_int("batch_size", batch_size, 1)
         if self.batch_size > n_train:
             raise ValueError(
                 f"batch_size must be at most the number of training examples, {n_train}, got "
                 f"{batch_size}"
             )
-        self.num_epochs = _check_count("num_epochs", num_epochs, 1)
-        self.num_train_samples = _check_count("num_train_samples", num_train_samples, 1, True)
-        self.num_val_samples = _check_count("num_val_samples", num_val_samples, 1, True)
-        self.seed = _check_count("seed", seed, 0)
+        self.num_epochs = check_int("num_epochs", num_epochs, 1)
+        self.num_train_samples = check_int("num_train_samples", num_train_samples, 1, True)
+        self.num_val_samples = check_int("num_val_samples", num_val_samples, 1, True)
+        self.seed = check_int("seed", seed, 0)
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError(f"shuffle must be a bool, got {type(shuffle).__name__}")
         self.shuffle = bool(shuffle)
@@ -404,7 +393,7 @@ class Solver:
         if X.ndim < 2 or X.shape[0] == 0:
             raise ValueError(f"X must have shape (N, ...) with N >= 1, got {X.shape}")
         y = _check_labels("y", y, X.shape[0])
-        batch_size = _check_count("batch_size", batch_size, 1)
+        batch_size = check_int("batch_size", batch_size, 1)
         correct = 0
         for start in range(0, X.shape[0], batch_size):
             scores = self.model.loss(X[start:start + batch_size])

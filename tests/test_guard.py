@@ -10,7 +10,6 @@ configuration (the sandboxed kernel manager, which starts ``autograder.kernel.la
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -19,13 +18,14 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
-from conftest import cell_metadata, copy_course, load_hostile_cases
+from conftest import cell_metadata, copy_course, load_hostile_cases, require_bwrap
 from nbclient import NotebookClient
 from nbgrader.api import Gradebook
 from nbgrader.utils import determine_grade
 
 from autograder import notebooks
 from autograder.checks.framework import close, flags_in, require_unchanged, same_value, unpack
+from autograder.course_dir import with_tools_on_path
 
 cases = load_hostile_cases("guard_cases")
 
@@ -213,10 +213,8 @@ def _test_cell(function: str, points: int):
 
 
 def nbgrader(root: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent),
-                                                  os.environ["PATH"]])}
     return subprocess.run([str(Path(sys.executable).parent / "nbgrader"), *args], cwd=root,
-                          env=env, capture_output=True, text=True, timeout=600)
+                          env=with_tools_on_path(), capture_output=True, text=True, timeout=600)
 
 
 NB_SUBMISSIONS = {
@@ -246,6 +244,7 @@ NB_SUBMISSIONS = {
 @pytest.fixture(scope="module")
 def autograded_course(tmp_path_factory):
     """A throw-away assignment graded by ``nbgrader autograde`` with the course's config."""
+    require_bwrap()
     course = copy_course(tmp_path_factory.mktemp("nbgrader-course"))
     source = course / "source" / NB_ASSIGNMENT
     source.mkdir(parents=True)

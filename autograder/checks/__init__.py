@@ -3,8 +3,12 @@
 Each check compares the student's function with ``autograder.reference`` on seeded random
 inputs, names the mistake when the output matches a known one (``../shared/MISCONCEPTIONS.md``
 ids M1–M21), prints a report, and returns the points earned (nbgrader partial credit).
-The checks are grouped by assignment in ``autograder/checks_*.py``; this module is the single
-import point the notebooks use.
+The checks are grouped by assignment (``standardization.py``, ``batchnorm_forward.py``,
+``batchnorm_backward.py``, ``sandwich.py``) on top of ``framework.py`` (``Grader``); this
+module is the single import point the notebooks use.
+
+May import ``autograder.reference``, ``autograder.notebooks``, ``autograder.course_dir`` and
+``course``; never ``autograder.tools``, ``autograder.kernel`` or ``autograder.samples``.
 """
 
 from autograder.checks.batchnorm_backward import *  # noqa: F403

@@ -55,7 +55,7 @@ from traitlets import Bool, Integer, List, Unicode, default
 UNSANDBOXED_ENV = "BN_UNSANDBOXED"
 
 #: The course root: the folder holding ``autograder/`` (this file's package) and ``course/``.
-from autograder.course_dir import ROOT  # noqa: E402
+from autograder.course_dir import ROOT, is_inside  # noqa: E402
 
 MiB = 1024**2
 GiB = 1024**3
@@ -192,10 +192,6 @@ class Limits:
         ]
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
 def python_paths() -> list[Path]:
     """Folders of the running Python installation that a kernel started from it must read.
 
@@ -302,7 +298,7 @@ def bwrap_command(
     readonly += [course_root / sub for sub in course_readable if (course_root / sub).is_dir()]
     readonly += [course_root / f for f in KERNEL_FILES if (course_root / f).is_file()]
     for p in readonly:
-        if not _inside(p, Path("/usr")):
+        if not is_inside(p, Path("/usr")):
             mounts.append(("ro", str(p), p))
     mounts.append(("tmpfs", "", Path("/tmp")))
     mounts.append(("tmpfs", "", course_root))
@@ -325,7 +321,7 @@ def bwrap_command(
     bound: list[Path] = []
     for kind, src, dest in mounts:
         for parent in reversed(dest.parents):
-            if parent in made or any(_inside(parent, b) for b in bound):
+            if parent in made or any(is_inside(parent, b) for b in bound):
                 continue
             args += ["--perms", "0755", "--dir", str(parent)]
             made.add(parent)
@@ -341,7 +337,7 @@ def bwrap_command(
         made.add(dest)
     for fd, dest in (seed_files or {}).items():
         dest = Path(dest)
-        if not _inside(dest.parent, Path("/tmp")):
+        if not is_inside(dest.parent, Path("/tmp")):
             raise ValueError(f"seed_files destinations must be under /tmp, got {str(dest)!r}")
         for parent in reversed([dest.parent, *dest.parent.parents]):
             if parent not in made:
@@ -683,7 +679,7 @@ class SandboxedKernelManager(AsyncKernelManager):
             p = Path(os.path.abspath(entry)) if entry else None
             # The course root itself is masked (only course_readable shows); a folder holding
             # the course would expose all of it.
-            if p is None or _inside(p, root) or _inside(root, p) or not p.is_dir():
+            if p is None or is_inside(p, root) or is_inside(root, p) or not p.is_dir():
                 continue
             extra.append(p)
         return extra

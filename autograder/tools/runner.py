@@ -99,7 +99,7 @@ from pathlib import Path
 import nbformat
 
 from autograder.checks.framework import flags_in
-from autograder.course_dir import ROOT  # noqa: E402
+from autograder.course_dir import ROOT, put_tools_on_path  # noqa: E402
 
 #: Seconds a SQLite connection waits for the gradebook's write lock (pysqlite's default is 5).
 SQLITE_BUSY_TIMEOUT = 120.0
@@ -803,15 +803,13 @@ def grade(
     if not timeout > 0:
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
     root = Path(root).resolve()
-    bindir = str(Path(sys.executable).parent)  # nbgrader runs `alembic` from PATH
-    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = os.pathsep.join([bindir, os.environ.get("PATH", "")])
+    put_tools_on_path()  # nbgrader runs `alembic` from PATH
     if unsandboxed:
         print("WARNING: --unsandboxed: student code runs without the sandbox (BN_UNSANDBOXED=1), "
               "with the instructor's rights.", file=sys.stderr)
-    # BN_UNSANDBOXED as autograder.kernel.sandbox reads it (1/true/yes/on)
-    env_off = os.environ.get("BN_UNSANDBOXED", "").strip().lower() in {"1", "true", "yes", "on"}
-    unsandboxed = unsandboxed or env_off
+    from autograder.kernel.sandbox import unsandboxed_requested
+
+    unsandboxed = unsandboxed or unsandboxed_requested()
     out_dir = root / "reports" / assignment
     work = out_dir / ".work"
     logs = out_dir / "logs"
