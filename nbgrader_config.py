@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from autograder.kernel import submission  # noqa: E402
 from autograder.kernel.execute import SandboxCheckedExporter, SandboxedExecute  # noqa: E402
 
 # The assignments, in teaching order. Each is source/<name>/<notebook>.ipynb.
@@ -67,6 +68,10 @@ c.Execute.interrupt_on_timeout = True
 # SandboxedExecute replaces nbgrader's Execute so that a dead kernel, a hung cell or a flood of
 # output is flagged in the notebook (Flag [kernel-died] ...) instead of losing the student;
 # SandboxCheckedExporter refuses to start grading when the sandbox cannot start.
+# Submissions are sanitized before nbgrader reads them (autograder/kernel/submission.py): only
+# regular files, bounded size and depth, grade cells restored from release/; a submission that
+# breaks a rule is graded 0 with the reason, and grading goes on with the next student.
+submission.install()
 c.Execute.kernel_manager_class = "autograder.kernel.sandbox.SandboxedKernelManager"
 c.Autograde.exporter_class = SandboxCheckedExporter
 c.Autograde.autograde_preprocessors = [

@@ -88,7 +88,8 @@ def _trusted(node: Mapping) -> dict:
     meta = node.setdefault("metadata", {})
     value = meta.get(TRUSTED_KEY)
     if not isinstance(value, dict):
-        value = meta[TRUSTED_KEY] = {}
+        meta[TRUSTED_KEY] = {}
+        value = meta[TRUSTED_KEY]  # a NotebookNode stores a converted copy of what it is given
     return value
 
 

@@ -1,0 +1,168 @@
+"""Where nbgrader reads and writes stays out of the student's reach, under real ``nbgrader autograde``.
+
+The scratch course of ``tests/test_sandbox.py`` (assignment ``99_sandbox``). ``good`` is graded by
+a first call; then one call grades every case of ``tests/hostile/hygiene_cases.py`` and
+``zz_after``. Every file of the course outside the new students' autograded folders is recorded
+before the second call and compared after it, file by file (content, mode, owner, link target),
+and the kernels' temporary folder must be empty afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import copy_course, load_hostile_cases
+from nbgrader.api import Gradebook
+from test_sandbox import (
+    ASSIGNMENT,
+    GOOD_ANSWER,
+    NOTEBOOK,
+    autograded,
+    nbgrader,
+    score,
+    source_notebook,
+    submit,
+)
+
+from autograder.kernel import submission
+from autograder.notebooks import trusted_flags
+
+cases = load_hostile_cases("hygiene_cases")
+STUDENTS = [*cases.KERNEL_CASES, *cases.FOLDER_CASES]
+
+
+def snapshot(root: Path, skip: set[Path]) -> dict[str, tuple]:
+    """Every entry under ``root`` (links not followed) -> (type, mode, uid, gid, content digest
+    or link target), leaving out the folders in ``skip``. Iterative, so a deep tree is fine."""
+    seen: dict[str, tuple] = {}
+    stack = [root]
+    while stack:
+        here = stack.pop()
+        for entry in os.scandir(here):
+            path = Path(entry.path)
+            if path in skip:
+                continue
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode):
+                what = os.readlink(path)
+            elif stat.S_ISREG(st.st_mode):
+                what = hashlib.sha256(path.read_bytes()).hexdigest()
+            else:
+                what = None
+            seen[str(path.relative_to(root))] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode),
+                                                 st.st_uid, st.st_gid, what)
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(path)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    root = copy_course(tmp_path_factory.mktemp("hygiene") / "course")
+    (root / "source" / ASSIGNMENT).mkdir(parents=True)
+    nbformat.write(source_notebook(), root / "source" / ASSIGNMENT / f"{NOTEBOOK}.ipynb")
+    result = nbgrader(root, "generate_assignment", ASSIGNMENT, "--force")
+    assert result.returncode == 0, result.stderr
+    return root
+
+
+@pytest.fixture(scope="module")
+def graded(course, tmp_path_factory):
+    submit(course, "good", GOOD_ANSWER)
+    first = nbgrader(course, "autograde", ASSIGNMENT)
+    assert first.returncode == 0, first.stderr
+    for name, case in cases.KERNEL_CASES.items():
+        submit(course, name, case.answer.replace("COURSE_ROOT", str(course)))
+    for name, case in cases.FOLDER_CASES.items():
+        submit(course, name, case.answer)
+        case.make(course / "submitted" / name / ASSIGNMENT, course)
+    submit(course, "zz_after", GOOD_ANSWER)
+    skip = {course / "autograded" / s for s in [*STUDENTS, "zz_after"]} | {course / "gradebook.db"}
+    before = snapshot(course, skip)
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        good_before = gb.find_submission(ASSIGNMENT, "good").score
+    tmp = tmp_path_factory.mktemp("kernels")
+    run = nbgrader(course, "autograde", ASSIGNMENT, env={"TMPDIR": str(tmp)})
+    return {"root": course, "run": run, "before": before, "after": snapshot(course, skip),
+            "tmp": tmp, "good_before": good_before}
+
+
+def test_nothing_outside_the_new_autograded_folders_changed(graded):
+    before, after = graded["before"], graded["after"]
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert changed == [], changed[:20]
+    assert before["nbgrader_config.py"][0] == stat.S_IFREG
+
+
+def test_grading_finished_and_the_next_student_was_graded(graded):
+    run = graded["run"]
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "RecursionError" not in run.stderr
+    assert score(graded["root"], "zz_after") == 2
+    assert score(graded["root"], "good") == graded["good_before"] == 2
+
+
+def test_no_kernel_or_staging_folder_is_left_behind(graded):
+    assert sorted(p.name for p in graded["tmp"].iterdir()) == []
+
+
+@pytest.mark.parametrize("name", list(cases.KERNEL_CASES))
+def test_what_the_kernel_plants_stays_in_its_scratch_copy(graded, name):
+    root = graded["root"]
+    assert score(root, name) == cases.KERNEL_CASES[name].score, graded["run"].stderr[-3000:]
+    folder = root / "autograded" / name / ASSIGNMENT
+    entries = [(p.name, stat.S_IFMT(p.lstat().st_mode)) for p in folder.iterdir()]
+    assert entries == [(f"{NOTEBOOK}.ipynb", stat.S_IFREG)]  # only what nbgrader wrote
+    nb = nbformat.read(autograded(root, name), as_version=4)
+    assert len(nb.cells) == 4
+
+
+@pytest.mark.parametrize("name", list(cases.FOLDER_CASES))
+def test_submitted_folder_is_sanitized(graded, name):
+    case = cases.FOLDER_CASES[name]
+    root = graded["root"]
+    assert score(root, name) == case.score, graded["run"].stderr[-3000:]
+    nb = nbformat.read(autograded(root, name), as_version=4)
+    flags = trusted_flags(nb)
+    rejected = [reason for kind, reason in flags if kind == submission.REJECTED]
+    if case.reason:
+        assert len(rejected) == 1 and case.reason in rejected[0], flags
+        assert "Submission rejected, graded 0" in nb.cells[0].source
+    else:
+        assert rejected == [] and flags == [], flags  # forged flags are stripped too
+    ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells]
+    assert ids.count("test_f") == 1 and ids.count("test_g") == 1
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id", "").startswith("test_"):
+            assert cell.cell_type == "code" and "tags" not in cell.metadata
+
+
+# -- the pieces, without nbgrader -----------------------------------------------------------
+
+
+def test_deep_json_is_a_rejection_not_a_recursion_error():
+    for depth in (100, 10_000, 1_000_000):
+        text = json.dumps({"nbformat": 4, "cells": []})[:-1] + ', "x": ' + "[" * depth + "]" * depth + "}"
+        with pytest.raises(submission.RejectedSubmission, match="nested deeper than 64"):
+            submission.parse_notebook(text.encode(), "n.ipynb")
+
+
+def test_scan_folder_never_opens_or_follows(tmp_path):
+    folder = tmp_path / "student" / "a"
+    folder.mkdir(parents=True)
+    (folder / "ok.py").write_text("x = 1\n")
+    assert submission.scan_folder(folder) == {"ok.py": 6}
+    os.mkfifo(folder / "pipe")  # opening it would block this test forever
+    with pytest.raises(submission.RejectedSubmission, match="pipe is a FIFO"):
+        submission.scan_folder(folder)
+    (folder / "pipe").unlink()
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", tmp_path / "student" / "b")
+    with pytest.raises(submission.RejectedSubmission, match="b is a symbolic link"):
+        submission.scan_folder(tmp_path / "student" / "b")
