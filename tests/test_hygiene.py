@@ -166,3 +166,62 @@ def test_scan_folder_never_opens_or_follows(tmp_path):
     os.symlink(tmp_path / "elsewhere", tmp_path / "student" / "b")
     with pytest.raises(submission.RejectedSubmission, match="b is a symbolic link"):
         submission.scan_folder(tmp_path / "student" / "b")
+
+
+# -- the configuration is trusted ----------------------------------------------------------
+
+KM_LINE = 'c.Execute.kernel_manager_class = "autograder.kernel.sandbox.SandboxedKernelManager"'
+EDITS = {
+    "plain_kernel_manager": (KM_LINE, 'c.Execute.kernel_manager_class = '
+                                      '"jupyter_client.manager.AsyncKernelManager"'),
+    "stock_execute": ("SandboxedExecute if pp is Execute else pp", "pp"),
+    "unsandboxed_in_config": (KM_LINE, KM_LINE + "\nc.SandboxedKernelManager.unsandboxed = True"),
+    "syntax_error": (KM_LINE, KM_LINE + "\nthis is not python"),
+    "raises": (KM_LINE, KM_LINE + "\nraise RuntimeError('broken config')"),
+}
+
+
+@pytest.fixture
+def edited_config(course):
+    """Edit the scratch course's nbgrader_config.py for one test, then put it back."""
+    config = course / "nbgrader_config.py"
+    original = config.read_text()
+
+    def edit(name: str) -> None:
+        old, new = EDITS[name]
+        assert old in original
+        config.write_text(original.replace(old, new))
+
+    yield edit
+    config.write_text(original)
+
+
+@pytest.mark.parametrize("name", ["plain_kernel_manager", "stock_execute", "unsandboxed_in_config"])
+def test_plain_nbgrader_refuses_a_config_without_the_sandbox(course, edited_config, name):
+    submit(course, f"cfg_{name}", GOOD_ANSWER)
+    edited_config(name)
+    run = nbgrader(course, "autograde", ASSIGNMENT, f"--student=cfg_{name}")
+    assert run.returncode != 0
+    assert "Refusing to grade" in run.stderr, run.stderr[-2000:]
+    assert not (course / "autograded" / f"cfg_{name}").exists()
+
+
+@pytest.mark.parametrize("name", list(EDITS))
+def test_runner_refuses_a_config_it_cannot_trust(course, edited_config, name):
+    import subprocess
+    import sys
+
+    submit(course, f"run_{name}", GOOD_ANSWER)
+    edited_config(name)
+    run = subprocess.run(
+        [sys.executable, "-m", "autograder", "grade", ASSIGNMENT, "--students", f"run_{name}",
+         "--workers", "1", "--root", str(course)],
+        cwd=course, capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode != 0
+    assert "Refusing to grade" in run.stderr, run.stderr[-2000:]
+    if name in ("syntax_error", "raises"):
+        assert "cannot be loaded" in run.stderr
+    assert not (course / "autograded" / f"run_{name}").exists()
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        assert f"run_{name}" not in {s.id for s in gb.students}

@@ -57,7 +57,9 @@ from pathlib import Path
 
 import nbformat
 from nbgrader.converters import Autograde
+from nbgrader.converters.base import NbGraderException
 
+from autograder.kernel.trusted_config import UntrustedConfigError, check_config
 from autograder.notebooks import add_flag, strip_ansi, strip_trusted
 
 MiB = 1024**2
@@ -383,13 +385,20 @@ def _stage_rejected(folder: Path, release: dict, target: Path, reason: str) -> N
 class SanitizedAutograde(Autograde):
     """nbgrader's ``Autograde``, reading every submission from a sanitized staging copy.
 
-    ``init_notebooks`` finds the submissions as nbgrader does, stages each one
+    It first refuses to run unless the configuration still names the sandbox
+    (:func:`autograder.kernel.trusted_config.check_config`). ``init_notebooks`` finds the
+    submissions as nbgrader does, stages each one
     (:func:`stage_submission`) into a private temporary folder, and grades from there; the
     staging folder is removed when the run ends. A rejected submission is logged with its
     reason and graded from the flagged release notebooks (every test scores 0).
     """
 
     def start(self) -> None:
+        try:
+            check_config(self.config)
+        except UntrustedConfigError as exc:
+            self.log.error("%s", exc)
+            raise NbGraderException(str(exc)) from exc
         original = self.coursedir.submitted_directory
         self._staging: Path | None = None
         try:
