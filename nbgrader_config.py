@@ -23,6 +23,7 @@ if str(ROOT) not in sys.path:
 
 from autograder.kernel import submission  # noqa: E402
 from autograder.kernel.execute import SandboxCheckedExporter, SandboxedExecute  # noqa: E402
+from autograder.kernel.sanitize_html import SanitizeStudentHTML  # noqa: E402
 
 # The assignments, in teaching order. Each is source/<name>/<notebook>.ipynb.
 # `nbgrader generate_assignment` adds each one to the gradebook the first time it runs.
@@ -74,9 +75,13 @@ c.Execute.interrupt_on_timeout = True
 submission.install()
 c.Execute.kernel_manager_class = "autograder.kernel.sandbox.SandboxedKernelManager"
 c.Autograde.exporter_class = SandboxCheckedExporter
+# SanitizeStudentHTML (autograder/kernel/sanitize_html.py) cleans what the student controls
+# (outputs, written answers) right after execution, so neither the Formgrader, which renders
+# the autograded notebook, nor the feedback HTML ever shows a student's script to anyone.
 c.Autograde.autograde_preprocessors = [
-    SandboxedExecute if pp is Execute else pp
+    step
     for pp in Autograde.class_traits()["autograde_preprocessors"].default()
+    for step in ([SandboxedExecute, SanitizeStudentHTML] if pp is Execute else [pp])
 ]
 
 # Written questions: the question sits in a locked markdown cell whose rubric lies between
@@ -88,4 +93,5 @@ c.Autograde.autograde_preprocessors = [
 c.ClearMarkScheme.begin_mark_scheme_delimeter = "BEGIN MARK SCHEME"
 c.ClearMarkScheme.end_mark_scheme_delimeter = "END MARK SCHEME"
 c.ClearMarkScheme.enforce_metadata = False
-c.GenerateFeedback.preprocessors = [GetGrades, ClearMarkScheme, CSSHTMLHeaderPreprocessor]
+c.GenerateFeedback.preprocessors = [GetGrades, ClearMarkScheme, SanitizeStudentHTML,
+                                    CSSHTMLHeaderPreprocessor]

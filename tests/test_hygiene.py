@@ -13,11 +13,12 @@ import hashlib
 import json
 import os
 import stat
+from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import copy_course, load_hostile_cases
+from conftest import cell_metadata, copy_course, load_hostile_cases
 from nbgrader.api import Gradebook
 from test_sandbox import (
     ASSIGNMENT,
@@ -35,6 +36,7 @@ from autograder.notebooks import trusted_flags
 
 cases = load_hostile_cases("hygiene_cases")
 STUDENTS = [*cases.KERNEL_CASES, *cases.FOLDER_CASES]
+HTML_ASSIGNMENT = "98_html"
 
 
 def snapshot(root: Path, skip: set[Path]) -> dict[str, tuple]:
@@ -68,6 +70,13 @@ def course(tmp_path_factory):
     (root / "source" / ASSIGNMENT).mkdir(parents=True)
     nbformat.write(source_notebook(), root / "source" / ASSIGNMENT / f"{NOTEBOOK}.ipynb")
     result = nbgrader(root, "generate_assignment", ASSIGNMENT, "--force")
+    assert result.returncode == 0, result.stderr
+    html_nb = source_notebook()
+    html_nb.cells.append(nbformat.v4.new_markdown_cell(
+        "YOUR ANSWER HERE", metadata=cell_metadata("written", grade=True, solution=True, points=1)))
+    (root / "source" / HTML_ASSIGNMENT).mkdir(parents=True)
+    nbformat.write(html_nb, root / "source" / HTML_ASSIGNMENT / f"{NOTEBOOK}.ipynb")
+    result = nbgrader(root, "generate_assignment", HTML_ASSIGNMENT, "--force")
     assert result.returncode == 0, result.stderr
     return root
 
@@ -225,3 +234,108 @@ def test_runner_refuses_a_config_it_cannot_trust(course, edited_config, name):
     assert not (course / "autograded" / f"run_{name}").exists()
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         assert f"run_{name}" not in {s.id for s in gb.students}
+
+
+# -- what the instructor's browser renders -------------------------------------------------
+
+HOSTILE_OUTPUTS = """\
+from IPython.display import HTML, SVG, Javascript, Markdown, display
+display(HTML('<script>PWNED(1)</script><img src=x onerror="PWNED(2)"><a href="javascript:PWNED(3)">a</a>'))
+display(Markdown('[m](javascript:PWNED(4)) <img src=y onerror=PWNED(5)> <iframe src="javascript:PWNED(6)">'))
+display(Javascript('PWNED(7)'))
+display(SVG('<svg xmlns="http://www.w3.org/2000/svg"><script>PWNED(8)</script></svg>'))
+handle = display(HTML('<b>fine</b>'), display_id='d')
+handle.update(HTML('<script>PWNED(9)</script><p onmouseover="PWNED(10)">x</p>'))
+print('<script>PWNED(11)</script>')
+HTML('<body onload="PWNED(12)"><a href=" JaVaScRiPt:PWNED(13)">b</a></body>')
+"""
+HOSTILE_ANSWER = (
+    "<script>PWNED(21)</script> <img src=z onerror=PWNED(22)> [x](javascript:PWNED(23)) "
+    "\\[y\\](javascript:PWNED(24)) <a href='JaVaScRiPt:PWNED(25)'>a</a>\n\n"
+    "```\n\n[z](javascript:PWNED(26))\n```\n\n<div onclick=PWNED(27)>\n\n*text*\n\n</div>"
+)
+
+
+class _Scripts(HTMLParser):
+    """Everything in an HTML page that a browser would run: script bodies, event-handler
+    attributes, and javascript:/vbscript:/data: URLs."""
+
+    def __init__(self):
+        super().__init__()
+        self.found: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag, attrs):
+        self._in_script = tag == "script"
+        for name, value in attrs:
+            value = (value or "").strip().lower()
+            if name.startswith("on") or (name in ("href", "src", "action", "formaction")
+                                         and value.startswith(("javascript:", "vbscript:",
+                                                               "data:text"))):
+                self.found.append(f"<{tag} {name}={value!r}>")
+        if tag in ("iframe", "embed", "object", "svg"):
+            self.found.append(f"<{tag}>")
+
+    def handle_endtag(self, tag):
+        self._in_script = False
+
+    def handle_data(self, data):
+        if self._in_script and "PWNED" in data:
+            self.found.append(f"<script>{data[:80]}")
+
+
+def runnable(html: str) -> list[str]:
+    parser = _Scripts()
+    parser.feed(html)
+    return [f for f in parser.found if "pwned" in f.lower()]
+
+
+@pytest.fixture(scope="module")
+def html_graded(course):
+    nb = nbformat.read(course / "release" / HTML_ASSIGNMENT / f"{NOTEBOOK}.ipynb", as_version=4)
+    for cell in nb.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid == "answer":
+            cell.source = HOSTILE_OUTPUTS + GOOD_ANSWER
+        elif gid == "written":
+            cell.source = HOSTILE_ANSWER
+    folder = course / "submitted" / "html" / HTML_ASSIGNMENT
+    folder.mkdir(parents=True)
+    nbformat.write(nb, folder / f"{NOTEBOOK}.ipynb")
+    run = nbgrader(course, "autograde", HTML_ASSIGNMENT)
+    assert run.returncode == 0, run.stderr[-3000:]
+    feedback = nbgrader(course, "generate_feedback", HTML_ASSIGNMENT)
+    assert feedback.returncode == 0, feedback.stderr[-3000:]
+    return course
+
+
+def test_the_hostile_html_was_really_there(course):
+    """The oracle sees the attacks when nothing cleans them (nbconvert's own rendering)."""
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(HOSTILE_ANSWER)])
+    html, _ = HTMLExporter().from_notebook_node(nb)
+    assert len(runnable(html)) >= 4, runnable(html)
+
+
+def test_autograded_notebook_holds_no_student_script(html_graded):
+    from nbconvert import HTMLExporter
+
+    path = html_graded / "autograded" / "html" / HTML_ASSIGNMENT / f"{NOTEBOOK}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    answer = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "answer")
+    kinds = {k for out in answer.outputs for k in out.get("data", {})}
+    assert kinds <= {"text/plain", "text/html"}, kinds
+    assert "&lt;script&gt;PWNED(1)" in json.dumps(answer.outputs)  # shown as text, not run
+    for template in ("lab", "classic"):
+        html, _ = HTMLExporter(template_name=template).from_notebook_node(nb)
+        assert runnable(html) == [], (template, runnable(html))
+    with Gradebook(f"sqlite:///{html_graded / 'gradebook.db'}") as gb:
+        assert gb.find_submission(HTML_ASSIGNMENT, "html").score == 2
+
+
+def test_feedback_html_holds_no_student_script(html_graded):
+    page = html_graded / "feedback" / "html" / HTML_ASSIGNMENT / f"{NOTEBOOK}.html"
+    html = page.read_text()
+    assert "PWNED(21)" in html  # the answer is there, as text
+    assert runnable(html) == []

@@ -15,7 +15,8 @@ back:
 
 What must hold: the kernel manager of the Execute step is (a subclass of)
 :class:`~autograder.kernel.sandbox.SandboxedKernelManager`; the autograde preprocessors hold
-:class:`~autograder.kernel.execute.SandboxedExecute` and no other Execute step; the exporter is
+:class:`~autograder.kernel.execute.SandboxedExecute` and no other Execute step, followed by
+:class:`~autograder.kernel.sanitize_html.SanitizeStudentHTML`; the exporter is
 :class:`~autograder.kernel.execute.SandboxCheckedExporter`; and ``unsandboxed`` is not switched on
 in the config (the one way to grade without the sandbox is ``BN_UNSANDBOXED=1``, which flags
 every notebook ``sandbox-off``).
@@ -76,6 +77,12 @@ def problems(config) -> list[str]:
     if not executes or not all(_is_subclass(s, SandboxedExecute) for s in executes):
         found.append("c.Autograde.autograde_preprocessors does not run "
                      "autograder.kernel.execute.SandboxedExecute (and no other Execute step)")
+    from autograder.kernel.sanitize_html import SanitizeStudentHTML
+
+    after = steps[steps.index(executes[0]) + 1:] if executes else []
+    if not any(_is_subclass(s, SanitizeStudentHTML) for s in after):
+        found.append("c.Autograde.autograde_preprocessors does not clean student HTML "
+                     "(autograder.kernel.sanitize_html.SanitizeStudentHTML) after execution")
     exporter = config.get("Autograde", {}).get("exporter_class")
     if not _is_subclass(exporter, SandboxCheckedExporter):
         found.append("c.Autograde.exporter_class is not "
