@@ -21,11 +21,13 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from autograder.kernel import submission  # noqa: E402
 from autograder.kernel.execute import (  # noqa: E402
     SandboxCheckedExporter,
     SandboxedExecute,
     TrustedSaveAutoGrades,
 )
+from autograder.kernel.sanitize_html import SanitizeStudentHTML  # noqa: E402
 
 # The assignments, in teaching order. Each is source/<name>/<notebook>.ipynb.
 # `nbgrader generate_assignment` adds each one to the gradebook the first time it runs.
@@ -71,14 +73,24 @@ c.Execute.interrupt_on_timeout = True
 # SandboxedExecute replaces nbgrader's Execute so that a dead kernel, a hung cell or a flood of
 # output is flagged in the notebook (Flag [kernel-died] ...) instead of losing the student;
 # SandboxCheckedExporter refuses to start grading when the sandbox cannot start.
+# Submissions are sanitized before nbgrader reads them (autograder/kernel/submission.py): only
+# regular files, bounded size and depth, grade cells restored from release/; a submission that
+# breaks a rule is graded 0 with the reason, and grading goes on with the next student.
+submission.install()
 c.Execute.kernel_manager_class = "autograder.kernel.sandbox.SandboxedKernelManager"
 c.Autograde.exporter_class = SandboxCheckedExporter
 # The hidden checks run in this (nbgrader's) process, not in the student's kernel
 # (autograder/kernel/remote.py); TrustedSaveAutoGrades scores each hidden test cell with what they
-# recorded, and 0 where they recorded nothing.
-_TRUSTED = {Execute: SandboxedExecute, SaveAutoGrades: TrustedSaveAutoGrades}
+# recorded, and 0 where they recorded nothing. SanitizeStudentHTML (autograder/kernel/
+# sanitize_html.py) cleans what the student controls (outputs, written answers) right after
+# execution, so neither the Formgrader, which renders the autograded notebook, nor the feedback
+# HTML ever shows a student's script to anyone.
+_TRUSTED = {Execute: [SandboxedExecute, SanitizeStudentHTML],
+            SaveAutoGrades: [TrustedSaveAutoGrades]}
 c.Autograde.autograde_preprocessors = [
-    _TRUSTED.get(pp, pp) for pp in Autograde.class_traits()["autograde_preprocessors"].default()
+    step
+    for pp in Autograde.class_traits()["autograde_preprocessors"].default()
+    for step in _TRUSTED.get(pp, [pp])
 ]
 
 # Written questions: the question sits in a locked markdown cell whose rubric lies between
@@ -90,4 +102,5 @@ c.Autograde.autograde_preprocessors = [
 c.ClearMarkScheme.begin_mark_scheme_delimeter = "BEGIN MARK SCHEME"
 c.ClearMarkScheme.end_mark_scheme_delimeter = "END MARK SCHEME"
 c.ClearMarkScheme.enforce_metadata = False
-c.GenerateFeedback.preprocessors = [GetGrades, ClearMarkScheme, CSSHTMLHeaderPreprocessor]
+c.GenerateFeedback.preprocessors = [GetGrades, ClearMarkScheme, SanitizeStudentHTML,
+                                    CSSHTMLHeaderPreprocessor]

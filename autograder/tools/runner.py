@@ -31,7 +31,7 @@ so), same gradebook, so the grades and autograded notebooks equal those of a seq
   notebook, files above nbgrader's ``CourseDirectory.max_file_size`` and links (not copied for
   grading), edited read-only cells (nbgrader's checksums restore the instructor's source) and
   deleted ones (put back). Each is flagged. ``submitted/`` is never changed: when a submission
-  needs any of this, nbgrader grades a staged copy of it (hard links, in ``reports/``).
+  needs any of this, nbgrader grades a staged copy of it (in ``reports/``).
 * **Interruptions.** Ctrl-C puts back the earlier grades of the students being graded. Two runs
   on the same assignment of a course refuse to overlap (a lock file in ``reports/``).
 * **``reports/<assignment>/runs.json``**: ``{"assignment", "workers", "sandboxed", "started",
@@ -154,12 +154,21 @@ def nbgrader_app(root: Path, assignment: str):
     It loads the same config files (``nbgrader_config.py`` in the course root, and Jupyter's
     config paths), with ``--force``, and the gradebook URL given a SQLite busy timeout
     (:func:`with_busy_timeout`). The current directory becomes ``root``.
+
+    Raises
+    ------
+    autograder.kernel.trusted_config.UntrustedConfigError
+        If ``nbgrader_config.py`` cannot be loaded or no longer names the sandbox.
     """
     from nbgrader.apps.autogradeapp import AutogradeApp
 
+    from autograder.kernel.trusted_config import check_config, load_trusted_config
+
+    load_trusted_config(Path(root))  # refuses (UntrustedConfigError) rather than fall back
     os.chdir(root)
     app = AutogradeApp()
     app.initialize([assignment, "--force"], root=str(root))
+    check_config(app.config)
     app.coursedir.assignment_id = assignment
     app.coursedir.db_url = with_busy_timeout(app.coursedir.db_url)
     # INFO, as `nbgrader autograde` prints: DEBUG would copy every kernel message into the logs
@@ -473,7 +482,8 @@ def _tampering(name: str, nb, reference: ReleaseNotebook | None):
 
 
 def stage_submission(files: dict[str, Path | nbformat.NotebookNode], target: Path) -> None:
-    """Lay out ``files`` in ``target``: name -> file to hard-link (or copy), or notebook to write."""
+    """Lay out ``files`` in ``target``: name -> file to copy, or notebook to write. Copies, not
+    hard links: the sanitizer nbgrader runs (autograder.kernel.submission) rejects hard links."""
     shutil.rmtree(target, ignore_errors=True)
     for rel, src in files.items():
         dst = target / rel
@@ -481,10 +491,7 @@ def stage_submission(files: dict[str, Path | nbformat.NotebookNode], target: Pat
         if isinstance(src, nbformat.NotebookNode):
             nbformat.write(src, dst)
             continue
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
+        shutil.copy2(src, dst)
 
 
 # ----------------------------------------------------------------------------- gradebook
