@@ -28,7 +28,7 @@ FORBIDDEN = [
     ("autograder.kernel", "autograder.tools", ()),
     ("autograder.kernel", "autograder.samples", ()),
     # the guard protects what the checks hand to student code; the execute preprocessor runs them
-    ("autograder.kernel", "autograder.checks", ("autograder.kernel.guard", "autograder.kernel.execute")),
+    ("autograder.kernel", "autograder.checks", ("autograder.kernel.remote", "autograder.kernel.execute")),
     ("autograder.reference", "autograder.tools", ()),
     ("autograder.course_dir", "autograder", ()),
     ("autograder.notebooks", "autograder", ()),
