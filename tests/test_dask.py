@@ -51,7 +51,7 @@ def scratch(tmp_path, monkeypatch) -> Path:
 
 def grading(scratch: Path, student: str) -> list[int]:
     """Pids of the Dask worker processes whose scratch course holds ``student`` right now."""
-    return sorted({int(p.parts[-5].split("-")[1])
+    return sorted({int(p.parts[-4].split("-")[1])
                    for p in scratch.glob(f"autograder-*/*/autograded/{student}")})
 
 

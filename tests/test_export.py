@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import copy_course
+from conftest import ROOT
 
 #: Canvas Instructor Guide, "How do I import grades in the Gradebook?": the columns of its
 #: gradebook export that an import needs, then the assignments; a "Points Possible" row.
@@ -29,9 +29,13 @@ def _gradebook(db_url: str) -> None:
     ada: a1 1 + 2 = 3, a2 4;  ben: a1 1 with a late penalty of 0.5 -> 0.5, nothing for a2;
     cyd: nothing for a1, a2 submitted and scored 0.
     """
-    from nbgrader.api import Gradebook
+    import warnings
 
-    with Gradebook(db_url) as gb:
+    from nbgrader.api import Gradebook
+    from sqlalchemy.exc import SAWarning
+
+    with Gradebook(db_url) as gb, warnings.catch_warnings():
+        warnings.simplefilter("ignore", SAWarning)  # nbgrader's own autoflush quirk (add_submission)
         for name, cells in (("a1", {"t1": 1, "t2": 2}), ("a2", {"t3": 5})):
             gb.update_or_create_assignment(name)
             gb.update_or_create_notebook(name, name)
@@ -54,8 +58,12 @@ def _gradebook(db_url: str) -> None:
 
 @pytest.fixture(scope="module")
 def course(tmp_path_factory) -> Path:
-    root = copy_course(tmp_path_factory.mktemp("export"))
-    (root / "gradebook.db").unlink(missing_ok=True)
+    """A course directory holding only the gradebook and a config that finds this repository's
+    ``autograder`` package, as the course's own nbgrader_config.py does."""
+    root = tmp_path_factory.mktemp("export")
+    (root / "nbgrader_config.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nc = get_config()\n"
+        f"c.CourseDirectory.root = {str(root)!r}\n")
     _gradebook(f"sqlite:///{root / 'gradebook.db'}")
     return root
 

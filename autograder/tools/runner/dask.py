@@ -160,6 +160,8 @@ class DaskBackend:
         flight.clear()
 
     def close(self) -> None:
+        with contextlib.suppress(Exception):  # scratch folders of dead workers go at the next run
+            self.client.run(job_module.cleanup)
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()

@@ -139,14 +139,33 @@ class GradingChild:
         self.conn.close()
 
 
-def _state() -> dict:
+def _state(worker=None) -> dict:
     """Per-thread state kept on the Dask worker object across jobs: ``{thread: GradingChild}``."""
     from distributed import get_worker
 
-    worker = get_worker()
+    worker = worker or get_worker()
     if not hasattr(worker, "_autograder_children"):
         worker._autograder_children = {}
     return worker._autograder_children
+
+
+def _scratch_base() -> Path:
+    return Path(os.environ.get("AUTOGRADER_SCRATCH") or tempfile.gettempdir())
+
+
+def cleanup(dask_worker=None) -> int:
+    """Stop this Dask worker's grading subprocesses and delete its scratch course directories
+    (the client runs it on every worker at the end of a run, ``Client.run`` passing
+    ``dask_worker``); return how many were deleted."""
+    children = _state(dask_worker)
+    for child in children.values():
+        with contextlib.suppress(Exception):
+            child.kill()
+    children.clear()
+    folders = list(_scratch_base().glob(f"autograder-{os.getpid()}-*"))
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+    return len(folders)
 
 
 def _child(root: Path, job: dict, cancelled) -> GradingChild | dict:
@@ -196,8 +215,7 @@ def grade_job(material: bytes, job: dict) -> dict:
 
     event = Event(job["cancel"])
     cancelled = event.is_set
-    base = Path(os.environ.get("AUTOGRADER_SCRATCH") or tempfile.gettempdir())
-    scratch = base / f"autograder-{os.getpid()}-{threading.get_ident()}"
+    scratch = _scratch_base() / f"autograder-{os.getpid()}-{threading.get_ident()}"
     root = unpack(material, scratch)
     student, assignment = job["student"], job["assignment"]
     where = f"{get_worker().address} (pid {os.getpid()})"
