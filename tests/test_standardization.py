@@ -79,6 +79,62 @@ def test_reference_zero_variance_feature_gets_scale_one_like_sklearn():
     np.testing.assert_allclose(Z[:, [0, 2]], 0.0, atol=1e-12)
 
 
+# Both directions of scikit-learn's zero-variance rule (_is_constant_feature, issue 10 §5):
+# a near-constant feature with a large offset keeps its real spread, a computed constant is 0.
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_near_constant_feature_with_large_offset_keeps_its_scale_like_sklearn(seed):
+    X = 1e6 + 1e-2 * np.random.default_rng(seed).standard_normal((100, 1))
+    scaler = StandardScaler().fit(X)
+    mean, scale = fit_standardizer(X)
+    assert 0.005 < scaler.scale_[0] < 0.02, "oracle: StandardScaler keeps a spread of about 0.01"
+    np.testing.assert_allclose(scale, scaler.scale_, rtol=1e-9,
+                               err_msg="mean 1e6, std 1e-2 is not constant: scale must be ~0.01")
+
+
+@pytest.mark.parametrize("value, m", [(0.1, 3), (0.1, 7), (1 / 3, 5), (-2.7, 11), (1e6 + 0.1, 9)])
+def test_computed_constant_feature_is_zero_after_standardizing_like_sklearn(value, m):
+    X = np.full((m, 1), value)
+    var = ((X - X.mean(axis=0)) ** 2).mean(axis=0)
+    scaler = StandardScaler().fit(X)
+    mean, scale = fit_standardizer(X)
+    np.testing.assert_array_equal(scaler.scale_, 1.0, err_msg="oracle: sklearn treats it as constant")
+    np.testing.assert_array_equal(scale, 1.0, err_msg=f"computed variance {var[0]:.1e} is rounding")
+    Z = standardize(X, mean, scale)
+    np.testing.assert_allclose(Z, scaler.transform(X), atol=1e-12)
+    np.testing.assert_allclose(Z, 0.0, atol=1e-9)
+
+
+def test_exact_zero_test_fails_on_the_computed_constant_that_the_notebook_shows():
+    """The example of notebook 01: np.full((3, 1), 0.1) has a variance of about 1e-34, so
+    ``var == 0`` keeps a scale of about 1e-17 and maps every value to -1, not 0."""
+    X = np.full((3, 1), 0.1)
+    mean = X.mean(axis=0)
+    var = ((X - mean) ** 2).mean(axis=0)
+    assert 0 < var[0] < 1e-30
+    naive = (X - mean) / np.sqrt(var)
+    np.testing.assert_allclose(naive, -1.0)
+    np.testing.assert_allclose(StandardScaler().fit_transform(X), 0.0, atol=1e-15)
+
+
+@pytest.mark.parametrize("X", [np.full((3, 1), 0.1), 1e6 + 1e-2 * np.random.default_rng(5).standard_normal((50, 2)),
+                               np.full((4, 2), 7.0)], ids=["0.1x3", "offset_1e6", "exact_7"])
+def test_notebook_solution_follows_sklearns_zero_variance_rule(X):
+    ns = _solution_namespace()
+    mean, scale = ns["fit_standardizer"](X.copy())
+    scaler = StandardScaler().fit(X)
+    np.testing.assert_allclose(mean, scaler.mean_, rtol=1e-12)
+    np.testing.assert_allclose(scale, scaler.scale_, rtol=1e-9)
+
+
+def _solution_namespace() -> dict:
+    nb = nbformat.read(SOURCE, as_version=4)
+    ns: dict = {"np": np}
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "fit_standardizer":
+            exec(cell.source, ns)
+    return ns
+
+
 def test_reference_float32_values_match_sklearn_and_keep_dtype():
     X = _data(4, 80, 5, dtype=np.float32)
     mean, scale = fit_standardizer(X)
