@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
-from nbgrader.converters import Autograde
-from nbgrader.preprocessors import ClearMarkScheme, Execute, GetGrades
+from nbgrader.converters import Autograde, GenerateAssignment
+from nbgrader.preprocessors import ClearMarkScheme, ClearSolutions, Execute, GetGrades
 
 ROOT = Path(__file__).resolve().parent
 # nbgrader itself imports the course's grading machinery (autograder.kernel.execute, autograder.kernel.sandbox)
@@ -22,6 +22,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from autograder.kernel.execute import SandboxCheckedExporter, SandboxedExecute  # noqa: E402
+from autograder.tools.stubs import NamedStubs  # noqa: E402
 
 # The assignments, in teaching order. Each is source/<name>/<notebook>.ipynb.
 # `nbgrader generate_assignment` adds each one to the gradebook the first time it runs.
@@ -53,6 +54,11 @@ c.ClearHiddenTests.begin_test_delimeter = "BEGIN HIDDEN TESTS"
 c.ClearHiddenTests.end_test_delimeter = "END HIDDEN TESTS"
 c.ClearHiddenTests.enforce_metadata = True
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+# ... but each stub's message names the function to write (autograder/tools/stubs.py).
+c.GenerateAssignment.preprocessors = [
+    NamedStubs if pp is ClearSolutions else pp
+    for pp in GenerateAssignment.class_traits()["preprocessors"].default()
+]
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
 # Every hidden check finishes in well under a second; a student's infinite loop is cut off here
