@@ -7,6 +7,7 @@ values side by side when they disagree. They contain no solutions.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import numpy as np
@@ -256,3 +257,13 @@ def check_gradient_against_reference(name: str, analytic, f: Callable, x, dout,
         )
     print(f"ok  {name}: your numerical_gradient agrees ({yours_err:.2e})")
     return err
+
+
+def running_under_nbgrader() -> bool:
+    """True while nbgrader executes the notebook (``autograde`` or ``validate``).
+
+    nbgrader sets the environment variable ``NBGRADER_EXECUTION`` to ``'autograde'`` or
+    ``'validate'`` in the kernels it starts (nbgrader docs, "Autograding resources"). Notebooks
+    01-03 then skip their ungraded demos and figures.
+    """
+    return bool(os.environ.get("NBGRADER_EXECUTION"))

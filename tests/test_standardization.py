@@ -474,3 +474,48 @@ def test_hidden_cells_in_the_notebook_are_worth_the_checks_points():
         cell = hidden[f"test_{fn}"]
         assert cell.metadata["nbgrader"]["points"] == CHECKS[fn].points
         assert f"check_{fn}({fn})" in cell.source.splitlines()[-2]
+
+
+# =========================================================================== notebook 01's claims
+def _wine_logistic():
+    from course.data import load_wine
+
+    data = load_wine()
+    scaler = StandardScaler().fit(data.X_train)
+    y = (data.y_train == 1).astype(float)
+    return data, scaler, y
+
+
+def _loss_and_grad(A, y, w):
+    t = A @ w
+    p = 0.5 * (1.0 + np.tanh(0.5 * t))
+    return np.mean(np.logaddexp(0.0, t) - y * t), A.T @ (p - y) / len(y)
+
+
+@pytest.mark.parametrize("fraction_of_2_over_L", [0.5, 0.99])
+def test_descent_lemma_every_step_below_2_over_L_lowers_the_wine_loss(fraction_of_2_over_L):
+    """Notebook 01, section 5: any eta < 2/L decreases the loss (not only eta <= 1/L)."""
+    data, scaler, y = _wine_logistic()
+    A = np.column_stack([np.ones(len(y)), scaler.transform(data.X_train)])
+    L = np.linalg.eigvalsh(A.T @ A / (4 * len(A))).max()
+    eta = fraction_of_2_over_L * 2.0 / L
+    w = np.zeros(A.shape[1])
+    loss, grad = _loss_and_grad(A, y, w)
+    for _ in range(200):
+        w = w - eta * grad
+        new_loss, grad = _loss_and_grad(A, y, w)
+        assert new_loss < loss, f"eta = {eta:.3g} < 2/L raised the loss"
+        loss = new_loss
+
+
+def test_wine_training_split_is_linearly_separable_and_raw_accuracy_near_majority():
+    """Notebook 01, section 5: the standardized training split is separable (the loss has no
+    finite minimizer), and the majority class of the validation split is 61 %."""
+    from sklearn.svm import LinearSVC
+
+    data, scaler, y = _wine_logistic()
+    Z = scaler.transform(data.X_train)
+    svm = LinearSVC(C=1e4, max_iter=200_000).fit(Z, y)
+    assert svm.score(Z, y) == 1.0, "a linear classifier separates cultivar 1 on the training split"
+    y_val = (data.y_val == 1).astype(float)
+    assert max(y_val.mean(), 1 - y_val.mean()) == pytest.approx(22 / 36)

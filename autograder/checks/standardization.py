@@ -93,7 +93,8 @@ _M12 = (
 _M21_RECOMPUTE = (
     "the output matches standardizing X with its *own* mean and std, ignoring the mean and "
     "scale you were given. Statistics must come from the training split and be re-used "
-    "unchanged on validation and test data; recomputing them leaks those splits' statistics."
+    "unchanged on validation and test data; recomputing them on each split is train/test skew "
+    "(inconsistent preprocessing: each split goes through a different transformation)."
 )
 
 
