@@ -13,8 +13,14 @@ import sys
 from pathlib import Path
 
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
-from nbgrader.converters import Autograde
-from nbgrader.preprocessors import ClearMarkScheme, Execute, GetGrades, SaveAutoGrades
+from nbgrader.converters import Autograde, GenerateAssignment
+from nbgrader.preprocessors import (
+    ClearMarkScheme,
+    ClearSolutions,
+    Execute,
+    GetGrades,
+    SaveAutoGrades,
+)
 
 ROOT = Path(__file__).resolve().parent
 # nbgrader itself imports the course's grading machinery (autograder.kernel.execute, autograder.kernel.sandbox)
@@ -28,6 +34,7 @@ from autograder.kernel.execute import (  # noqa: E402
     TrustedSaveAutoGrades,
 )
 from autograder.kernel.sanitize_html import SanitizeStudentHTML  # noqa: E402
+from autograder.tools.stubs import NamedStubs  # noqa: E402
 
 # The assignments, in teaching order. Each is source/<name>/<notebook>.ipynb.
 # `nbgrader generate_assignment` adds each one to the gradebook the first time it runs.
@@ -59,6 +66,11 @@ c.ClearHiddenTests.begin_test_delimeter = "BEGIN HIDDEN TESTS"
 c.ClearHiddenTests.end_test_delimeter = "END HIDDEN TESTS"
 c.ClearHiddenTests.enforce_metadata = True
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+# ... but each stub's message names the function to write (autograder/tools/stubs.py).
+c.GenerateAssignment.preprocessors = [
+    NamedStubs if pp is ClearSolutions else pp
+    for pp in GenerateAssignment.class_traits()["preprocessors"].default()
+]
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
 # Every hidden check finishes in well under a second; a student's infinite loop is cut off here

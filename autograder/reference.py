@@ -48,9 +48,10 @@ def fit_standardizer(X):
     mean : ndarray, shape (D,)
         Column means, in the units of X.
     scale : ndarray, shape (D,)
-        Population standard deviations (``ddof=0``), in the units of X; 1.0 where a feature's
-        variance is zero, as in scikit-learn's ``StandardScaler`` (``_handle_zeros_in_scale``).
-        float64 for integer input, otherwise the dtype of X.
+        Population standard deviations (``ddof=0``), in the units of X; 1.0 where a feature is
+        constant up to rounding (:func:`is_constant_feature`), as scikit-learn's
+        ``StandardScaler`` does. float64 for integer input, otherwise the dtype of X (the
+        statistics are accumulated in float64, as scikit-learn does).
 
     Raises
     ------
@@ -62,15 +63,38 @@ def fit_standardizer(X):
     X = as_float_array("X", X, ndim=2)
     if X.shape[0] == 0:
         raise ValueError(f"X must have at least one row, got shape {X.shape}")
-    mean = X.mean(axis=0)
-    var = ((X - mean) ** 2).mean(axis=0)  # two-pass: exact for large offsets
+    X64 = X.astype(np.float64, copy=False)
+    mean = X64.mean(axis=0)
+    var = ((X64 - mean) ** 2).mean(axis=0)  # two-pass: exact for large offsets
     scale = np.sqrt(var)
-    # StandardScaler treats a variance below 10 * machine epsilon * mean² as zero; a feature
-    # that is constant in exact arithmetic can have var ~ 1e-30 after rounding.
-    eps = np.finfo(X.dtype).eps
-    tiny = var <= 10 * eps * np.maximum(mean**2, eps)
-    scale[tiny] = 1.0
-    return mean, scale
+    scale[is_constant_feature(var, mean, X.shape[0])] = 1.0
+    return mean.astype(X.dtype, copy=False), scale.astype(X.dtype, copy=False)
+
+
+def is_constant_feature(var, mean, n_samples: int) -> np.ndarray:
+    """Which features are constant up to the rounding error of a two-pass variance.
+
+    ``var <= n·eps·var + (n·mean·eps)²`` with ``eps`` the float64 machine epsilon: the error
+    bound of the two-pass algorithm (Chan, Golub & LeVeque 1983), the rule of scikit-learn's
+    ``sklearn.preprocessing._data._is_constant_feature``. A feature that is constant in exact
+    arithmetic can have a computed variance of about 1e-34 (``np.full((3, 1), 0.1)``); one with
+    a large offset and a small but real spread (mean 1e6, std 1e-2) is *not* constant.
+
+    Parameters
+    ----------
+    var, mean : ndarray of float, shape (D,)
+        The population variance and the mean of each feature.
+    n_samples : int
+        The number of rows they were computed from.
+
+    Returns
+    -------
+    ndarray of bool, shape (D,)
+    """
+    eps = np.finfo(np.float64).eps
+    var = np.asarray(var, dtype=np.float64)
+    mean = np.asarray(mean, dtype=np.float64)
+    return var <= n_samples * eps * var + (n_samples * mean * eps) ** 2
 
 
 def standardize(X, mean, scale):

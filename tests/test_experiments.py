@@ -19,9 +19,10 @@ from autograder.checks.sandwich import (
     check_affine_bn_relu_backward,
     check_affine_bn_relu_forward,
 )
+from autograder.reference import numerical_gradient as numerical_gradient_array
 from autograder.tools import provided
 from course import experiments as E
-from course.gradcheck import numerical_gradient_array, rel_error
+from course.gradcheck import rel_error
 
 
 # --------------------------------------------------------------------------- provided file
