@@ -103,8 +103,8 @@ def running_under_nbgrader() -> bool:
 
 
 #: What the reduced configuration changes, for the notebook to print.
-REDUCED = ("4 weight scales instead of 9 and 2 epochs instead of 8; single-class batches of 10 "
-           "for 2 epochs instead of batches of 50 for 8; 40 updates per batch size instead of "
+REDUCED = ("4 weight scales instead of 9 and 1 epoch instead of 8; single-class batches of 10 "
+           "for 2 epochs instead of batches of 50 for 8; 20 updates per batch size instead of "
            "300; 2 learning rates instead of 5, for 1 epoch instead of 4; 400 resampled batches "
            "instead of 4000")
 
@@ -126,9 +126,9 @@ def config(reduced: bool | None = None) -> ExperimentConfig:
         reduced = running_under_nbgrader()
     if not reduced:
         return ExperimentConfig()
-    return ExperimentConfig(weight_scales=(1e-4, 1e-3, 1e-1, 1.0), epochs=2,
+    return ExperimentConfig(weight_scales=(1e-4, 1e-3, 1e-1, 1.0), epochs=1,
                             single_class_batch_size=10, single_class_epochs=2,
-                            batch_size_updates=40, learning_rates=(1e-3, 1e-1), lr_epochs=1,
+                            batch_size_updates=20, learning_rates=(1e-3, 1e-1), lr_epochs=1,
                             spread_batches=400)
 
 
