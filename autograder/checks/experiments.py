@@ -191,6 +191,14 @@ def _as_number(value):
         return value
 
 
+def _require_order(test, train, expected) -> None:
+    """Fail with the 'order' diagnosis when the two accuracies come back swapped."""
+    if close(train, expected[:, 1], RTOL, ATOL) and close(test, expected[:, 0], RTOL, ATOL):
+        raise Failure("the two accuracies are swapped.\n      yours:    "
+                      f"{fmt(np.column_stack([train, test]).ravel())}\n      expected: "
+                      f"{fmt(expected.ravel())}\n      {DIAGNOSIS} order: {EXPLAIN['order']}")
+
+
 @hidden_check("mode_accuracies", points=4)
 def check_mode_accuracies(g: Grader, fn) -> None:
     """Test-mode and train-mode accuracies of a random BatchNorm network, for three batch sizes."""
@@ -202,11 +210,7 @@ def check_mode_accuracies(g: Grader, fn) -> None:
                 f"for B = {', '.join(map(str, BATCH_SIZES))}", weight=2):
         got = [_call(g, fn, case, B) for B in BATCH_SIZES]
         test = [_as_number(t) for _, t in got]
-        train = [_as_number(t) for t, _ in got]
-        if close(train, expected[:, 1], RTOL, ATOL) and close(test, expected[:, 0], RTOL, ATOL):
-            raise Failure("the two accuracies are swapped.\n      yours:    "
-                          f"{fmt(np.array(got, dtype=float).ravel())}\n      expected: "
-                          f"{fmt(expected.ravel())}\n      {DIAGNOSIS} order: {EXPLAIN['order']}")
+        _require_order(test, [_as_number(t) for t, _ in got], expected)
         g.compare("test-mode accuracies", test, expected[:, 1], rtol=RTOL, atol=ATOL, mistakes={
             **_diag(M8=_closest_of(test, ("test_batch", "test_whole"), case),
                     M10=_closest_of(test, ("m10_all", "m10_each"), case)),
@@ -217,6 +221,7 @@ def check_mode_accuracies(g: Grader, fn) -> None:
         if len(got) != len(BATCH_SIZES):
             got = [_call(g, fn, case, B) for B in BATCH_SIZES]
         train = [_as_number(t) for t, _ in got]
+        _require_order([_as_number(t) for _, t in got], train, expected)
         g.compare("train-mode accuracies", train, expected[:, 0], rtol=RTOL, atol=ATOL,
                   mistakes=_diag(**{"M8 train": lambda: _wrong(*case, "train_running"),
                                     "one batch": lambda: _wrong(*case, "one_batch"),
