@@ -31,6 +31,7 @@ __all__ = [
     "fixed_backward_dvar",
     "affine_bn_relu_forward",
     "affine_bn_relu_backward",
+    "mode_accuracies",
 ]
 
 
@@ -578,3 +579,63 @@ def affine_bn_relu_backward(dout, cache):
     da, dgamma, dbeta = batchnorm_backward(da_bn, bn_cache)
     dx, dw, db = affine_backward(da, fc_cache)
     return dx, dw, db, dgamma, dbeta
+
+
+def _network_scores(params, bn_params, X, mode: str, sandwich=None):
+    """Class scores of the network {affine -> BN -> ReLU} x (L - 1) -> affine for the batch X,
+    BatchNorm in ``mode``, on copies of ``bn_params`` (the caller's are never written)."""
+    sandwich = affine_bn_relu_forward if sandwich is None else sandwich
+    L = len(bn_params) + 1
+    h = X
+    for i in range(1, L):
+        bn = {**bn_params[i - 1], "mode": mode}
+        h, _ = sandwich(h, params[f"W{i}"], params[f"b{i}"], params[f"gamma{i}"],
+                        params[f"beta{i}"], bn)
+    scores, _ = affine_forward(h, params[f"W{L}"], params[f"b{L}"])
+    return scores
+
+
+def mode_accuracies(params, bn_params, X, y, batch_size):
+    """Accuracy of a trained BatchNorm network in train mode and in test mode, on the same examples.
+
+    The examples ``X[:n]``, ``n = (N // batch_size) * batch_size``, are cut into consecutive
+    batches of ``batch_size`` (the last partial batch is dropped, as the Solver does in
+    training). In **train mode** each batch is normalized with its own statistics (Ioffe &
+    Szegedy 2015, Alg. 1), in **test mode** with the running averages (Alg. 2, step 10); the
+    running statistics are read, never updated: measuring does not change the network.
+
+    Parameters
+    ----------
+    params : dict of str to ndarray
+        ``W1``...``WL`` (D, H_1), ..., (H_{L-1}, C); ``b1``...``bL``; ``gamma1``, ``beta1`` ...
+        ``gamma{L-1}``, ``beta{L-1}``, as :attr:`course.nets.FullyConnectedNet.params`.
+    bn_params : list of dict
+        One per hidden layer, with ``eps``, ``momentum``, ``running_mean``, ``running_var``.
+        Not modified.
+    X : ndarray of float, shape (N, D)
+    y : ndarray of int, shape (N,)
+    batch_size : int
+        B, with 2 <= B <= N.
+
+    Returns
+    -------
+    train_acc, test_acc : float
+        Fractions of the n examples whose highest score is their label, in train mode and in
+        test mode.
+
+    Raises
+    ------
+    ValueError
+        If ``batch_size`` is not in [2, N].
+    """
+    N = len(y)
+    if not 2 <= batch_size <= N:
+        raise ValueError(f"batch_size must be in [2, {N}], got {batch_size}")
+    n = N // batch_size * batch_size
+    correct = {"train": 0, "test": 0}
+    for start in range(0, n, batch_size):
+        Xb, yb = X[start:start + batch_size], y[start:start + batch_size]
+        for mode in correct:
+            pred = np.argmax(_network_scores(params, bn_params, Xb, mode), axis=1)
+            correct[mode] += int(np.count_nonzero(pred == yb))
+    return correct["train"] / n, correct["test"] / n

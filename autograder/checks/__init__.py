@@ -15,9 +15,11 @@ from autograder.checks.batchnorm_backward import *  # noqa: F403
 from autograder.checks.batchnorm_backward import __all__ as _backward
 from autograder.checks.batchnorm_forward import *  # noqa: F403
 from autograder.checks.batchnorm_forward import __all__ as _forward
+from autograder.checks.experiments import *  # noqa: F403
+from autograder.checks.experiments import __all__ as _measuring
 from autograder.checks.sandwich import *  # noqa: F403
 from autograder.checks.sandwich import __all__ as _experiments
 from autograder.checks.standardization import *  # noqa: F403
 from autograder.checks.standardization import __all__ as _standardization
 
-__all__ = [*_standardization, *_forward, *_backward, *_experiments]
+__all__ = [*_standardization, *_forward, *_backward, *_experiments, *_measuring]
