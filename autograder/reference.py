@@ -836,8 +836,10 @@ def batchrenorm_forward(x, gamma, beta, brn_param):
     cache : dict
         ``x`` (N, D); ``mean`` (D,) mu_B; ``xmu`` (N, D); ``var`` (D,); ``std`` (D,) sigma_B;
         ``inv_std`` (D,) 1/sigma_B; ``x_bn`` (N, D) (x - mu_B)/sigma_B; ``r``, ``d`` (D,);
-        ``x_hat`` (N, D) the corrected x_bn * r + d; ``gamma``, ``beta``; ``eps``; ``mode``.
-        In test mode mean/std are the running statistics, r = 1 and d = 0.
+        ``x_hat`` (N, D) the corrected x_bn * r + d; ``running_mean``, ``running_std`` (D,) the
+        statistics r and d were computed from (before this step's update); ``gamma``,
+        ``beta``; ``eps``; ``mode``. In test mode mean/std are the running statistics, r = 1
+        and d = 0.
 
     Raises
     ------
@@ -872,8 +874,8 @@ def batchrenorm_forward(x, gamma, beta, brn_param):
     x_hat = x_bn * r + d
     out = gamma * x_hat + beta
     cache = {"x": x, "mean": mean, "xmu": xmu, "var": var, "std": std, "inv_std": inv_std,
-             "x_bn": x_bn, "r": r, "d": d, "x_hat": x_hat, "gamma": gamma, "beta": beta,
-             "eps": eps, "mode": mode}
+             "x_bn": x_bn, "r": r, "d": d, "x_hat": x_hat, "running_mean": rm, "running_std": rs,
+             "gamma": gamma, "beta": beta, "eps": eps, "mode": mode}
     return out.astype(x.dtype, copy=False), cache
 
 
