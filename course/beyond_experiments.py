@@ -27,7 +27,7 @@ from course.plots import COLORS, finish
 from course.solver import UPDATE_RULES, adam
 
 __all__ = [
-    "READY", "visible_test", "Method", "BeyondConfig", "config", "digits_data", "paper_schedule",
+    "READY", "visible_test", "ready", "Method", "BeyondConfig", "config", "digits_data", "paper_schedule",
     "as_fc_groupnorm", "Run", "train", "small_batch_sweep", "non_iid_runs", "accuracy",
     "plot_small_batches", "plot_non_iid", "plot_renorm_trace",
 ]
@@ -40,17 +40,28 @@ READY: set[str] = set()
 def visible_test(*names: str):
     """Run a visible test; on success record ``names`` in :data:`READY`.
 
-    An exercise that still raises ``NotImplementedError`` prints one line and lets the notebook
-    go on (the experiments then skip that layer); any other failure propagates, with the
-    student's value beside the expected one.
+    An exercise that still raises ``NotImplementedError`` gets one line saying what the
+    experiments will skip, and the error goes on (Jupyter stops a *Run All* there, as at every
+    unfinished exercise; a notebook executed with errors allowed runs to the end). Any other
+    failure propagates too, with the student's value beside the expected one.
     """
     try:
         yield
     except NotImplementedError:
-        print(f"not implemented yet: {', '.join(names)}. The experiments below will skip the "
-              "layer that needs it; come back when its visible test passes.")
-        return
+        print(f"not implemented yet: {', '.join(names)}. The experiments skip the layer that "
+              "needs it until this visible test passes.")
+        raise
     READY.update(names)
+
+
+def ready(methods: list) -> list:
+    """The methods whose exercises passed their visible tests; prints a line for each other."""
+    for m in methods:
+        if not m.ready():
+            missing = sorted(set(m.needs) - READY)
+            print(f"skipped: {m.name} (finish {', '.join(missing)} so that the visible tests "
+                  "pass, then run this cell again)")
+    return [m for m in methods if m.ready()]
 
 
 @dataclass(frozen=True)
