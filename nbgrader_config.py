@@ -43,6 +43,7 @@ ASSIGNMENTS = {
     "02_batchnorm_forward": "batchnorm_forward.ipynb",
     "03_batchnorm_backward": "batchnorm_backward.ipynb",
     "04_experiments": "experiments.ipynb",
+    "05_beyond_batchnorm": "beyond_batchnorm.ipynb",
 }
 
 # The hidden checks live in autograder/, which is never given to students. Kernels started by
