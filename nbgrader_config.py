@@ -106,6 +106,12 @@ c.Autograde.autograde_preprocessors = [
     for step in _TRUSTED.get(pp, [pp])
 ]
 
+# Validate (the button in JupyterLab, `nbgrader validate`): by default nbgrader checks only grade
+# cells, and in the release the hidden-test cells are comments, so a notebook whose visible test
+# fails was reported "Success! Your notebook passes all the tests." validate_all makes any code
+# cell that raises (a failing visible test, an unfinished exercise) or writes to stderr fail it.
+c.Validator.validate_all = True
+
 # Written questions: the question sits in a locked markdown cell whose rubric lies between
 # `=== BEGIN MARK SCHEME ===` and `=== END MARK SCHEME ===`; the answer is the manually graded
 # cell below it. ClearMarkScheme strips the rubric from release/; autograde restores the locked
