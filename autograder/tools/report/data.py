@@ -1,51 +1,18 @@
-"""The grade report of one assignment: ``python -m autograder report ASSIGNMENT``.
-
-After grading, this writes ``reports/<assignment>/report.html`` (self-contained: plain CSS, the
-figure embedded as a base64 PNG, no JavaScript, nothing fetched from the network) and
-``reports/<assignment>/report.csv`` (one row per student). The report shows:
-
-- a histogram of the students' total scores;
-- per-test-cell pass rates (how many students got full, partial and zero points on each
-  autograded test cell);
-- per-mistake counts: how many students were diagnosed with each misconception
-  (``Diagnosis M<k>: ...`` lines, :func:`autograder.checks.framework.diagnoses_in`), titled from the
-  instructor catalogue ``autograder/MISCONCEPTIONS.md``;
-- flagged submissions with their reasons: ``Flag [kind]: reason`` lines
-  (:func:`autograder.checks.framework.flags_in`) in the autograded notebooks, the per-student status and
-  flags of the parallel runner (``reports/<assignment>/runs.json``, optional), and students whose
-  submission in ``submitted/`` has no autograded notebook (not graded).
-
-Scores come from nbgrader's gradebook (:class:`nbgrader.api.Gradebook`, at the course's
-``CourseDirectory.db_url``); diagnoses and flags come from the autograded notebooks' outputs
-(stream text, and the ``ename``/``evalue``/``traceback`` of error outputs). Collecting the data
-(:func:`collect`, which returns a plain :class:`ReportData`) is kept apart from rendering it
-(:func:`render_html`, :func:`write_csv`).
+"""The report's data: :func:`collect` gathers one assignment's scores (from nbgrader's gradebook),
+diagnoses and flags (from the autograded notebooks, through :mod:`autograder.notebooks`) and the
+runner's ``runs.json`` into a plain :class:`ReportData`; rendering is :mod:`.render`'s job.
 """
 
 from __future__ import annotations
 
-import argparse
-import base64
-import csv
-import functools
 import glob
-import io
 import json
-import math
 import re
-import statistics
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib as mpl
 import nbformat
 import numpy as np
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from markupsafe import Markup, escape
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from autograder.checks.framework import flags_in
 from autograder.course_dir import ROOT, assignments, course_directory
@@ -63,7 +30,6 @@ _TOL = 1e-9
 _CATALOGUE_ROW = re.compile(r"^\|\s*(M\d+)\s*\|\s*([^|]*?)\s*\|", re.MULTILINE)
 
 
-# ---------------------------------------------------------------------------------------- data
 @dataclass
 class CellRate:
     """How the graded submissions did on one autograded test cell.
@@ -359,192 +325,3 @@ def _student_result(student: str, notebooks: list[str], autograded: Path,
     )
 
 
-# ----------------------------------------------------------------------------------- rendering
-def score_histogram(scores: list[float], max_score: float, assignment: str) -> Figure:
-    """Histogram of total scores, in the course's colour-blind-safe style.
-
-    Parameters
-    ----------
-    scores : list of float
-        Total scores in points, one per graded student.
-    max_score : float
-        The assignment's maximum in points; the x axis spans ``[0, max_score]``.
-    assignment : str
-        Shown in the title.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-        On an Agg canvas, made without pyplot (no global figure state).
-    """
-    from course.plots import COLORS, finish, set_style
-
-    top = max_score if max_score > 0 else max([*scores, 1.0])
-    # one bin per point for small maxima, at most 20 bins otherwise
-    edges = np.linspace(0.0, top, int(np.clip(math.ceil(top), 5, 20)) + 1)
-    with mpl.rc_context():
-        set_style()
-        fig = Figure(figsize=(6.4, 3.6), layout="constrained")
-        FigureCanvasAgg(fig)  # Agg, whatever backend pyplot may have chosen
-        ax = fig.add_subplot()
-        ax.hist(np.clip(scores, 0.0, top), bins=edges, color=COLORS[0], edgecolor="white",
-                label=f"{len(scores)} students")
-        if scores:
-            mean = statistics.fmean(scores)
-            ax.axvline(mean, color=COLORS[3], linestyle="--", label=f"mean {mean:.3g}")
-        ax.set_xlim(0.0, top)
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        finish(ax, f"{assignment}: total scores", f"total score [points out of {top:g}]",
-               "students [count]", legend=False)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never hides a bar
-    return fig
-
-
-def png_data_uri(fig: Figure) -> str:
-    """The figure as a ``data:image/png;base64,...`` URI, to embed in an offline HTML page."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _num(x: float | None) -> str:
-    """A score for humans and CSV: up to 6 decimals, no float noise (6.220000000000001 -> 6.22)."""
-    return "" if x is None else f"{round(x, 6):.10g}"
-
-
-def _code_spans(title: str) -> Markup:
-    """A catalogue title with its `code` spans as ``<code>`` elements, everything else escaped."""
-    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(title))))
-
-
-def _pass_rate(cell: CellRate) -> str:
-    """Share of submissions with full points on a test cell, as a percentage."""
-    n = cell.full + cell.partial + cell.zero
-    return f"{100 * cell.full / n:.0f}%" if n else "-"
-
-
-#: The report's page template (autoescaped), next to this module.
-TEMPLATE = Path(__file__).resolve().parent / "templates" / "report.html.j2"
-
-
-@functools.lru_cache(maxsize=1)
-def _template():
-    env = Environment(loader=FileSystemLoader(TEMPLATE.parent), autoescape=True,
-                      undefined=StrictUndefined, keep_trailing_newline=True)
-    env.filters["num"] = _num
-    return env.get_template(TEMPLATE.name)
-
-
-def summary(data: ReportData) -> str:
-    """One line: how many students, graded, flagged, not graded, and the mean score."""
-    n = len(data.students)
-    if n == 0:
-        return f"{data.assignment}: no submissions yet."
-    graded = sum(s.status == GRADED for s in data.students)
-    not_graded = sum(s.status == NOT_GRADED for s in data.students)
-    line = (f"{data.assignment}: {n} students, {graded} graded, {len(data.flagged)} flagged, "
-            f"{not_graded} not graded")
-    if data.scores:
-        line += f"; mean score {statistics.fmean(data.scores):.3g} / {data.max_score:g}"
-    counts = data.mistake_counts()
-    if counts:
-        line += "; mistakes (students): " + ", ".join(f"{m} {len(who)}" for m, _, who in counts)
-    return line + "."
-
-
-def render_html(data: ReportData) -> str:
-    """The report as one self-contained HTML page (no scripts, no external resources), rendered
-    from ``templates/report.html.j2`` with autoescaping: student-controlled text (reasons,
-    ids) is always escaped."""
-    n = len(data.students)
-    flag_rows = []
-    for s in data.flagged:
-        if s.status != GRADED:
-            flag_rows.append([s.student, s.status, s.status, s.reason])
-        for kind, reason in s.flags:
-            flag_rows.append([s.student, s.status,
-                              Markup('<span class="flag">{}</span>').format(kind), reason])
-    return _template().render(
-        data=data,
-        summary=summary(data),
-        pending=sum(s.manual_pending for s in data.students),
-        histogram=png_data_uri(score_histogram(data.scores, data.max_score, data.assignment))
-        if data.students and data.scores else None,
-        cell_rows=[[c.notebook, Markup("<code>{}</code>").format(c.cell), _num(c.max_score),
-                    c.full, c.partial, c.zero, _pass_rate(c), _num(c.mean)] for c in data.cells],
-        mistake_rows=[[m, _code_spans(title), len(who), f"{100 * len(who) / n:.0f}%",
-                       ", ".join(who)] for m, title, who in data.mistake_counts()],
-        flag_rows=flag_rows,
-        student_rows=[[s.student, s.status, _num(s.score), " ".join(s.diagnoses),
-                       " ".join(dict.fromkeys(k for k, _ in s.flags))] for s in data.students],
-    )
-
-
-def csv_rows(data: ReportData) -> list[dict[str, str]]:
-    """The CSV's rows: student, score, max_score, one column per notebook, diagnoses, flags, status.
-
-    Notebook columns are named ``<notebook>.ipynb``; diagnoses and flag kinds are space-separated.
-    """
-    rows = []
-    for s in data.students:
-        row = {"student": s.student, "score": _num(s.score), "max_score": _num(data.max_score)}
-        row.update({f"{n}.ipynb": _num(s.notebook_scores.get(n)) for n in data.notebooks})
-        row["diagnoses"] = " ".join(s.diagnoses)
-        row["flags"] = " ".join(dict.fromkeys(k for k, _ in s.flags))
-        row["status"] = s.status
-        rows.append(row)
-    return rows
-
-
-def write_csv(data: ReportData, path: Path) -> None:
-    """Write :func:`csv_rows` (with a header, also when there are no students) to ``path``."""
-    fields = ["student", "score", "max_score", *(f"{n}.ipynb" for n in data.notebooks),
-              "diagnoses", "flags", "status"]
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(csv_rows(data))
-
-
-def write_report(data: ReportData, out: Path) -> tuple[Path, Path]:
-    """Write ``report.html`` and ``report.csv`` into ``out`` (created); return their paths."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    html_path, csv_path = out / "report.html", out / "report.csv"
-    html_path.write_text(render_html(data), encoding="utf-8")
-    write_csv(data, csv_path)
-    return html_path, csv_path
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m autograder report ASSIGNMENT [--root DIR] [--out DIR]``; returns the exit code.
-
-    Prints a one-line summary and the two paths written. Exit code 2 (with a message on stderr)
-    for an unknown assignment or a root that is not a course directory; 0 otherwise, also when
-    there are no submissions yet.
-    """
-    parser = argparse.ArgumentParser(
-        prog="python -m autograder report",
-        description="Write reports/<assignment>/report.html and report.csv after grading.",
-    )
-    parser.add_argument("assignment", help="assignment name, as in nbgrader_config.py")
-    parser.add_argument("--root", type=Path, default=ROOT,
-                        help="nbgrader course directory (default: this repository)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="directory for report.html and report.csv "
-                             "(default: ROOT/reports/ASSIGNMENT)")
-    args = parser.parse_args(argv)
-    try:
-        data = collect(args.assignment, args.root)
-    except ValueError as exc:
-        print(f"report: {exc}", file=sys.stderr)
-        return 2
-    out = args.out if args.out is not None else Path(args.root) / "reports" / args.assignment
-    html_path, csv_path = write_report(data, out)
-    print(summary(data))
-    print(f"wrote {html_path} and {csv_path.name}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
