@@ -14,14 +14,18 @@ from pathlib import Path
 
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 from nbgrader.converters import Autograde
-from nbgrader.preprocessors import ClearMarkScheme, Execute, GetGrades
+from nbgrader.preprocessors import ClearMarkScheme, Execute, GetGrades, SaveAutoGrades
 
 ROOT = Path(__file__).resolve().parent
 # nbgrader itself imports the course's grading machinery (autograder.kernel.execute, autograder.kernel.sandbox)
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from autograder.kernel.execute import SandboxCheckedExporter, SandboxedExecute  # noqa: E402
+from autograder.kernel.execute import (  # noqa: E402
+    SandboxCheckedExporter,
+    SandboxedExecute,
+    TrustedSaveAutoGrades,
+)
 
 # The assignments, in teaching order. Each is source/<name>/<notebook>.ipynb.
 # `nbgrader generate_assignment` adds each one to the gradebook the first time it runs.
@@ -69,9 +73,12 @@ c.Execute.interrupt_on_timeout = True
 # SandboxCheckedExporter refuses to start grading when the sandbox cannot start.
 c.Execute.kernel_manager_class = "autograder.kernel.sandbox.SandboxedKernelManager"
 c.Autograde.exporter_class = SandboxCheckedExporter
+# The hidden checks run in this (nbgrader's) process, not in the student's kernel
+# (autograder/kernel/remote.py); TrustedSaveAutoGrades scores each hidden test cell with what they
+# recorded, and 0 where they recorded nothing.
+_TRUSTED = {Execute: SandboxedExecute, SaveAutoGrades: TrustedSaveAutoGrades}
 c.Autograde.autograde_preprocessors = [
-    SandboxedExecute if pp is Execute else pp
-    for pp in Autograde.class_traits()["autograde_preprocessors"].default()
+    _TRUSTED.get(pp, pp) for pp in Autograde.class_traits()["autograde_preprocessors"].default()
 ]
 
 # Written questions: the question sits in a locked markdown cell whose rubric lies between

@@ -61,7 +61,15 @@ MiB = 1024**2
 GiB = 1024**3
 
 #: Course folders the kernel may read: the support package, the hidden checks and the data.
-COURSE_READABLE = ("course", "autograder", "data")
+COURSE_READABLE = ("course", "data")
+
+#: The only files of ``autograder/`` the kernel may read: the launcher, what remains of the
+#: guard, and the shim that serves the hidden checks' calls. The checks, the reference, the
+#: samples and the tools are not in the sandbox at all; the checks run in the grader's process
+#: (autograder/kernel/remote.py).
+KERNEL_FILES = ("autograder/__init__.py", "autograder/kernel/__init__.py",
+                "autograder/kernel/launcher.py", "autograder/kernel/guard.py",
+                "autograder/kernel/shim.py")
 
 #: Files and folders of ``/etc`` that the kernel's programs read (dynamic linker, users, time
 #: zone, fonts); the rest of ``/etc`` is not visible.
@@ -288,6 +296,7 @@ def bwrap_command(
             mounts.append(("ro", name, Path(name)))
     readonly = [*python_paths(), *map(Path, extra_readonly)]
     readonly += [course_root / sub for sub in course_readable if (course_root / sub).is_dir()]
+    readonly += [course_root / f for f in KERNEL_FILES if (course_root / f).is_file()]
     for p in readonly:
         if not is_inside(p, Path("/usr")):
             mounts.append(("ro", str(p), p))
@@ -352,8 +361,8 @@ def sandbox_env(environ: t.Mapping[str, str], course_root: Path) -> dict[str, st
     environ : mapping
         The grader's environment (what jupyter_client would give the kernel).
     course_root : Path
-        The course directory; it goes first on ``PYTHONPATH`` so hidden test cells can
-        ``import autograder``.
+        The course directory; it goes first on ``PYTHONPATH`` so notebooks can ``import course``
+        (and the kernel its launcher, the only part of ``autograder/`` in the sandbox).
 
     Returns
     -------
