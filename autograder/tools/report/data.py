@@ -197,8 +197,6 @@ def collect(assignment: str, root: Path = ROOT) -> ReportData:
     FileNotFoundError
         If the misconception catalogue ``autograder/MISCONCEPTIONS.md`` is missing.
     """
-    from nbgrader.api import Gradebook, MissingEntry
-
     root = Path(root).resolve()
     course = _course_directory(root)
     known = assignments(root)
@@ -208,26 +206,7 @@ def collect(assignment: str, root: Path = ROOT) -> ReportData:
     runs, notes = read_runs(root / "reports" / assignment / RUNS_FILE, assignment)
     run_students = {k: v for k, v in runs["students"].items() if isinstance(v, dict)} if runs else {}
 
-    max_score = 0.0
-    cells: list[CellRate] = []
-    totals: dict[str, tuple[float, dict[str, float], bool]] = {}
-    if _gradebook_exists(course.db_url):
-        with Gradebook(course.db_url, course_id=course.course_id) as gb:
-            try:
-                gb_assignment = gb.find_assignment(assignment)
-            except MissingEntry:
-                gb_assignment = None
-            if gb_assignment is not None:
-                notebooks += sorted(n.name for n in gb_assignment.notebooks if n.name not in notebooks)
-                max_score = float(gb_assignment.max_score)
-                submissions = gb.assignment_submissions(assignment)
-                for sub in submissions:
-                    totals[sub.student_id] = (
-                        float(sub.score),
-                        {nb.name: float(nb.score) for nb in sub.notebooks},
-                        bool(sub.needs_manual_grade),
-                    )
-                cells = _cell_rates(gb_assignment, submissions, notebooks)
+    max_score, cells, totals, notebooks = _from_gradebook(course, assignment, notebooks)
 
     pattern = course.format_path(course.submitted_directory, "*", assignment)
     on_disk = {Path(p).parent.name for p in glob.glob(pattern) if Path(p).is_dir()}
@@ -250,6 +229,31 @@ def collect(assignment: str, root: Path = ROOT) -> ReportData:
         run={k: v for k, v in runs.items() if k != "students"} if runs else None,
         notes=notes,
     )
+
+
+def _from_gradebook(course, assignment: str, notebooks: list[str]):
+    """``(max_score, cell rates, {student: (score, {notebook: score}, needs manual grading)},
+    notebooks)`` from the gradebook; the notebooks it knows are added after ``notebooks``.
+    Nothing (and no new gradebook file) when it has no such assignment or does not exist."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    totals: dict[str, tuple[float, dict[str, float], bool]] = {}
+    if not _gradebook_exists(course.db_url):
+        return 0.0, [], totals, notebooks
+    with Gradebook(course.db_url, course_id=course.course_id) as gb:
+        try:
+            gb_assignment = gb.find_assignment(assignment)
+        except MissingEntry:
+            return 0.0, [], totals, notebooks
+        notebooks = notebooks + sorted(n.name for n in gb_assignment.notebooks
+                                       if n.name not in notebooks)
+        submissions = gb.assignment_submissions(assignment)
+        for sub in submissions:
+            totals[sub.student_id] = (float(sub.score),
+                                      {nb.name: float(nb.score) for nb in sub.notebooks},
+                                      bool(sub.needs_manual_grade))
+        cells = _cell_rates(gb_assignment, submissions, notebooks)
+        return float(gb_assignment.max_score), cells, totals, notebooks
 
 
 def _cell_rates(gb_assignment, submissions, notebooks: list[str]) -> list[CellRate]:
