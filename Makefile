@@ -11,7 +11,7 @@ NOTEBOOKS := $(wildcard source/*/*.ipynb)
 # nbgrader and jupyter find their helpers (alembic, kernels) on PATH: use the venv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help venv demo test test-fast lint release lab strip grade bench bench-grading bench-notebooks clean
+.PHONY: help venv demo test test-fast lint release lab strip grade check screenshots bench bench-grading bench-notebooks clean
 
 help:
 	@echo "make demo     build release/, autograde the sample submissions with nbgrader, print grades"
@@ -22,6 +22,8 @@ help:
 	@echo "make release  regenerate release/ from source/ with nbgrader generate_assignment"
 	@echo "make strip    clear outputs from the source notebooks before committing"
 	@echo "make grade ASSIGNMENT=02_batchnorm_forward [WORKERS=2]   autograde every submission in parallel, then write the report"
+	@echo "make check NB=release/02_batchnorm_forward/batchnorm_forward.ipynb [HTML=feedback.html]   self-check one notebook: hidden checks and diagnoses, as nbgrader would grade it"
+	@echo "make screenshots   refresh the README's pictures (docs/*.png) from the browser tests"
 	@echo "make bench    run the BatchNorm speed benchmark"
 	@echo "make bench-grading [REPEATS=3]   seconds per submission: nbgrader autograde vs the parallel runner"
 	@echo "make bench-notebooks  each notebook's run time and peak memory on one core"
@@ -76,6 +78,19 @@ grade: $(STAMP)
 	@test -n "$(ASSIGNMENT)" || { echo "usage: make grade ASSIGNMENT=02_batchnorm_forward [WORKERS=2]"; exit 2; }
 	$(BIN)/python -m autograder grade $(ASSIGNMENT) --workers $(or $(WORKERS),2)
 	$(BIN)/python -m autograder report $(ASSIGNMENT)
+
+# The self-check needs the hidden half (autograder/): a class release has none, so say so
+# before anything else (no venv is built for nothing).
+FULL_REPO := self-check needs the full course repository (for example on Binder); in a class, your instructor grades
+check:
+	@test -d autograder/checks || { echo "$(FULL_REPO)" >&2; exit 2; }
+	@test -n "$(NB)" || { echo "usage: make check NB=release/02_batchnorm_forward/batchnorm_forward.ipynb [HTML=feedback.html]" >&2; exit 2; }
+	@$(MAKE) --no-print-directory venv >/dev/null
+	@$(BIN)/python -m autograder check "$(NB)" $(if $(HTML),--html "$(HTML)",)
+
+# The README's two pictures, taken by the browser tests (tests/test_browser.py).
+screenshots: $(STAMP)
+	BN_SCREENSHOTS=$(abspath docs) $(BIN)/python -m pytest tests/test_browser.py -q -p no:cacheprovider
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_batchnorm.py

@@ -89,7 +89,7 @@ def _trusted(node: Mapping) -> dict:
     value = meta.get(TRUSTED_KEY)
     if not isinstance(value, dict):
         meta[TRUSTED_KEY] = {}
-        value = meta[TRUSTED_KEY]  # a NotebookNode stores a copy of what it is given
+        value = meta[TRUSTED_KEY]  # a NotebookNode stores a converted copy of what it is given
     return value
 
 

@@ -174,3 +174,12 @@ def demo_run(tmp_path_factory):
         f"demo failed (exit {result.returncode})\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     )
     return root, result.stdout
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL server for the session (tests/postgres.py), stopped at its end."""
+    from postgres import PostgresServer
+
+    with PostgresServer() as server:
+        yield server

@@ -26,7 +26,9 @@ from conftest import cell_metadata, copy_course, load_hostile_cases, require_bwr
 from nbformat.v4 import new_code_cell, new_notebook
 
 from autograder.__main__ import main as cli_main
+from autograder.notebooks import output_text
 from autograder.tools import runner
+from autograder.tools.runner import pool, worker
 
 cases = load_hostile_cases("runner_cases")
 
@@ -490,7 +492,7 @@ def test_worker_dying_before_it_is_ready_stops_the_run(course, monkeypatch):
     stops with a clear error instead of looping, and leaves no worker or lock behind."""
     root, release = course
     submit(root, release, "early_death", cases.CORRECT)
-    parent, real_app = os.getpid(), runner.nbgrader_app
+    parent, real_app = os.getpid(), worker.nbgrader_app
 
     def dies_in_workers(*args, **kwargs):
         if os.getpid() != parent:  # the workers are forked: they see this patch too
@@ -502,11 +504,11 @@ def test_worker_dying_before_it_is_ready_stops_the_run(course, monkeypatch):
                 if c.is_running() and c.status() != psutil.STATUS_ZOMBIE}
 
     before = alive_children()  # earlier tests' helpers (a resource tracker, say) may live on
-    monkeypatch.setattr(runner, "nbgrader_app", dies_in_workers)
+    monkeypatch.setattr(worker, "nbgrader_app", dies_in_workers)
     with pytest.raises(RuntimeError, match=r"exited before it was ready \(exit code 3\)"):
         runner.grade("tiny", root, workers=2, students=["early_death"], progress=False)
     assert alive_children() - before == set()
-    monkeypatch.setattr(runner, "nbgrader_app", real_app)
+    monkeypatch.setattr(worker, "nbgrader_app", real_app)
     report = runner.grade("tiny", root, students=["early_death"], progress=False)  # lock is free
     assert report["students"]["early_death"]["status"] == "graded"
     assert total(root, "early_death") == 1.0
@@ -519,13 +521,13 @@ def test_workers_start_afresh_when_the_caller_runs_threads(course, monkeypatch):
     root, release = course
     submit(root, release, "threaded", cases.CORRECT)
     methods = []
-    real = runner.mp.get_context
+    real = pool.mp.get_context
 
     def recording(method=None):
         methods.append(method)
         return real(method)
 
-    monkeypatch.setattr(runner.mp, "get_context", recording)
+    monkeypatch.setattr(pool.mp, "get_context", recording)
     report = runner.grade("tiny", root, students=["threaded"], progress=False)
     assert methods == ["fork"]
     stop = threading.Event()
@@ -543,7 +545,8 @@ def test_workers_start_afresh_when_the_caller_runs_threads(course, monkeypatch):
 
 def test_notebook_text_reads_files_as_plain_json(tmp_path):
     """Flags are read from autograded notebooks with json.loads, where multi-line outputs are
-    lists of lines: the text must be what nbformat's own reading gives."""
+    lists of lines: the text (autograder.notebooks.output_text, the one reader) and the flags
+    (runner.notebook_flags) must be what nbformat's own reading gives."""
     from nbformat.v4 import new_output
 
     cell = new_code_cell("print()")
@@ -556,8 +559,10 @@ def test_notebook_text_reads_files_as_plain_json(tmp_path):
     nbformat.write(new_notebook(cells=[cell]), path)
     raw = json.loads(path.read_text())
     assert isinstance(raw["cells"][0]["outputs"][0]["text"], list)  # as nbformat stores it
-    expected = runner.notebook_text(nbformat.read(path, as_version=4))
-    assert runner.notebook_text(raw) == expected
+    read = nbformat.read(path, as_version=4)
+    expected = output_text(read.cells)
+    assert output_text(raw["cells"]) == expected
+    assert runner.notebook_flags(raw) == runner.notebook_flags(read) == [("tampering", "one")]
     assert "Flag [tampering]: one\nsecond line" in expected and "bad x" in expected
 
 

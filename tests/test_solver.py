@@ -222,6 +222,31 @@ def test_shuffle_false_takes_the_batches_in_the_data_order_every_epoch():
         assert np.array_equal(got, want), f"batch {got} should be examples {want} in order"
 
 
+def test_shuffle_batches_visits_the_fixed_consecutive_batches_in_a_new_order_each_epoch():
+    n, bs = 23, 5
+    X = np.column_stack([np.arange(n), np.zeros((n, 2))]).astype(float)  # column 0: example id
+    y = np.zeros(n, dtype=int)
+    model = Recorder()
+    Solver(model, {"X_train": X, "y_train": y, "X_val": X[:5], "y_val": y[:5]},
+           update_rule="sgd", batch_size=bs, num_epochs=4, shuffle="batches").train()
+    fixed = {tuple(range(i * bs, (i + 1) * bs)) for i in range(n // bs)}
+    epochs = [model.batches[e * 4:(e + 1) * 4] for e in range(4)]
+    for batches in epochs:
+        assert {tuple(b.astype(int)) for b in batches} == fixed, "each epoch: the same 4 batches"
+    firsts = [int(batches[0][0]) for batches in epochs]
+    assert len(set(firsts)) > 1, f"the batch order never changed over 4 epochs: {firsts}"
+
+
+def test_max_iterations_stops_mid_epoch_and_records_the_final_accuracy(digits):
+    n = len(digits.y_train)
+    per_epoch = n // 50
+    s = Solver(_net(), digits, batch_size=50, num_epochs=10, max_iterations=per_epoch + 3,
+               num_train_samples=None).train()
+    assert len(s.loss_history) == per_epoch + 3, "exactly max_iterations updates"
+    assert len(s.val_acc_history) == 2 and s.epoch == 2, "one full epoch and one cut short"
+    assert s.val_acc_history[-1] == s.check_accuracy(digits.X_val, digits.y_val)
+
+
 def test_split_and_dict_data_give_the_same_run(digits):
     as_dict = {k: getattr(digits, k) for k in ("X_train", "y_train", "X_val", "y_val")}
     a = Solver(_net(), digits, num_epochs=1).train()
@@ -301,7 +326,9 @@ def test_silent_unless_verbose(digits, capsys):
         ({"num_train_samples": 0}, ValueError, "num_train_samples must be an int >= 1"),
         ({"seed": -2}, ValueError, "seed must be an int >= 0"),
         ({"verbose": "yes"}, TypeError, "verbose must be a bool"),
-        ({"shuffle": "no"}, TypeError, "shuffle must be a bool"),
+        ({"shuffle": "no"}, ValueError, "shuffle must be True, False or 'batches'"),
+        ({"max_iterations": 0}, ValueError, "max_iterations must be >= 1"),
+        ({"shuffle": 1}, TypeError, "shuffle must be a bool or 'batches'"),
     ],
 )
 def test_solver_rejects_bad_arguments(digits, kwargs, error, match):

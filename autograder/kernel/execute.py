@@ -230,6 +230,8 @@ class SandboxedExecute(Execute):
     async def _async_handle_timeout(self, timeout: int, cell: NotebookNode | None = None):
         label = "a cell" if cell is None else _label(cell, self.nb.cells.index(cell))
         reason = f"{label} ran longer than {timeout} s and was interrupted"
+        if cell is not None:
+            notebooks.add_flag(cell, "cell-timeout", reason)
         self.error_on_timeout = {
             "ename": "CellTimeoutError",
             "evalue": flag_line("cell-timeout", reason),
@@ -274,6 +276,7 @@ class SandboxedExecute(Execute):
         reason = (f"{_label(cell, index)} printed about {dropped} characters more than the "
                   f"{self.max_output_bytes}-character limit per cell (or the notebook's "
                   f"{self.max_notebook_output_bytes}); the rest was dropped")
+        notebooks.add_flag(cell, "output-truncated", reason)
         self._insert_first(cell, index, stream_output(flag_line("output-truncated", reason)
                                                       + "\n"))
 

@@ -10,18 +10,19 @@ figure embedded as a base64 PNG, no JavaScript, nothing fetched from the network
 - per-mistake counts: how many students were diagnosed with each misconception
   (``Diagnosis M<k>: ...`` lines, :func:`autograder.checks.framework.diagnoses_in`), titled from the
   instructor catalogue ``autograder/MISCONCEPTIONS.md``;
-- flagged submissions with their reasons: ``Flag [kind]: reason`` lines
-  (:func:`autograder.checks.framework.flags_in`) in the autograded notebooks, the per-student status and
+- flagged submissions with their reasons: the flags the trusted grading process recorded in
+  the autograded notebooks' metadata (:func:`autograder.notebooks.trusted_flags`; text in an
+  output that looks like a flag is only text), the per-student status and
   flags of the parallel runner (``reports/<assignment>/runs.json``, optional), and students whose
   submission in ``submitted/`` has no autograded notebook (not graded).
 
 Scores come from nbgrader's gradebook (:class:`nbgrader.api.Gradebook`, at the course's
-``CourseDirectory.db_url``); diagnoses and flags come from the autograded notebooks' outputs
-(stream text, and the ``ename``/``evalue``/``traceback`` of error outputs). Collecting the data
+``CourseDirectory.db_url``); diagnoses from the test cells' outputs and flags from the trusted
+metadata of the autograded notebooks, both read through :mod:`autograder.notebooks`. Collecting the data
 (:mod:`.data`, :func:`collect`, which returns a plain :class:`ReportData`) is kept apart from
 rendering it (:mod:`.render`: :func:`render_html` from a Jinja2 template, :func:`write_csv`).
 This package's ``__init__`` is the facade and the command line.
-It may import ``autograder.course_dir``, ``autograder.notebooks``, ``autograder.checks`` and
+It may import ``autograder.course_dir``, ``autograder.notebooks`` and
 ``course`` (the plot style); nothing imports it but the ``python -m autograder`` commands, the
 demo and the tests.
 """

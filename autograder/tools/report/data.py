@@ -14,10 +14,9 @@ from pathlib import Path
 import nbformat
 import numpy as np
 
-from autograder.checks.framework import flags_in
 from autograder.course_dir import ROOT, assignments, course_directory
 from autograder.notebooks import diagnoses as notebook_diagnoses
-from autograder.notebooks import output_text, trusted_flags
+from autograder.notebooks import trusted_flags
 
 #: The instructor copy of the misconception catalogue; its table names each mistake.
 CATALOGUE = ROOT / "autograder" / "MISCONCEPTIONS.md"
@@ -302,7 +301,7 @@ def _student_result(student: str, notebooks: list[str], autograded: Path,
             flags.append(("malformed-notebook", f"autograded {path.name} is unreadable: {exc}"))
             continue
         diagnoses |= notebook_diagnoses(nb)
-        flags += trusted_flags(nb) + flags_in(output_text(nb.cells))
+        flags += trusted_flags(nb)  # never text that looks like a flag: only the grader writes these
 
     if run:
         status, reason = str(run.get("status", GRADED)), str(run.get("reason", ""))
