@@ -59,14 +59,22 @@ def require_bwrap() -> None:
 #: out). Tests that run nbgrader by themselves carry ``@pytest.mark.nbgrader``.
 NBGRADER_FIXTURES = frozenset({
     "demo_run", "formgrader", "course", "course_template", "rendered", "graded", "kernels",
-    "autograded_course", "hostile_run",
+    "autograded_course", "hostile_run", "scratch", "postgres", "edited_config", "html_graded",
 })
+
+#: Fixtures that grade in the bubblewrap sandbox: every test using one is marked
+#: ``requires_bwrap`` (the fixtures may also call :func:`require_bwrap` themselves).
+SANDBOX_FIXTURES = frozenset({"graded", "html_graded", "hostile_run", "autograded_course",
+                              "scratch", "postgres"})
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if NBGRADER_FIXTURES & set(getattr(item, "fixturenames", ())):
+        used = set(getattr(item, "fixturenames", ()))
+        if NBGRADER_FIXTURES & used:
             item.add_marker(pytest.mark.nbgrader)
+        if SANDBOX_FIXTURES & used:
+            item.add_marker(requires_bwrap)
 
 
 def pytest_runtest_setup(item):
