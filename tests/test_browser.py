@@ -43,7 +43,8 @@ MISTAKE = '''def batch_stats(x):
     return mean, var'''
 FIXED = MISTAKE.replace("ddof=1", "ddof=0")
 #: Cells of the release notebook (by nbgrader grade_id) the student fills in after the fix.
-OTHER_ANSWERS = ("normalize", "scale_shift", "batchnorm_forward", "spatial_batchnorm_forward")
+OTHER_ANSWERS = ("normalize", "scale_shift", "batchnorm_forward", "spatial_batchnorm_forward",
+                 WRITTEN)
 CELL_TIMEOUT = 120_000  # ms: one cell, or one validation of the whole notebook, on a busy machine
 README_PICTURES = {"visible-test": "visible-test.png", "formgrader": "formgrader-diagnosis.png"}
 
@@ -130,8 +131,12 @@ def _index(grade_id: str) -> int:
 
 
 def type_into(page, grade_id: str, code: str) -> None:
-    """Replace the source of a cell through its editor, as typing (or pasting) would."""
-    editor = cell(page, grade_id).locator(".cm-content")
+    """Replace the source of a cell through its editor, as typing (or pasting) would; a rendered
+    markdown cell is opened for editing with a double click first."""
+    target = cell(page, grade_id)
+    if "jp-MarkdownCell" in (target.get_attribute("class") or ""):
+        target.locator(".jp-RenderedMarkdown").dblclick()
+    editor = target.locator(".cm-content")
     editor.click()
     page.keyboard.press("ControlOrMeta+a")
     page.keyboard.insert_text(code)
