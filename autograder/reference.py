@@ -31,6 +31,7 @@ __all__ = [
     "fixed_backward_dvar",
     "affine_bn_relu_forward",
     "affine_bn_relu_backward",
+    "mode_accuracies",
 ]
 
 
@@ -48,9 +49,10 @@ def fit_standardizer(X):
     mean : ndarray, shape (D,)
         Column means, in the units of X.
     scale : ndarray, shape (D,)
-        Population standard deviations (``ddof=0``), in the units of X; 1.0 where a feature's
-        variance is zero, as in scikit-learn's ``StandardScaler`` (``_handle_zeros_in_scale``).
-        float64 for integer input, otherwise the dtype of X.
+        Population standard deviations (``ddof=0``), in the units of X; 1.0 where a feature is
+        constant up to rounding (:func:`is_constant_feature`), as scikit-learn's
+        ``StandardScaler`` does. float64 for integer input, otherwise the dtype of X (the
+        statistics are accumulated in float64, as scikit-learn does).
 
     Raises
     ------
@@ -62,15 +64,38 @@ def fit_standardizer(X):
     X = as_float_array("X", X, ndim=2)
     if X.shape[0] == 0:
         raise ValueError(f"X must have at least one row, got shape {X.shape}")
-    mean = X.mean(axis=0)
-    var = ((X - mean) ** 2).mean(axis=0)  # two-pass: exact for large offsets
+    X64 = X.astype(np.float64, copy=False)
+    mean = X64.mean(axis=0)
+    var = ((X64 - mean) ** 2).mean(axis=0)  # two-pass: exact for large offsets
     scale = np.sqrt(var)
-    # StandardScaler treats a variance below 10 * machine epsilon * mean² as zero; a feature
-    # that is constant in exact arithmetic can have var ~ 1e-30 after rounding.
-    eps = np.finfo(X.dtype).eps
-    tiny = var <= 10 * eps * np.maximum(mean**2, eps)
-    scale[tiny] = 1.0
-    return mean, scale
+    scale[is_constant_feature(var, mean, X.shape[0])] = 1.0
+    return mean.astype(X.dtype, copy=False), scale.astype(X.dtype, copy=False)
+
+
+def is_constant_feature(var, mean, n_samples: int) -> np.ndarray:
+    """Which features are constant up to the rounding error of a two-pass variance.
+
+    ``var <= n·eps·var + (n·mean·eps)²`` with ``eps`` the float64 machine epsilon: the error
+    bound of the two-pass algorithm (Chan, Golub & LeVeque 1983), the rule of scikit-learn's
+    ``sklearn.preprocessing._data._is_constant_feature``. A feature that is constant in exact
+    arithmetic can have a computed variance of about 1e-34 (``np.full((3, 1), 0.1)``); one with
+    a large offset and a small but real spread (mean 1e6, std 1e-2) is *not* constant.
+
+    Parameters
+    ----------
+    var, mean : ndarray of float, shape (D,)
+        The population variance and the mean of each feature.
+    n_samples : int
+        The number of rows they were computed from.
+
+    Returns
+    -------
+    ndarray of bool, shape (D,)
+    """
+    eps = np.finfo(np.float64).eps
+    var = np.asarray(var, dtype=np.float64)
+    mean = np.asarray(mean, dtype=np.float64)
+    return var <= n_samples * eps * var + (n_samples * mean * eps) ** 2
 
 
 def standardize(X, mean, scale):
@@ -554,6 +579,66 @@ def affine_bn_relu_backward(dout, cache):
     da, dgamma, dbeta = batchnorm_backward(da_bn, bn_cache)
     dx, dw, db = affine_backward(da, fc_cache)
     return dx, dw, db, dgamma, dbeta
+
+
+def _network_scores(params, bn_params, X, mode: str, sandwich=None):
+    """Class scores of the network {affine -> BN -> ReLU} x (L - 1) -> affine for the batch X,
+    BatchNorm in ``mode``, on copies of ``bn_params`` (the caller's are never written)."""
+    sandwich = affine_bn_relu_forward if sandwich is None else sandwich
+    L = len(bn_params) + 1
+    h = X
+    for i in range(1, L):
+        bn = {**bn_params[i - 1], "mode": mode}
+        h, _ = sandwich(h, params[f"W{i}"], params[f"b{i}"], params[f"gamma{i}"],
+                        params[f"beta{i}"], bn)
+    scores, _ = affine_forward(h, params[f"W{L}"], params[f"b{L}"])
+    return scores
+
+
+def mode_accuracies(params, bn_params, X, y, batch_size):
+    """Accuracy of a trained BatchNorm network in train mode and in test mode, on the same examples.
+
+    The examples ``X[:n]``, ``n = (N // batch_size) * batch_size``, are cut into consecutive
+    batches of ``batch_size`` (the last partial batch is dropped, as the Solver does in
+    training). In **train mode** each batch is normalized with its own statistics (Ioffe &
+    Szegedy 2015, Alg. 1), in **test mode** with the running averages (Alg. 2, step 10); the
+    running statistics are read, never updated: measuring does not change the network.
+
+    Parameters
+    ----------
+    params : dict of str to ndarray
+        ``W1``...``WL`` (D, H_1), ..., (H_{L-1}, C); ``b1``...``bL``; ``gamma1``, ``beta1`` ...
+        ``gamma{L-1}``, ``beta{L-1}``, as :attr:`course.nets.FullyConnectedNet.params`.
+    bn_params : list of dict
+        One per hidden layer, with ``eps``, ``momentum``, ``running_mean``, ``running_var``.
+        Not modified.
+    X : ndarray of float, shape (N, D)
+    y : ndarray of int, shape (N,)
+    batch_size : int
+        B, with 2 <= B <= N.
+
+    Returns
+    -------
+    train_acc, test_acc : float
+        Fractions of the n examples whose highest score is their label, in train mode and in
+        test mode.
+
+    Raises
+    ------
+    ValueError
+        If ``batch_size`` is not in [2, N].
+    """
+    N = len(y)
+    if not 2 <= batch_size <= N:
+        raise ValueError(f"batch_size must be in [2, {N}], got {batch_size}")
+    n = N // batch_size * batch_size
+    correct = {"train": 0, "test": 0}
+    for start in range(0, n, batch_size):
+        Xb, yb = X[start:start + batch_size], y[start:start + batch_size]
+        for mode in correct:
+            pred = np.argmax(_network_scores(params, bn_params, Xb, mode), axis=1)
+            correct[mode] += int(np.count_nonzero(pred == yb))
+    return correct["train"] / n, correct["test"] / n
 
 
 # --------------------------------------------------------------------------- 05 beyond BatchNorm

@@ -27,17 +27,9 @@ from course.layers import (
     relu_forward,
     softmax_loss,
 )
-from course.validate import as_float_array, check_real
+from course.validate import as_float_array, check_int, check_real
 
 __all__ = ["FullyConnectedNet"]
-
-
-def _check_int(name: str, value, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value}")
-    return int(value)
 
 
 class FullyConnectedNet:
@@ -124,9 +116,9 @@ class FullyConnectedNet:
     ):
         if isinstance(hidden_dims, (str, bytes)) or not isinstance(hidden_dims, (Sequence, np.ndarray)):
             raise TypeError(f"hidden_dims must be a sequence of ints, got {type(hidden_dims).__name__}")
-        dims = [_check_int(f"hidden_dims[{i}]", h, 1) for i, h in enumerate(hidden_dims)]
-        self.input_dim = _check_int("input_dim", input_dim, 1)
-        self.num_classes = _check_int("num_classes", num_classes, 2)
+        dims = [check_int(f"hidden_dims[{i}]", h, 1) for i, h in enumerate(hidden_dims)]
+        self.input_dim = check_int("input_dim", input_dim, 1)
+        self.num_classes = check_int("num_classes", num_classes, 2)
         if normalization not in (None, "batchnorm", "custom"):
             raise ValueError(
                 f"normalization must be None or 'batchnorm' (or 'custom' with norm_layer), got "
@@ -160,7 +152,7 @@ class FullyConnectedNet:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be numpy.float32 or numpy.float64, got {self.dtype}")
-        self.seed = _check_int("seed", seed, 0)
+        self.seed = check_int("seed", seed, 0)
         self.hidden_dims = tuple(dims)
         self.num_layers = len(dims) + 1
 

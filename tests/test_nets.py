@@ -1,6 +1,7 @@
 """course.nets.FullyConnectedNet: initialization, loss, gradients, BatchNorm modes, activations.
 
-Oracles we did not write: centered finite differences of the whole loss (course.gradcheck), the
+Oracles we did not write: centered finite differences of the whole loss
+(autograder.reference.numerical_gradient), the
 same network built from PyTorch modules (``Linear``, ``BatchNorm1d``, ``cross_entropy``) with its
 autograd, the value log(C) of the loss at chance, and invariants (a bias right before BatchNorm
 has zero gradient; test-mode scores do not depend on the rest of the batch).
@@ -16,8 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from autograder import reference as R
+from autograder.reference import numerical_gradient as numerical_gradient_array
 from course.data import load_digits
-from course.gradcheck import numerical_gradient_array, rel_error
+from course.gradcheck import rel_error
 from course.nets import FullyConnectedNet
 
 # The graded sandwich (affine -> BatchNorm -> ReLU) as the hidden reference computes it; the

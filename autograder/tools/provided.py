@@ -18,7 +18,7 @@ from pathlib import Path
 from autograder import reference as ref
 from autograder.course_dir import ROOT  # noqa: E402
 
-_HEADER = '''\
+_BN_HEADER = '''\
 """BatchNorm forward and backward passes, provided for assignments 04 and 05.
 
 These are the course's reference solutions of notebooks 02 and 03, with PyTorch's semantics
@@ -33,27 +33,55 @@ import numpy as np
 from course.validate import as_float_array, check_real, check_vector
 '''
 
-_BATCHNORM = [
-    ref._bn_settings,
-    ref.batchnorm_forward,
-    ("_CACHE_KEYS", ref._CACHE_KEYS),
-    ref._backward_inputs,
-    ref.batchnorm_backward,
-]
+_GRADCHECK_HEADER = '''\
+"""A numerical gradient, provided for assignment 04.
 
-#: What each provided file holds, in order: reference functions, or (name, value) constants.
-#: 05 compares Batch Renorm with BatchNorm and trains the BatchNorm network with the same file.
+This is the course's reference solution of notebook 03's ``numerical_gradient`` (centered
+differences of ``sum(f(x) * dout)``), so it is released with 04, after 03's deadline, and never
+placed in ``course/``, which students have from day one.
+
+Generated from autograder/reference.py by ``python -m autograder.tools.provided``; do not edit.
+"""
+
+import numpy as np
+
+from course.validate import as_float_array, check_real
+'''
+
+#: What each provided file holds, in order: its header, then reference functions or
+#: (name, value) constants.
 PROVIDED = {
-    Path("source/04_experiments/provided_batchnorm.py"): _BATCHNORM,
-    Path("source/05_beyond_batchnorm/provided_batchnorm.py"): _BATCHNORM,
+    Path("source/04_experiments/provided_batchnorm.py"): [
+        _BN_HEADER,
+        ref._bn_settings,
+        ref.batchnorm_forward,
+        ("_CACHE_KEYS", ref._CACHE_KEYS),
+        ref._backward_inputs,
+        ref.batchnorm_backward,
+    ],
+    # 05 compares Batch Renorm with BatchNorm and trains the BatchNorm network with this file
+    Path("source/05_beyond_batchnorm/provided_batchnorm.py"): [
+        _BN_HEADER,
+        ref._bn_settings,
+        ref.batchnorm_forward,
+        ("_CACHE_KEYS", ref._CACHE_KEYS),
+        ref._backward_inputs,
+        ref.batchnorm_backward,
+    ],
+    Path("source/04_experiments/provided_gradcheck.py"): [
+        _GRADCHECK_HEADER,
+        ref.numerical_gradient,
+    ],
 }
 
 
 def render(items) -> str:
     """The text of a provided file: the header, then each function's exact source."""
-    parts = [_HEADER]
+    parts = []
     for item in items:
-        if isinstance(item, tuple):
+        if isinstance(item, str):
+            parts.append(item)
+        elif isinstance(item, tuple):
             name, value = item
             parts.append(f"{name} = {value!r}\n")
         else:
