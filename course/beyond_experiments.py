@@ -136,13 +136,13 @@ def config(reduced: bool | None = None) -> BeyondConfig:
     ----------
     reduced : bool, optional
         Default: :func:`course.experiments.running_under_nbgrader`. The reduced runs keep every
-        method and batch size but train on 256 examples, each seen about once.
+        method and batch size but train on 160 examples, each seen once.
     """
     if reduced is None:
         reduced = running_under_nbgrader()
     if not reduced:
         return BeyondConfig()
-    return BeyondConfig(train_subset=256, samples_seen=256)
+    return BeyondConfig(train_subset=160, samples_seen=160)
 
 
 def paper_schedule(step: int, total: int) -> tuple[float, float]:

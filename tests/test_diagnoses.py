@@ -25,11 +25,14 @@ import numpy as np
 import pytest
 from diagnoses import Fixture
 from diagnoses import backward as fx_backward
+from diagnoses import beyond_batchnorm as fx_beyond
 from diagnoses import forward as fx_forward
 from diagnoses import standardization as fx_standardization
 
 from autograder.checks import batchnorm_backward as checks_backward
 from autograder.checks import batchnorm_forward as checks_forward
+from autograder.checks import batchrenorm as checks_batchrenorm
+from autograder.checks import beyond_batchnorm as checks_beyond
 from autograder.checks import standardization as checks_standardization
 from autograder.checks.framework import diagnoses_in
 
@@ -42,16 +45,16 @@ NOTEBOOKS = {
     checks_standardization: ROOT / "source" / "01_standardization" / "standardization.ipynb",
     checks_forward: ROOT / "source" / "02_batchnorm_forward" / "batchnorm_forward.ipynb",
     checks_backward: ROOT / "source" / "03_batchnorm_backward" / "batchnorm_backward.ipynb",
+    checks_beyond: ROOT / "source" / "05_beyond_batchnorm" / "beyond_batchnorm.ipynb",
+    checks_batchrenorm: ROOT / "source" / "05_beyond_batchnorm" / "beyond_batchnorm.ipynb",
 }
 CHECKS = {getattr(m, n).function_name: getattr(m, n) for m in NOTEBOOKS for n in m.__all__}
 NOTEBOOK_OF = {getattr(m, n).function_name: nb for m, nb in NOTEBOOKS.items() for n in m.__all__}
 
-MISTAKES: list[Fixture] = (fx_standardization.MISTAKES + fx_forward.MISTAKES
-                           + fx_backward.MISTAKES)
-ALTERNATIVES: list[Fixture] = (fx_standardization.ALTERNATIVES + fx_forward.ALTERNATIVES
-                               + fx_backward.ALTERNATIVES)
-UNCATALOGUED: list[Fixture] = (fx_standardization.UNCATALOGUED + fx_forward.UNCATALOGUED
-                               + fx_backward.UNCATALOGUED)
+_FIXTURES = (fx_standardization, fx_forward, fx_backward, fx_beyond)
+MISTAKES: list[Fixture] = [f for m in _FIXTURES for f in m.MISTAKES]
+ALTERNATIVES: list[Fixture] = [f for m in _FIXTURES for f in m.ALTERNATIVES]
+UNCATALOGUED: list[Fixture] = [f for m in _FIXTURES for f in m.UNCATALOGUED]
 
 # =============================================================================== applicability
 NO_RUNNING = "no running statistics and no train/test mode"
@@ -174,6 +177,54 @@ APPLICABILITY: dict[str, tuple[str, dict[str, str]]] = {
 }
 
 
+# --------------------------------------------------------------------------- notebook 05
+NB05 = "a mistake of notebook 05's layers (LayerNorm, GroupNorm, Batch Renorm)"
+# notebooks 01-04 have none of LayerNorm's, GroupNorm's or Batch Renorm's mistakes
+APPLICABILITY = {fn: (ids, {**na, "M22 M23 M24 M25 M26 M27 M28 M29 M30 M31": NB05})
+                 for fn, (ids, na) in APPLICABILITY.items()}
+NOT_LN = "LayerNorm's statistics are per row: "
+GN_ONLY = "a GroupNorm mistake: LayerNorm has no groups and no channels"
+BRN_ONLY = "a Batch Renorm mistake: r, d and running statistics exist only there"
+NOT_GRADED_05 = "graded in notebooks 01-03; 05's checks name only the mistakes of its new layers"
+_NEW_FORWARD_NA = {
+    "M4": NOT_GRADED_05 + " (no large offsets here)",
+    "M5": NOT_GRADED_05 + " (a constant row or group gives beta there)",
+    "M11 M12": NOT_GRADED_05,
+    "M13 M14": "05's spatial layer groups channels: its layout mistakes are M24-M26",
+    "M15 M16 M17 M18": NO_GRADIENT,
+    "M19 M20": NO_FD,
+    "M21": NO_SPLITS,
+}
+_NEW_BACKWARD_NA = _BACKWARD_NA | {
+    "M11 M16 M18": NOT_GRADED_05,
+    "M13 M14": "05's spatial layer groups channels: its layout mistakes are M24-M26",
+    "M28 M29 M30 M31": "forward-pass mistakes of Batch Renorm: the cache is the reference's",
+}
+APPLICABILITY |= {
+    "layernorm_forward": ("M1 M3 M10 M22 M23", _NEW_FORWARD_NA | {
+        "M2": NOT_LN + "statistics over the wrong axis (the batch) are M22",
+        "M6 M7 M8 M9": "no running statistics: keeping any is M23",
+        "M24 M25 M26": GN_ONLY, "M27 M28 M29 M30 M31": BRN_ONLY}),
+    "layernorm_backward": ("M10 M15 M17 M22", _NEW_BACKWARD_NA | {
+        "M2": NOT_LN + "sums over the wrong axis are M22",
+        "M23": "a backward pass has no mode", "M24 M25 M26": GN_ONLY, "M27": BRN_ONLY}),
+    "spatial_groupnorm_forward": ("M1 M3 M10 M24 M25 M26", _NEW_FORWARD_NA | {
+        "M2": "statistics over the wrong axes are M24 (channels) or M26 (the batch)",
+        "M6 M7 M8 M9": NO_RUNNING,
+        "M22 M23": "LayerNorm's mistakes (G = 1 is graded as GroupNorm, by M24-M26)",
+        "M27 M28 M29 M30 M31": BRN_ONLY}),
+    "spatial_groupnorm_backward": ("M10 M15 M17 M24 M25 M26", _NEW_BACKWARD_NA | {
+        "M22 M23": "LayerNorm's mistakes", "M27": BRN_ONLY}),
+    "batchrenorm_forward": ("M1 M3 M10 M28 M29 M30 M31", _NEW_FORWARD_NA | {
+        "M2": NOT_GRADED_05 + " (BatchNorm's axis)",
+        "M6 M7 M8 M9": "Batch Renorm's running statistics and modes have their own ids, M29-M31",
+        "M22 M23": "LayerNorm's mistakes", "M24 M25 M26": "GroupNorm's mistakes",
+        "M27": "a backward-pass mistake"}),
+    "batchrenorm_backward": ("M10 M15 M17 M27", _NEW_BACKWARD_NA | {
+        "M22 M23": "LayerNorm's mistakes", "M24 M25 M26": "GroupNorm's mistakes"}),
+}
+
+
 def _applies(function: str) -> set[str]:
     return set(APPLICABILITY[function][0].split())
 
@@ -188,7 +239,7 @@ def _catalogue_ids() -> list[str]:
 
 def test_the_table_covers_every_graded_function_and_every_mistake_once():
     ids = _catalogue_ids()
-    assert ids == [f"M{k}" for k in range(1, 22)], f"catalogue ids changed: {ids}"
+    assert ids == [f"M{k}" for k in range(1, 32)], f"catalogue ids changed: {ids}"
     assert set(APPLICABILITY) == set(CHECKS), "one row per graded function"
     for function in APPLICABILITY:
         applies, na = _applies(function), _not_applicable(function)
