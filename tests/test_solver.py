@@ -194,16 +194,22 @@ def test_histories_lengths_and_best_values(digits):
     assert s.val_acc_history[-1] == s.check_accuracy(digits.X_val, digits.y_val)
 
 
-def test_every_epoch_is_a_fresh_shuffle_of_full_batches():
-    n, bs = 103, 10
+def _recorded_batches(n: int, bs: int, **kwargs) -> list[np.ndarray]:
+    """The example ids of every minibatch a Solver trains on, for n examples (ids 0..n-1)."""
     X = np.column_stack([np.arange(n), np.zeros((n, 2))]).astype(float)  # column 0: example id
     y = np.zeros(n, dtype=int)
     model = Recorder()
     Solver(model, {"X_train": X, "y_train": y, "X_val": X[:5], "y_val": y[:5]},
-           update_rule="sgd", batch_size=bs, num_epochs=3).train()
-    assert len(model.batches) == 3 * (n // bs)
-    assert all(len(b) == bs for b in model.batches), "the last partial batch is dropped"
-    epochs = [np.concatenate(model.batches[e * 10:(e + 1) * 10]) for e in range(3)]
+           update_rule="sgd", batch_size=bs, **kwargs).train()
+    return model.batches
+
+
+def test_every_epoch_is_a_fresh_shuffle_of_full_batches():
+    n, bs = 103, 10
+    batches = _recorded_batches(n, bs, num_epochs=3)
+    assert len(batches) == 3 * (n // bs)
+    assert all(len(b) == bs for b in batches), "the last partial batch is dropped"
+    epochs = [np.concatenate(batches[e * 10:(e + 1) * 10]) for e in range(3)]
     for e in epochs:
         assert len(np.unique(e)) == 100, "no example twice in an epoch"
     assert not np.array_equal(epochs[0], epochs[1]), "each epoch reshuffles"
@@ -211,29 +217,21 @@ def test_every_epoch_is_a_fresh_shuffle_of_full_batches():
 
 def test_shuffle_false_takes_the_batches_in_the_data_order_every_epoch():
     n, bs = 23, 5
-    X = np.column_stack([np.arange(n), np.zeros((n, 2))]).astype(float)  # column 0: example id
-    y = np.zeros(n, dtype=int)
-    model = Recorder()
-    Solver(model, {"X_train": X, "y_train": y, "X_val": X[:5], "y_val": y[:5]},
-           update_rule="sgd", batch_size=bs, num_epochs=2, shuffle=False).train()
+    batches = _recorded_batches(n, bs, num_epochs=2, shuffle=False)
     expected = [np.arange(i * bs, (i + 1) * bs) for i in range(n // bs)] * 2
-    assert len(model.batches) == len(expected)
-    for got, want in zip(model.batches, expected, strict=True):
+    assert len(batches) == len(expected)
+    for got, want in zip(batches, expected, strict=True):
         assert np.array_equal(got, want), f"batch {got} should be examples {want} in order"
 
 
 def test_shuffle_batches_visits_the_fixed_consecutive_batches_in_a_new_order_each_epoch():
     n, bs = 23, 5
-    X = np.column_stack([np.arange(n), np.zeros((n, 2))]).astype(float)  # column 0: example id
-    y = np.zeros(n, dtype=int)
-    model = Recorder()
-    Solver(model, {"X_train": X, "y_train": y, "X_val": X[:5], "y_val": y[:5]},
-           update_rule="sgd", batch_size=bs, num_epochs=4, shuffle="batches").train()
+    batches = _recorded_batches(n, bs, num_epochs=4, shuffle="batches")
     fixed = {tuple(range(i * bs, (i + 1) * bs)) for i in range(n // bs)}
-    epochs = [model.batches[e * 4:(e + 1) * 4] for e in range(4)]
-    for batches in epochs:
-        assert {tuple(b.astype(int)) for b in batches} == fixed, "each epoch: the same 4 batches"
-    firsts = [int(batches[0][0]) for batches in epochs]
+    epochs = [batches[e * 4:(e + 1) * 4] for e in range(4)]
+    for epoch in epochs:
+        assert {tuple(b.astype(int)) for b in epoch} == fixed, "each epoch: the same 4 batches"
+    firsts = [int(epoch[0][0]) for epoch in epochs]
     assert len(set(firsts)) > 1, f"the batch order never changed over 4 epochs: {firsts}"
 
 

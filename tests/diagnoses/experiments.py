@@ -9,30 +9,13 @@ the catalogue, the others specific to this exercise (reported as ``Diagnosis <la
 
 from __future__ import annotations
 
+from autograder.samples.experiments import _REF_MODES
 from diagnoses import Fixture, alternative, mistake, uncatalogued
 
 FUNCTION = "mode_accuracies"
 
-CORRECT = '''
-def mode_accuracies(params, bn_params, X, y, batch_size):
-    L = len(bn_params) + 1
-    n = len(y) // batch_size * batch_size
-
-    def scores(xb, mode):
-        h = xb
-        for i in range(1, L):
-            bn = dict(bn_params[i - 1], mode=mode)
-            h, _ = affine_bn_relu_forward(h, params[f"W{i}"], params[f"b{i}"],
-                                          params[f"gamma{i}"], params[f"beta{i}"], bn)
-        return affine_forward(h, params[f"W{L}"], params[f"b{L}"])[0]
-
-    correct = {"train": 0, "test": 0}
-    for start in range(0, n, batch_size):
-        xb, yb = X[start:start + batch_size], y[start:start + batch_size]
-        for mode in correct:
-            correct[mode] += int(np.sum(np.argmax(scores(xb, mode), axis=1) == yb))
-    return correct["train"] / n, correct["test"] / n
-'''
+#: The reference-style solution, shared with the demo's samples (ben's answer).
+CORRECT = _REF_MODES
 
 
 def _edit(old: str, new: str) -> str:
