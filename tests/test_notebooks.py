@@ -62,6 +62,7 @@ def test_written_questions_have_a_mark_scheme(path):
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=_ids(SOURCES))
+@pytest.mark.nbgrader  # runs the notebook in a Jupyter kernel
 def test_source_notebook_runs_and_every_test_passes(path):
     nb = execute_notebook(path, ROOT, allow_errors=False)
     for cell in _hidden_cells(nb):
@@ -77,6 +78,7 @@ def test_source_notebook_runs_and_every_test_passes(path):
 
 
 @pytest.mark.parametrize("path", RELEASES, ids=_ids(RELEASES))
+@pytest.mark.nbgrader  # runs the notebook in a Jupyter kernel
 def test_release_notebook_fails_only_with_not_implemented(path):
     nb = execute_notebook(path, ROOT, allow_errors=True)
     errors = [

@@ -7,13 +7,13 @@ sample submissions and on small hand-written mistakes, and must name each mistak
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
 import nbformat
 import numpy as np
 import pytest
+from conftest import answer_cells, release_stub
 from sklearn.preprocessing import StandardScaler
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -196,22 +196,8 @@ def test_reference_does_not_modify_its_inputs():
 
 
 # =========================================================================== running the checks
-def _release_stub(source: str) -> str:
-    """What nbgrader's release makes of an answer cell: the solution region -> raise."""
-    return re.sub(
-        r"( *)### BEGIN SOLUTION\n.*?### END SOLUTION",
-        lambda m: f"{m.group(1)}# YOUR CODE HERE\n{m.group(1)}raise NotImplementedError()",
-        source, flags=re.S,
-    )
-
-
 def _answer_cells() -> dict[str, str]:
-    nb = nbformat.read(SOURCE, as_version=4)
-    return {
-        c.metadata["nbgrader"]["grade_id"]: c.source
-        for c in nb.cells
-        if c.metadata.get("nbgrader", {}).get("solution")
-    }
+    return answer_cells(SOURCE)
 
 
 def _namespace(answers: dict[str, str]) -> dict:
@@ -219,7 +205,7 @@ def _namespace(answers: dict[str, str]) -> dict:
     cells = _answer_cells()
     ns = {"np": np}
     for fn in FUNCTIONS:
-        exec(answers.get(fn, _release_stub(cells[fn])), ns)  # noqa: S102 - our own samples
+        exec(answers.get(fn, release_stub(cells[fn])), ns)  # noqa: S102 - our own samples
     return ns
 
 

@@ -1,7 +1,7 @@
 """Files that an assignment hands to students, generated from the hidden reference.
 
-Assignment 04 trains networks with BatchNorm, but BatchNorm is the solution of 02 and 03, so
-``source/04_experiments/provided_batchnorm.py`` is *generated* here from
+Assignments 04 and 05 train networks with BatchNorm, but BatchNorm is the solution of 02 and 03,
+so ``source/04_experiments/provided_batchnorm.py`` (and 05's copy) is *generated* here from
 :mod:`autograder.reference` (the exact source of the functions, not a copy that could drift).
 nbgrader copies it into ``release/`` with the notebook. In a real course, release 04 only after
 the deadlines of 02 and 03.
@@ -19,7 +19,7 @@ from autograder import reference as ref
 from autograder.course_dir import ROOT  # noqa: E402
 
 _BN_HEADER = '''\
-"""BatchNorm forward and backward passes, provided for assignment 04.
+"""BatchNorm forward and backward passes, provided for assignments 04 and 05.
 
 These are the course's reference solutions of notebooks 02 and 03, with PyTorch's semantics
 (``torch.nn.BatchNorm1d``): normalize with the biased batch variance, update ``running_var`` with
@@ -52,6 +52,15 @@ from course.validate import as_float_array, check_real
 #: (name, value) constants.
 PROVIDED = {
     Path("source/04_experiments/provided_batchnorm.py"): [
+        _BN_HEADER,
+        ref._bn_settings,
+        ref.batchnorm_forward,
+        ("_CACHE_KEYS", ref._CACHE_KEYS),
+        ref._backward_inputs,
+        ref.batchnorm_backward,
+    ],
+    # 05 compares Batch Renorm with BatchNorm and trains the BatchNorm network with this file
+    Path("source/05_beyond_batchnorm/provided_batchnorm.py"): [
         _BN_HEADER,
         ref._bn_settings,
         ref.batchnorm_forward,
