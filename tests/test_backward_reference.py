@@ -432,3 +432,42 @@ def test_benchmark_staged_version_is_correct():
     ref = bench.run_reference(x, gamma, beta, dout)
     for a, b in zip(staged, ref, strict=True):
         assert rel_error(a, b) < 1e-9, "the benchmark's staged baseline must compute the same gradients"
+
+
+def test_gradient_check_figure_shows_truncation_then_rounding():
+    """Notebook 03's log-log figure of the gradient-check error against h: the centered
+    difference is best between h = 1e-7 and 1e-3, the one-sided one at a smaller h and with a
+    larger error; to the right of each minimum the error follows slope 2 (centered) or 1."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from course.gradcheck import gradient_error
+    from course.plots import finish
+
+    ns = {"np": np, "rng": np.random.default_rng(0), "gradient_error": gradient_error,
+          "plt": plt, "finish": finish, "GRADING": False}
+    exec(_cells()["gradcheck_figure"].source, ns)
+    plt.close("all")
+    hs, centered, one_sided = ns["hs"], np.array(ns["errors"]["centered"]), np.array(ns["errors"]["one-sided"])
+    best_c, best_o = hs[np.argmin(centered)], hs[np.argmin(one_sided)]
+    assert 1e-7 < best_c < 1e-3, f"centered minimum at h = {best_c:.1e}"
+    assert best_o < best_c and centered.min() < one_sided.min() / 10
+    big = hs >= 1e-3  # truncation regime: log-log slopes 2 and 1
+    slope_c = np.polyfit(np.log10(hs[big]), np.log10(centered[big]), 1)[0]
+    slope_o = np.polyfit(np.log10(hs[big]), np.log10(one_sided[big]), 1)[0]
+    assert slope_c == pytest.approx(2.0, abs=0.1) and slope_o == pytest.approx(1.0, abs=0.1)
+    small = hs <= 1e-10  # rounding regime: slope -1
+    slope_r = np.polyfit(np.log10(hs[small]), np.log10(centered[small]), 1)[0]
+    assert slope_r == pytest.approx(-1.0, abs=0.25)
+
+
+def test_closed_form_derivation_is_in_the_mark_scheme_and_the_blanks_are_not():
+    cells = _cells()
+    derivation = cells["closed_form_derivation"].source
+    assert "=== BEGIN MARK SCHEME ===" in derivation and "=== END MARK SCHEME ===" in derivation
+    visible = derivation.split("=== BEGIN MARK SCHEME ===")[0]
+    for blank in "ABCDE":
+        assert f"**{blank}**" in visible, f"blank {blank} missing from the guided derivation"
+    assert r"-\frac{r^3}{2}" not in visible, "the answer to blank A is shown to students"

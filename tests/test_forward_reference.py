@@ -461,3 +461,18 @@ def test_correct_student_variants_get_full_marks(capsys):
     assert CHECKS["batchnorm_forward"](_student_bn()) == CHECKS["batchnorm_forward"].points
     assert CHECKS["spatial_batchnorm_forward"](_student_spatial(None)) == 3
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(("n", "m"), [(4, 0.1), (16, 0.5), (16, 0.02)])
+def test_running_mean_noise_follows_the_formula_of_notebook_02(n, m):
+    """Notebook 02's running-statistics figure: after warm-up, running_mean scatters around the
+    population mean with sd sigma/sqrt(N) * sqrt(m/(2-m)) (stationary variance of an EMA)."""
+    r = np.random.default_rng(7)
+    bn = {"mode": "train", "momentum": m}
+    history = []
+    for _ in range(20_000):
+        ref.batchnorm_forward(r.normal(3.0, 2.0, size=(n, 1)), np.ones(1), np.zeros(1), bn)
+        history.append(bn["running_mean"][0])
+    measured = np.std(history[int(10 / m):])
+    predicted = 2.0 / np.sqrt(n) * np.sqrt(m / (2 - m))
+    assert measured == pytest.approx(predicted, rel=0.1)

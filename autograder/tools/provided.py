@@ -34,10 +34,10 @@ from course.validate import as_float_array, check_real, check_vector
 '''
 
 _GRADCHECK_HEADER = '''\
-"""A numerical gradient, provided for assignment 04.
+"""A numerical gradient, provided for assignments 04 and 05.
 
 This is the course's reference solution of notebook 03's ``numerical_gradient`` (centered
-differences of ``sum(f(x) * dout)``), so it is released with 04, after 03's deadline, and never
+differences of ``sum(f(x) * dout)``), so it is released with 04 and 05, after 03's deadline, and never
 placed in ``course/``, which students have from day one.
 
 Generated from autograder/reference.py by ``python -m autograder.tools.provided``; do not edit.
@@ -69,6 +69,11 @@ PROVIDED = {
         ref.batchnorm_backward,
     ],
     Path("source/04_experiments/provided_gradcheck.py"): [
+        _GRADCHECK_HEADER,
+        ref.numerical_gradient,
+    ],
+    # 05's visible gradient checks (LayerNorm, GroupNorm, Batch Renorm) use it too
+    Path("source/05_beyond_batchnorm/provided_gradcheck.py"): [
         _GRADCHECK_HEADER,
         ref.numerical_gradient,
     ],

@@ -1,7 +1,7 @@
-"""A numerical gradient, provided for assignment 04.
+"""A numerical gradient, provided for assignments 04 and 05.
 
 This is the course's reference solution of notebook 03's ``numerical_gradient`` (centered
-differences of ``sum(f(x) * dout)``), so it is released with 04, after 03's deadline, and never
+differences of ``sum(f(x) * dout)``), so it is released with 04 and 05, after 03's deadline, and never
 placed in ``course/``, which students have from day one.
 
 Generated from autograder/reference.py by ``python -m autograder.tools.provided``; do not edit.
