@@ -117,6 +117,15 @@ def test_grading_finished_and_the_next_student_was_graded(graded):
     assert score(graded["root"], "good") == graded["good_before"] == 2
 
 
+def test_kernel_text_reaches_the_terminal_without_control_sequences(graded):
+    err = graded["run"].stderr
+    assert "fd-level-stderr" in err and "fd-level-stdout" in err  # forwarded, cleaned
+    assert "PWNED-title" not in err  # inside an OSC sequence: removed with it
+    bad = sorted({f"{ord(ch):#x}" for ch in err if (ord(ch) < 32 and ch not in "\n\t")
+                  or 0x7f <= ord(ch) <= 0x9f})
+    assert bad == [], bad
+
+
 def test_no_kernel_or_staging_folder_is_left_behind(graded):
     assert sorted(p.name for p in graded["tmp"].iterdir()) == []
 

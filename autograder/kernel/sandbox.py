@@ -57,6 +57,7 @@ from jupyter_client.manager import AsyncKernelManager
 from traitlets import Bool, Integer, List, Unicode, default
 
 from autograder.kernel.scratch import copy_regular_tree, remove_tree
+from autograder.kernel.terminal import KernelOutputPump
 
 #: The environment variable that turns the sandbox off (``1``, ``true``, ``yes`` or ``on``).
 UNSANDBOXED_ENV = "BN_UNSANDBOXED"
@@ -775,13 +776,24 @@ class SandboxedKernelManager(AsyncKernelManager):
                 os.path.realpath(self.connection_file), *(extra_arguments or [])]
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: t.Any) -> None:
+        # the kernel's own fds 1 and 2 go through a pipe to the log, cleaned of terminal
+        # control sequences (autograder.kernel.terminal), never straight to the terminal
+        pipe = os.pipe() if "stdout" not in kw and "stderr" not in kw else None
+        if pipe is not None:
+            kw["stdout"] = kw["stderr"] = pipe[1]
         try:
             await super()._async_launch_kernel(kernel_cmd, **kw)
         except BaseException:
+            if pipe is not None:
+                os.close(pipe[0])
             self._release()
             raise
         finally:
+            if pipe is not None:
+                os.close(pipe[1])
             self._close_fds()
+        if pipe is not None:
+            KernelOutputPump(pipe[0], self.log)
 
     def _close_fds(self) -> None:
         for fd in self._open_fds:

@@ -60,7 +60,8 @@ from nbgrader.converters import Autograde
 from nbgrader.converters.base import NbGraderException
 
 from autograder.kernel.trusted_config import UntrustedConfigError, check_config
-from autograder.notebooks import add_flag, strip_ansi, strip_trusted
+from autograder.kernel.terminal import protect_log
+from autograder.notebooks import add_flag, strip_trusted, terminal_safe
 
 MiB = 1024**2
 
@@ -354,7 +355,7 @@ def stage_submission(folder: Path, release_dir: Path, target: Path) -> str | Non
 def printable(text: str, limit: int = 500) -> str:
     """``text`` safe for a terminal and a log: control characters (escape sequences included)
     replaced by ``?``, cut at ``limit`` characters."""
-    text = "".join(ch if ch.isprintable() else "?" for ch in strip_ansi(text))
+    text = "".join(ch if ch.isprintable() else "?" for ch in terminal_safe(text))
     return text if len(text) <= limit else text[:limit] + "..."
 
 
@@ -394,6 +395,7 @@ class SanitizedAutograde(Autograde):
     """
 
     def start(self) -> None:
+        protect_log(self.log)
         try:
             check_config(self.config)
         except UntrustedConfigError as exc:

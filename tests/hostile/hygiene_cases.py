@@ -70,6 +70,16 @@ KERNEL_CASES: dict[str, KernelCase] = {
         "os.mkfifo('fifo')\n"
         "os.chdir(here)\n" + GOOD
     ),
+    "terminal_escapes": KernelCase(
+        "import os\n"
+        "os.write(2, b'\\x1b]0;PWNED-title\\x07\\x1b[2J fd-level-stderr \\xc2\\x9b31m\\n')\n"
+        "os.write(1, b'\\x1b[31m fd-level-stdout\\n')\n"
+        "try:\n"
+        "    k = get_ipython().kernel\n"
+        "    k.session.send(k.iopub_socket, '\\x1b]0;PWNED-msgtype\\x07', {}, parent=k.get_parent())\n"
+        "except Exception as e:\n"
+        "    print('could not send', e)\n" + GOOD
+    ),
     "plant_locked_folders": KernelCase(
         "import os\n"
         "os.makedirs('locked/inner')\n"
