@@ -59,8 +59,8 @@ import nbformat
 from nbgrader.converters import Autograde
 from nbgrader.converters.base import NbGraderException
 
-from autograder.kernel.trusted_config import UntrustedConfigError, check_config
 from autograder.kernel.terminal import protect_log
+from autograder.kernel.trusted_config import UntrustedConfigError, check_config
 from autograder.notebooks import add_flag, strip_trusted, terminal_safe
 
 MiB = 1024**2
