@@ -348,3 +348,77 @@ def test_feedback_html_holds_no_student_script(html_graded):
     html = page.read_text()
     assert "PWNED(21)" in html  # the answer is there, as text
     assert runnable(html) == []
+
+
+# -- the output cap and the grader's memory -----------------------------------------------
+
+BIG_DISPLAY = ("from IPython.display import display\n"
+               "display({'text/plain': 'x' * (300 * 2**20)}, raw=True)\n"
+               "print('after the big display')\n" + GOOD_ANSWER)
+UPDATED_DISPLAY = ("from IPython.display import display\n"
+                   "h = display('small', display_id='d')\n"
+                   "for _ in range(20):\n"
+                   "    h.update('y' * 3 * 2**20)\n"
+                   "display('z' * 1000, display_id='d')\n" + GOOD_ANSWER)
+PEAK_RSS = (
+    "import resource, sys\n"
+    "from nbgrader.apps.nbgraderapp import main\n"
+    "try:\n"
+    "    main()\n"
+    "finally:\n"
+    "    print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+)
+
+
+def peak_rss_mb(stderr: str) -> float:
+    """The grading process's own peak resident memory (not its kernels'), in MB."""
+    return int(stderr.rsplit("PEAK_RSS_KB ", 1)[1].split()[0]) / 1000
+
+
+def nbgrader_measured(root: Path, *args: str):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent),
+                                                  os.environ["PATH"]])}
+    return subprocess.run([sys.executable, "-c", PEAK_RSS, *args], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def floods(course):
+    for name, answer in (("mem_big_display", BIG_DISPLAY), ("mem_update_display", UPDATED_DISPLAY),
+                         ("mem_zz_after", GOOD_ANSWER)):
+        submit(course, name, answer)
+    run = nbgrader_measured(course, "autograde", ASSIGNMENT, "--student=mem_*",
+                            "--Execute.timeout=10")
+    assert run.returncode == 0, run.stderr[-3000:]
+    return course, run
+
+
+def _answer_cell(course: Path, student: str):
+    nb = nbformat.read(autograded(course, student), as_version=4)
+    return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "answer")
+
+
+def test_a_300_mib_message_is_refused_and_the_grader_stays_small(floods):
+    course, run = floods
+    peak = peak_rss_mb(run.stderr)
+    print(f"grader peak RSS with a 300 MiB display message: {peak:.0f} MB")
+    assert peak < 400, peak  # the message alone is 315 MB; decoding it took over 1 GB
+    cell = _answer_cell(course, "mem_big_display")
+    kinds = {k for k, _ in trusted_flags({"cells": [cell]})}
+    assert "refused-output" in kinds, cell.outputs[:2]
+    # the refused message is never stored; the kernel stops answering after it (see
+    # autograder.kernel.output_limits), so the cell ends as a timeout and the student scores 0
+    assert "xxxxxxxxxx" not in json.dumps(cell.outputs)
+    assert score(course, "mem_big_display") == 0
+    assert score(course, "mem_zz_after") == 2
+
+
+def test_update_display_is_within_the_cap(floods):
+    course, _ = floods
+    cell = _answer_cell(course, "mem_update_display")
+    assert {k for k, _ in trusted_flags({"cells": [cell]})} == {"output-truncated"}
+    assert autograded(course, "mem_update_display").stat().st_size < 3 * 2**20
+    assert score(course, "mem_update_display") == 2

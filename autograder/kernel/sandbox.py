@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import Bool, Integer, List, Unicode, default
+from traitlets import Bool, DottedObjectName, Integer, List, Type, Unicode, default
 
 from autograder.kernel.scratch import copy_regular_tree, remove_tree
 from autograder.kernel.terminal import KernelOutputPump
@@ -601,6 +601,12 @@ class SandboxedKernelManager(AsyncKernelManager):
     interpreter.
     """
 
+    # its sockets refuse oversized messages, so the grader's memory stays bounded
+    # (autograder.kernel.output_limits)
+    client_class = DottedObjectName("autograder.kernel.output_limits.LimitedKernelClient",
+                                    config=True)
+    client_factory = Type("autograder.kernel.output_limits.LimitedKernelClient",
+                          klass="jupyter_client.asynchronous.AsyncKernelClient", config=True)
     bwrap_path = Unicode("bwrap", help="The bubblewrap executable (name on PATH or path).").tag(
         config=True
     )
