@@ -39,7 +39,8 @@ from nbgrader.preprocessors import Execute
 from traitlets import default
 
 from autograder.checks.framework import flag_line
-from autograder.kernel.output_limits import OutputLimits, label, stream_output
+from autograder.kernel.output_limits import OutputLimits, stream_output
+from autograder.kernel.output_limits import label as cell_label
 from autograder.kernel.sandbox import (
     UNSANDBOXED_ENV,
     SandboxedKernelManager,
@@ -130,7 +131,7 @@ class SandboxedExecute(OutputLimits, Execute):
         if any(o.get("ename") == "MemoryError" or "MemoryError" in o.get("text", "")
                for o in cell.get("outputs", [])):
             reason += " after running out of memory (memory limit)"
-        reason = f"the kernel died in {label(cell, index)}: {reason}"
+        reason = f"the kernel died in {cell_label(cell, index)}: {reason}"
         cell.outputs.append(error_output(
             "DeadKernelError", flag_line("kernel-died", reason),
             [flag_line("kernel-died", reason),
@@ -141,7 +142,7 @@ class SandboxedExecute(OutputLimits, Execute):
         self.log.warning("%s", reason)
 
     def _kernel_hung(self, cell: NotebookNode, index: int) -> None:
-        reason = (f"{label(cell, index)} ran longer than {self.timeout} s and did not stop when "
+        reason = (f"{cell_label(cell, index)} ran longer than {self.timeout} s and did not stop when "
                   "interrupted; the kernel was stopped")
         if self.km is not None:
             run_sync(self.km.shutdown_kernel)(now=True)
@@ -153,7 +154,7 @@ class SandboxedExecute(OutputLimits, Execute):
         self.log.warning("%s", reason)
 
     async def _async_handle_timeout(self, timeout: int, cell: NotebookNode | None = None):
-        label = "a cell" if cell is None else label(cell, self.nb.cells.index(cell))
+        label = "a cell" if cell is None else cell_label(cell, self.nb.cells.index(cell))
         reason = f"{label} ran longer than {timeout} s and was interrupted"
         self.error_on_timeout = {
             "ename": "CellTimeoutError",
