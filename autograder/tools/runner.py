@@ -928,6 +928,11 @@ def grade(
                 (logs / f"{student}.log").write_text(text[-_LOG_LIMIT:])
                 previous = work / "previous" / student
                 dest = root / cd.autograded_directory / student / assignment
+                gb.db.rollback()  # read what the worker committed
+                if result.get("success") and not has_grades(snapshot(gb, assignment, student)):
+                    result = {**result, "success": False,
+                              "error": "nbgrader finished but no grades are in the gradebook"}
+                gb.db.rollback()
                 if result.get("success"):
                     shutil.rmtree(previous, ignore_errors=True)
                     found = _outcome_flags(root, assignment, student, cd.autograded_directory)
