@@ -63,13 +63,21 @@ from autograder.kernel.terminal import KernelOutputPump
 UNSANDBOXED_ENV = "BN_UNSANDBOXED"
 
 #: The course root: the folder holding ``autograder/`` (this file's package) and ``course/``.
-from autograder.course_dir import ROOT  # noqa: E402
+from autograder.course_dir import ROOT, is_inside  # noqa: E402
 
 MiB = 1024**2
 GiB = 1024**3
 
 #: Course folders the kernel may read: the support package, the hidden checks and the data.
-COURSE_READABLE = ("course", "autograder", "data")
+COURSE_READABLE = ("course", "data")
+
+#: The only files of ``autograder/`` the kernel may read: the launcher, what remains of the
+#: guard, and the shim that serves the hidden checks' calls. The checks, the reference, the
+#: samples and the tools are not in the sandbox at all; the checks run in the grader's process
+#: (autograder/kernel/remote.py).
+KERNEL_FILES = ("autograder/__init__.py", "autograder/kernel/__init__.py",
+                "autograder/kernel/launcher.py", "autograder/kernel/guard.py",
+                "autograder/kernel/shim.py")
 
 #: Files and folders of ``/etc`` that the kernel's programs read (dynamic linker, users, time
 #: zone, fonts); the rest of ``/etc`` is not visible.
@@ -192,10 +200,6 @@ class Limits:
         ]
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
 def python_paths() -> list[Path]:
     """Folders of the running Python installation that a kernel started from it must read.
 
@@ -304,8 +308,9 @@ def bwrap_command(
             mounts.append(("ro", name, Path(name)))
     readonly = [*python_paths(), *map(Path, extra_readonly)]
     readonly += [course_root / sub for sub in course_readable if (course_root / sub).is_dir()]
+    readonly += [course_root / f for f in KERNEL_FILES if (course_root / f).is_file()]
     for p in readonly:
-        if not _inside(p, Path("/usr")):
+        if not is_inside(p, Path("/usr")):
             mounts.append(("ro", str(p), p))
     mounts.append(("tmpfs", "", Path("/tmp")))
     mounts.append(("tmpfs", "", course_root))
@@ -328,7 +333,7 @@ def bwrap_command(
     bound: list[Path] = []
     for kind, src, dest in mounts:
         for parent in reversed(dest.parents):
-            if parent in made or any(_inside(parent, b) for b in bound):
+            if parent in made or any(is_inside(parent, b) for b in bound):
                 continue
             args += ["--perms", "0755", "--dir", str(parent)]
             made.add(parent)
@@ -344,7 +349,7 @@ def bwrap_command(
         made.add(dest)
     for fd, dest in (seed_files or {}).items():
         dest = Path(dest)
-        if not _inside(dest.parent, Path("/tmp")):
+        if not is_inside(dest.parent, Path("/tmp")):
             raise ValueError(f"seed_files destinations must be under /tmp, got {str(dest)!r}")
         for parent in reversed([dest.parent, *dest.parent.parents]):
             if parent not in made:
@@ -368,8 +373,8 @@ def sandbox_env(environ: t.Mapping[str, str], course_root: Path) -> dict[str, st
     environ : mapping
         The grader's environment (what jupyter_client would give the kernel).
     course_root : Path
-        The course directory; it goes first on ``PYTHONPATH`` so hidden test cells can
-        ``import autograder``.
+        The course directory; it goes first on ``PYTHONPATH`` so notebooks can ``import course``
+        (and the kernel its launcher, the only part of ``autograder/`` in the sandbox).
 
     Returns
     -------
@@ -691,7 +696,7 @@ class SandboxedKernelManager(AsyncKernelManager):
             p = Path(os.path.abspath(entry)) if entry else None
             # The course root itself is masked (only course_readable shows); a folder holding
             # the course would expose all of it.
-            if p is None or _inside(p, root) or _inside(root, p) or not p.is_dir():
+            if p is None or is_inside(p, root) or is_inside(root, p) or not p.is_dir():
                 continue
             extra.append(p)
         return extra

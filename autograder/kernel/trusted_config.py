@@ -83,6 +83,15 @@ def problems(config) -> list[str]:
     if not any(_is_subclass(s, SanitizeStudentHTML) for s in after):
         found.append("c.Autograde.autograde_preprocessors does not clean student HTML "
                      "(autograder.kernel.sanitize_html.SanitizeStudentHTML) after execution")
+    from nbgrader.preprocessors import SaveAutoGrades
+
+    from autograder.kernel.execute import TrustedSaveAutoGrades
+
+    saves = [s for s in steps or [] if _is_subclass(s, SaveAutoGrades)]
+    if not saves or not all(_is_subclass(s, TrustedSaveAutoGrades) for s in saves):
+        found.append("c.Autograde.autograde_preprocessors does not score hidden test cells "
+                     "with autograder.kernel.execute.TrustedSaveAutoGrades (and no other "
+                     "SaveAutoGrades step)")
     exporter = config.get("Autograde", {}).get("exporter_class")
     if not _is_subclass(exporter, SandboxCheckedExporter):
         found.append("c.Autograde.exporter_class is not "

@@ -1,0 +1,167 @@
+"""The Dask backend: ``--scheduler ADDRESS`` fans the students out over a ``dask.distributed``
+cluster; ``--scheduler local:N`` starts a ``LocalCluster`` of N single-threaded worker processes.
+
+Workers are stateless: each job (:func:`autograder.tools.runner.job.grade_job`) carries one
+student's submitted files (as the inspection left them: staged and repaired when needed) and the
+course's grading material (:func:`pack_material`, scattered to the workers once per run); the
+worker grades in a private scratch course directory, sandboxed, into the gradebook at the
+course's ``db_url``, and sends the autograded folder back; this process writes ``autograded/``.
+No shared filesystem is assumed, except by a SQLite ``db_url``, which only a cluster on this
+machine can reach: use PostgreSQL for workers elsewhere.
+
+Guarantees: a worker killed in mid-job makes the scheduler run the job again elsewhere (up to
+``distributed.scheduler.allowed-failures`` times, 3 by default), and nbgrader's ``--force``
+regrade overwrites whatever the killed attempt wrote, so no row is duplicated and no student
+lost; past that the student is settled as ``crashed`` (the earlier grades kept, or a zero), as
+in the process pool. Ctrl-C sets a ``distributed.Event`` that every job watches: running jobs
+kill their grading and return, jobs not yet started return at once, and only then are the
+earlier grades of the students in flight put back (:meth:`~.run.Run.settle`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import tarfile
+import time
+import uuid
+from pathlib import Path
+
+from autograder.tools.runner import job as job_module
+
+#: Jobs in flight per worker thread: enough to keep workers busy, few enough that the
+#: submissions of 10,000 students are not all held in memory at once.
+IN_FLIGHT_PER_THREAD = 2
+#: Seconds the client waits, after Ctrl-C, for the running jobs to stop their grading.
+STOP_SECONDS = 60.0
+#: Course folders a worker needs to grade (``autograder/`` is the grading code).
+MATERIAL = ("nbgrader_config.py", "autograder", "course", "data")
+
+
+def _ignored(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+    name = Path(info.name).name
+    return None if name in ("__pycache__", ".ipynb_checkpoints") or name.endswith(".pyc") else info
+
+
+def pack_material(root: Path, assignment: str, source_dir: str = "source",
+                  release_dir: str = "release") -> bytes:
+    """The grading material of ``assignment`` as a gzipped tarball.
+
+    It holds :data:`MATERIAL`, the assignment's ``release/`` folder and the non-notebook files
+    of its ``source/`` folder (nbgrader autograde copies those over the student's; the source
+    notebooks, which hold the solutions, are not needed and not sent). No submission is in it.
+    """
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as tar:
+        for name in MATERIAL:
+            if (root / name).exists():
+                tar.add(root / name, arcname=name, filter=_ignored)
+        if (root / release_dir / assignment).is_dir():
+            tar.add(root / release_dir / assignment, arcname=f"release/{assignment}", filter=_ignored)
+        source = root / source_dir / assignment
+        for path in sorted(source.rglob("*")) if source.is_dir() else []:
+            if path.is_file() and path.suffix != ".ipynb" and _ignored(tarfile.TarInfo(path.name)):
+                tar.add(path, arcname=f"source/{assignment}/{path.relative_to(source).as_posix()}")
+    return buffer.getvalue()
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file() and not p.is_symlink()}
+
+
+class DaskBackend:
+    """A Dask client (and, for ``local:N``, the cluster it started)."""
+
+    def __init__(self, scheduler: str, timeout: float, unsandboxed: bool):
+        import cloudpickle
+        from distributed import Client, LocalCluster
+
+        if not isinstance(scheduler, str) or not scheduler:
+            raise ValueError(f"scheduler must be an address or local:N, got {scheduler!r}")
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+        cloudpickle.register_pickle_by_value(job_module)  # workers need no copy of this course
+        self.timeout, self.unsandboxed, self.cluster = timeout, unsandboxed, None
+        if scheduler.startswith("local:"):
+            n = scheduler.removeprefix("local:")
+            if not n.isdigit() or int(n) < 1:
+                raise ValueError(f"scheduler local:N needs a positive N, got {scheduler!r}")
+            self.cluster = LocalCluster(n_workers=int(n), threads_per_worker=1, processes=True,
+                                        dashboard_address=None, silence_logs=logging.ERROR)
+            self.client = Client(self.cluster)
+        else:
+            self.client = Client(scheduler, timeout="30s")
+        self.client.wait_for_workers(1, timeout=120)
+        self.threads = sum(w["nthreads"] for w in self.client.scheduler_info()["workers"].values())
+
+    def dispatch(self, run, queue: list[str]) -> None:
+        """Grade ``queue`` on the cluster, settling each student with ``run``."""
+        from distributed import Event, as_completed
+
+        cancel = f"autograder-cancel-{uuid.uuid4().hex}"
+        event = Event(cancel, client=self.client)
+        material = self.client.scatter(
+            pack_material(run.root, run.assignment, run.cd.source_directory, run.cd.release_directory),
+            broadcast=True)
+        base = {"assignment": run.assignment, "db_url": run.cd.db_url, "timeout": self.timeout,
+                "unsandboxed": self.unsandboxed, "cancel": cancel}
+        flight: dict[str, tuple[str, float, object]] = {}  # key -> (student, start, future)
+        queue = list(queue)
+        done = as_completed()
+        try:
+            while queue and len(flight) < max(1, self.threads * IN_FLIGHT_PER_THREAD):
+                done.add(self._submit(run, queue.pop(0), material, base, flight))
+            for future in done:
+                student, started, _ = flight.pop(future.key)
+                run.settle(student, *self._outcome(run, student, future, started))
+                if queue:
+                    done.add(self._submit(run, queue.pop(0), material, base, flight))
+        finally:  # interrupted: stop the jobs in flight, then put back what their students had
+            if flight:
+                event.set()
+                self._stop(run, flight)
+
+    def _submit(self, run, student: str, material, base: dict, flight: dict):
+        """Prepare ``student`` (:meth:`~.run.Run.prepare`) and send their job out."""
+        task = run.prepare(student)
+        job = dict(base, student=student, files=_files(Path(task["folder"])))
+        future = self.client.submit(job_module.grade_job, material, job, pure=False,
+                                    key=f"autograde-{run.assignment}-{student}-{uuid.uuid4().hex[:8]}")
+        flight[future.key] = (student, time.perf_counter(), future)
+        return future
+
+    def _outcome(self, run, student: str, future, started: float) -> tuple[dict, float]:
+        """(result, seconds) of a finished job; writes the autograded folder it sent back."""
+        from distributed import KilledWorker
+
+        try:
+            result = future.result()
+        except KilledWorker:
+            result = {"died": "the Dask worker running it died each time it was tried "
+                              "(distributed.scheduler.allowed-failures reached)"}
+        except Exception as exc:  # the job itself raised: nbgrader's failures come back as results
+            result = {"success": False, "error": f"{type(exc).__name__}: {exc}"}
+        if result.get("success"):
+            run.receive(student, result.pop("files"))
+        if result.get("worker"):
+            result["log"] = f"[runner] graded on Dask worker {result['worker']}\n" + result.get("log", "")
+        return result, result.get("seconds", time.perf_counter() - started)
+
+    def _stop(self, run, flight: dict) -> None:
+        """After Ctrl-C (the cancel event is set): wait for the jobs in flight to stop, then
+        settle their students as interrupted (earlier grades put back)."""
+        from distributed import wait
+
+        with contextlib.suppress(Exception):  # a worker that never answers: settle anyway
+            wait([future for _, _, future in flight.values()], timeout=STOP_SECONDS)
+        for student, started, _ in flight.values():
+            run.settle(student, {"died": "grading was interrupted"}, time.perf_counter() - started)
+        flight.clear()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # scratch folders of dead workers go at the next run
+            self.client.run(job_module.cleanup)
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()

@@ -1,0 +1,245 @@
+"""What runs on a Dask worker: :func:`grade_job`, one student's grading in a private scratch course.
+
+This module imports only the standard library and psutil (a dependency of ``distributed``): the
+client ships it *by value* (``cloudpickle.register_pickle_by_value``), so a worker needs the
+Python environment (nbgrader, ipykernel, numpy, ...) but not a copy of this course. The course's
+grading code comes with each job as a tarball (``material``): ``nbgrader_config.py``,
+``autograder/``, ``course/``, ``data/``, the assignment's non-notebook ``source/`` files and its
+``release/`` folder. Dask sends it to each worker once (the client scatters it).
+
+On a worker, each thread keeps one scratch course directory per material (by hash), under
+``$AUTOGRADER_SCRATCH`` (default: the temporary directory), and one grading subprocess running
+:func:`autograder.tools.runner.worker.serve` in it, which imports nbgrader once and grades one
+student after another, sandboxed as on the instructor's machine. A job writes the student's
+files (and nothing of any other student) into ``submitted/<student>/<assignment>/``, has the
+subprocess grade them into the gradebook at ``db_url``, and returns nbgrader's result with the
+autograded folder's files; it then empties the scratch ``submitted/`` and ``autograded/``.
+
+The job enforces the wall-clock limit itself, and it watches a ``distributed.Event``: when the
+client sets it (Ctrl-C), the job kills its grading subprocess (and kernels) and returns
+``{"died": "grading was interrupted"}``, so no grading goes on writing after the client has put
+the earlier grades back. If the Dask worker process itself is killed, the subprocess notices its
+parent is gone and kills itself; the scheduler then runs the job again on another worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+#: Seconds between two looks at the client's interrupt event while a job waits for nbgrader.
+POLL_SECONDS = 0.5
+#: Seconds a grading subprocess may take to load nbgrader and the course config.
+START_SECONDS = 300.0
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process, everything below it, and every process group they lead or belong to.
+
+    jupyter_client starts each kernel with ``start_new_session=True``, so killing the worker's
+    process group alone would leave kernels (and whatever they forked) running.
+    """
+    import psutil
+
+    try:
+        top = psutil.Process(pid)
+        procs = [top, *top.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    own = os.getpgid(0)
+    groups = set()
+    for p in procs:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            groups.add(os.getpgid(p.pid))
+    for pgid in groups - {own}:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    psutil.wait_procs(procs, timeout=10)
+
+
+def _remove_stale(base: Path) -> None:
+    """Delete the scratch folders of worker processes that are gone (killed in mid-job)."""
+    import psutil
+
+    for folder in base.parent.glob("autograder-*-*"):
+        pid = folder.name.split("-")[1]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def unpack(material: bytes, base: Path) -> Path:
+    """The scratch course directory for ``material`` under ``base``, extracted once."""
+    digest = hashlib.sha256(material).hexdigest()[:16]
+    root = base / digest
+    if (root / ".complete").exists():
+        return root
+    _remove_stale(base)
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(material), mode="r:gz") as tar:
+        tar.extractall(root, filter="data")
+    (root / ".complete").touch()
+    return root
+
+
+class GradingChild:
+    """A grading subprocess (:func:`autograder.tools.runner.worker.serve`) in a scratch course."""
+
+    def __init__(self, root: Path, assignment: str, db_url: str, unsandboxed: bool):
+        self.key = (str(root), assignment, db_url, unsandboxed)
+        ours, theirs = socket.socketpair()
+        cmd = [sys.executable, "-m", "autograder.tools.runner.worker", str(theirs.fileno()),
+               str(root), assignment, str(root / "worker.log"), "--db-url", db_url]
+        cmd += ["--unsandboxed"] if unsandboxed else []
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p))
+        self.process = subprocess.Popen(cmd, cwd=root, env=env, pass_fds=(theirs.fileno(),),
+                                        stdin=subprocess.DEVNULL)
+        theirs.close()
+        self.conn = Connection(ours.detach())
+        self.ready = False
+
+    def receive(self, deadline: float, cancelled) -> dict:
+        """The next message, or ``{"timeout": True}`` / ``{"died": ...}`` (then it is killed)."""
+        while True:
+            if self.conn.poll(POLL_SECONDS):
+                try:
+                    return self.conn.recv()
+                except (EOFError, OSError):
+                    code = self.process.wait()
+                    return {"died": f"the grading process died (exit code {code})"}
+            if self.process.poll() is not None:
+                return {"died": f"the grading process died (exit code {self.process.returncode})"}
+            if time.monotonic() > deadline:
+                self.kill()
+                return {"timeout": True}
+            if cancelled():
+                self.kill()
+                return {"died": "grading was interrupted"}
+
+    def kill(self) -> None:
+        kill_tree(self.process.pid)
+        self.process.wait()
+        self.conn.close()
+
+
+def _state(worker=None) -> dict:
+    """Per-thread state kept on the Dask worker object across jobs: ``{thread: GradingChild}``."""
+    from distributed import get_worker
+
+    worker = worker or get_worker()
+    if not hasattr(worker, "_autograder_children"):
+        worker._autograder_children = {}
+    return worker._autograder_children
+
+
+def _scratch_base() -> Path:
+    return Path(os.environ.get("AUTOGRADER_SCRATCH") or tempfile.gettempdir())
+
+
+def cleanup(dask_worker=None) -> int:
+    """Stop this Dask worker's grading subprocesses and delete its scratch course directories
+    (the client runs it on every worker at the end of a run, ``Client.run`` passing
+    ``dask_worker``); return how many were deleted."""
+    children = _state(dask_worker)
+    for child in children.values():
+        with contextlib.suppress(Exception):
+            child.kill()
+    children.clear()
+    folders = list(_scratch_base().glob(f"autograder-{os.getpid()}-*"))
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+    return len(folders)
+
+
+def _child(root: Path, job: dict, cancelled) -> GradingChild | dict:
+    """This thread's grading subprocess for ``root`` (started if needed), or why it could not start."""
+    children, thread = _state(), threading.get_ident()
+    key = (str(root), job["assignment"], job["db_url"], job["unsandboxed"])
+    child = children.get(thread)
+    if child is not None and (child.key != key or child.process.poll() is not None):
+        child.kill()
+        del children[thread]
+        child = None
+    if child is None:
+        child = GradingChild(root, job["assignment"], job["db_url"], job["unsandboxed"])
+        message = child.receive(time.monotonic() + START_SECONDS, cancelled)
+        if not message.get("ready"):
+            with contextlib.suppress(Exception):
+                child.kill()
+            return {"fatal": message.get("fatal") or message.get("died") or "did not start"}
+        children[thread] = child
+    return child
+
+
+def _collect(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file() and not p.is_symlink()}
+
+
+def grade_job(material: bytes, job: dict) -> dict:
+    """Grade one student on this Dask worker.
+
+    Parameters
+    ----------
+    material : bytes
+        The course's grading material, a gzipped tarball (see the module docstring).
+    job : dict
+        ``student``, ``assignment``, ``files`` (``{relative path: bytes}``, the submission as
+        the client's inspection left it), ``db_url``, ``timeout`` (seconds), ``unsandboxed``,
+        and ``cancel`` (the name of the client's interrupt ``distributed.Event``).
+
+    Returns
+    -------
+    dict
+        nbgrader's result (``success``, ``log``, ``error``?, ``seconds``) or ``timeout`` /
+        ``died``, plus ``files`` (the autograded folder, on success) and ``worker`` (where it ran).
+    """
+    from distributed import Event, get_worker
+
+    event = Event(job["cancel"])
+    cancelled = event.is_set
+    scratch = _scratch_base() / f"autograder-{os.getpid()}-{threading.get_ident()}"
+    root = unpack(material, scratch)
+    student, assignment = job["student"], job["assignment"]
+    where = f"{get_worker().address} (pid {os.getpid()})"
+    for sub in ("submitted", "autograded"):
+        shutil.rmtree(root / sub, ignore_errors=True)
+    folder = root / "submitted" / student / assignment
+    if cancelled():  # the client was interrupted before this job started: grade nothing
+        return {"died": "grading was interrupted", "worker": where}
+    try:
+        for rel, data in job["files"].items():
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            (folder / rel).write_bytes(data)
+        start = time.monotonic()
+        child = _child(root, job, cancelled)
+        if isinstance(child, dict):
+            return {"success": False, "error": f"grading worker failed to start: {child['fatal']}",
+                    "worker": where}
+        child.conn.send({"student": student})
+        result = child.receive(start + job["timeout"], cancelled)
+        result.setdefault("seconds", time.monotonic() - start)
+        result["worker"] = where
+        if result.get("success"):
+            result["files"] = _collect(root / "autograded" / student / assignment)
+        return result
+    finally:
+        for sub in ("submitted", "autograded"):
+            shutil.rmtree(root / sub, ignore_errors=True)

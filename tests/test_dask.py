@@ -1,0 +1,240 @@
+"""The runner on a real Dask cluster (``--scheduler local:2``): same grades, killed workers,
+failures, interruptions.
+
+Each test starts its own ``LocalCluster`` through ``runner.grade(..., scheduler="local:2")``, in
+a scratch course with the throw-away assignment ``tiny`` of tests/test_runner.py. The workers'
+scratch course directories are put under the test's own folder (``AUTOGRADER_SCRATCH``), so a
+test can see which worker is grading whom: ``<scratch>/autograder-<pid>-<thread>/<material>/
+autograded/<student>/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from test_runner import (
+    SLEEPER,
+    _course_processes,
+    _outputs,
+    cases,
+    make_course,
+    nbgrader,
+    scores,
+    submit,
+    total,
+)
+
+from autograder.tools import runner
+
+#: A submission that takes a while to grade: long enough to be killed in mid-job, short enough
+#: to be graded again within the test.
+SLOW = "import time\ntime.sleep(6)\n\ndef answer():\n    return 42.0"
+
+
+@pytest.fixture
+def scratch(tmp_path, monkeypatch) -> Path:
+    folder = tmp_path / "scratch"
+    folder.mkdir()
+    monkeypatch.setenv("AUTOGRADER_SCRATCH", str(folder))  # LocalCluster workers inherit it
+    return folder
+
+
+def grading(scratch: Path, student: str) -> list[int]:
+    """Pids of the Dask worker processes whose scratch course holds ``student`` right now."""
+    return sorted({int(p.parts[-4].split("-")[1])
+                   for p in scratch.glob(f"autograder-*/*/autograded/{student}")})
+
+
+class Killer(threading.Thread):
+    """Kills (SIGKILL) each Dask worker process seen grading ``student``, up to ``times``."""
+
+    def __init__(self, scratch: Path, student: str, times: int):
+        super().__init__(daemon=True)
+        self.scratch, self.student, self.times = scratch, student, times
+        self.killed: list[int] = []
+        self.stop = threading.Event()
+
+    def run(self):
+        while len(self.killed) < self.times and not self.stop.is_set():
+            for pid in grading(self.scratch, self.student):
+                if pid not in self.killed:
+                    os.kill(pid, signal.SIGKILL)
+                    self.killed.append(pid)
+            self.stop.wait(0.05)
+
+
+def rows(root: Path, student: str) -> dict[str, int]:
+    """How many gradebook rows the student has, table by table (nbgrader's schema)."""
+    with sqlite3.connect(root / "gradebook.db") as db:
+        sub = "SELECT id FROM submitted_assignment WHERE student_id = ?"
+        nbs = f"SELECT id FROM submitted_notebook WHERE assignment_id IN ({sub})"
+        return {
+            "submissions": db.execute(f"SELECT count(*) FROM ({sub})", (student,)).fetchone()[0],
+            "notebooks": db.execute(f"SELECT count(*) FROM ({nbs})", (student,)).fetchone()[0],
+            "grades": db.execute(f"SELECT count(*) FROM grade WHERE notebook_id IN ({nbs})",
+                                 (student,)).fetchone()[0],
+        }
+
+
+def test_hostile_cases_and_sequential_nbgrader_agree_with_dask(tmp_path, scratch):
+    """Every broken-submission case graded on Dask ends as it does in the process pool, and
+    ordinary submissions get nbgrader's own scores and outputs."""
+    roots = []
+    for name in ("sequential", "dask"):
+        root, release = make_course(tmp_path / name)
+        submit(root, release, "good", cases.CORRECT)
+        submit(root, release, "wrong", cases.WRONG)
+        submit(root, release, "chatty", "print('thinking...')\ndef answer():\n    return 42.0")
+        roots.append(root)
+    sequential, root = roots
+    for name, case in cases.CASES.items():
+        case.build(root / "submitted" / f"case_{name}" / "tiny", release)
+    nbgrader(sequential, "autograde", "tiny", "--force")
+    report = runner.grade("tiny", root, scheduler="local:2", progress=False)
+
+    on_disk = json.loads((root / "reports" / "tiny" / "runs.json").read_text())
+    assert on_disk == report and report["workers"] == 2
+    for name, case in cases.CASES.items():
+        run = report["students"][f"case_{name}"]
+        assert run["status"] == case.status, (name, run)
+        assert total(root, f"case_{name}") == case.score, (name, run)
+        assert set(case.flags) <= {kind for kind, _ in run["flags"]}, (name, run)
+    for student in ("good", "wrong", "chatty"):
+        assert report["students"][student]["status"] == "graded"
+        assert scores(root)[student] == scores(sequential)[student]
+        path = sequential / "autograded" / student / "tiny" / "tiny.ipynb"
+        twin = root / "autograded" / student / "tiny" / "tiny.ipynb"
+        assert _outputs(twin, root) == _outputs(path, sequential), student
+    # only what nbgrader grades came back: the large file and the link were never sent
+    assert not (root / "autograded" / "case_large_file" / "tiny" / "checkpoint.bin").exists()
+    assert not list(scratch.glob("autograder-*/*/submitted/*"))  # scratch emptied after each job
+    assert _course_processes(root) == []
+
+
+def test_killed_worker_is_retried_elsewhere_without_duplicate_rows(tmp_path, scratch):
+    root, release = make_course(tmp_path)
+    submit(root, release, "victim", SLOW)
+    others = [f"s{i}" for i in range(3)]
+    for student in others:
+        submit(root, release, student, cases.CORRECT)
+    killer = Killer(scratch, "victim", times=1)
+    killer.start()
+    try:
+        report = runner.grade("tiny", root, scheduler="local:2", progress=False)
+    finally:
+        killer.stop.set()
+        killer.join()
+    assert len(killer.killed) == 1, "the victim's worker was never seen grading"
+    run = report["students"]["victim"]
+    assert run["status"] == "graded", run
+    assert total(root, "victim") == 1.0
+    log = (root / "reports" / "tiny" / "logs" / "victim.log").read_text()
+    assert "graded on Dask worker" in log and f"(pid {killer.killed[0]})" not in log
+    assert rows(root, "victim") == {"submissions": 1, "notebooks": 1, "grades": 1}
+    assert {s: report["students"][s]["status"] for s in others} == dict.fromkeys(others, "graded")
+    assert _course_processes(root) == []
+
+
+def test_student_failing_after_retries_keeps_earlier_grades(tmp_path, scratch):
+    import dask
+
+    root, release = make_course(tmp_path)
+    submit(root, release, "doomed", cases.CORRECT)
+    first = runner.grade("tiny", root, scheduler="local:2", students=["doomed"], progress=False)
+    assert first["students"]["doomed"]["status"] == "graded"
+    graded_nb = root / "autograded" / "doomed" / "tiny" / "tiny.ipynb"
+    earlier = graded_nb.read_bytes()
+    submit(root, release, "doomed", SLOW)  # resubmitted; every worker grading it will be killed
+    submit(root, release, "bystander", cases.CORRECT)
+    killer = Killer(scratch, "doomed", times=2)
+    killer.start()
+    try:
+        with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+            report = runner.grade("tiny", root, scheduler="local:2", progress=False,
+                                  students=["doomed", "bystander"])
+    finally:
+        killer.stop.set()
+        killer.join()
+    assert len(killer.killed) == 2
+    run = report["students"]["doomed"]
+    assert run["status"] == "crashed"
+    assert "died each time it was tried" in run["reason"]
+    assert "earlier grades were kept" in run["reason"]
+    assert total(root, "doomed") == 1.0
+    assert graded_nb.read_bytes() == earlier
+    assert rows(root, "doomed") == {"submissions": 1, "notebooks": 1, "grades": 1}
+    assert report["students"]["bystander"]["status"] == "graded"
+    assert _course_processes(root) == []
+
+
+def test_interrupted_dask_run_puts_back_the_earlier_grades_and_can_be_rerun(tmp_path, scratch):
+    root, release = make_course(tmp_path)
+    submit(root, release, "halted", cases.CORRECT)
+    runner.grade("tiny", root, scheduler="local:2", students=["halted"], progress=False)
+    graded_nb = root / "autograded" / "halted" / "tiny" / "tiny.ipynb"
+    earlier = graded_nb.read_bytes()
+    submit(root, release, "halted", SLEEPER)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autograder", "grade", "tiny", "--students", "halted",
+         "--scheduler", "local:2"],
+        cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    kernel_started = False
+    deadline = time.time() + 180
+    while not kernel_started and time.time() < deadline and proc.poll() is None:
+        # the event: nbgrader has copied the submission and is executing it on a worker
+        kernel_started = any(p.name == "tiny.ipynb" for p in scratch.glob("autograder-*/*/autograded/halted/tiny/*"))
+        time.sleep(0.1)
+    assert kernel_started, "the regrade never started"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err
+    assert "autograde tiny" in err  # the progress bar
+    assert total(root, "halted") == 1.0
+    assert graded_nb.read_bytes() == earlier
+    assert rows(root, "halted") == {"submissions": 1, "notebooks": 1, "grades": 1}
+    assert _course_processes(root) == []
+
+    submit(root, release, "halted", cases.WRONG)  # rerun: graded as if nothing had happened
+    report = runner.grade("tiny", root, scheduler="local:2", students=["halted"], progress=False)
+    assert report["students"]["halted"]["status"] == "graded"
+    assert total(root, "halted") == 0.0
+    assert nbformat.read(graded_nb, 4) != nbformat.reads(earlier.decode(), 4)
+
+
+def test_bad_scheduler_is_a_usage_error(tmp_path):
+    root, _ = make_course(tmp_path)
+    with pytest.raises(ValueError, match="local:N needs a positive N"):
+        runner.grade("tiny", root, scheduler="local:zero", progress=False)
+    assert not (root / "reports" / "tiny" / ".lock").exists() or runner.grade(
+        "tiny", root, students=["nobody"], progress=False)  # the lock was released
+
+
+def test_job_code_travels_by_value():
+    """A worker needs no copy of the course: the job function is pickled by value, so it loads
+    in a Python that cannot import ``autograder``."""
+    import cloudpickle
+    from distributed.protocol.pickle import dumps
+
+    from autograder.tools.runner import job
+
+    cloudpickle.register_pickle_by_value(job)
+    payload = dumps(job.grade_job)
+    code = ("import pickle, sys\n"
+            "assert not any('autograder' in str(p) for p in sys.modules)\n"
+            "f = pickle.loads(sys.stdin.buffer.read())\n"
+            "print(f.__name__, f.__module__)\n")
+    result = subprocess.run([sys.executable, "-I", "-c", code], input=payload,
+                            capture_output=True, cwd="/", timeout=120)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode().split() == ["grade_job", "autograder.tools.runner.job"]
