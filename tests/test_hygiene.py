@@ -20,22 +20,30 @@ import nbformat
 import pytest
 from conftest import cell_metadata, copy_course, load_hostile_cases
 from nbgrader.api import Gradebook
-from test_sandbox import (
-    ASSIGNMENT,
-    GOOD_ANSWER,
-    NOTEBOOK,
-    autograded,
-    nbgrader,
-    score,
-    source_notebook,
-    submit,
-)
+from test_sandbox import ASSIGNMENT, NOTEBOOK, autograded, nbgrader, score, submit
 
 from autograder.kernel import submission
 from autograder.notebooks import trusted_flags
 
 cases = load_hostile_cases("hygiene_cases")
 STUDENTS = [*cases.KERNEL_CASES, *cases.FOLDER_CASES]
+GOOD_ANSWER = cases.GOOD
+
+
+def source_notebook() -> nbformat.NotebookNode:
+    """An answer cell (``standardize``) and two one-point test cells, each a real hidden check."""
+    cells = [
+        nbformat.v4.new_markdown_cell("Write `standardize(X, mean, scale)`."),
+        nbformat.v4.new_code_cell(f"### BEGIN SOLUTION\n{GOOD_ANSWER}### END SOLUTION",
+                                  metadata=cell_metadata("answer", solution=True)),
+        *(nbformat.v4.new_code_cell(cases.TEST_CELL,
+                                    metadata=cell_metadata(gid, grade=True, points=1))
+          for gid in ("test_f", "test_g")),
+    ]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    return nb
 HTML_ASSIGNMENT = "98_html"
 
 
