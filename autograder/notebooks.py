@@ -26,12 +26,24 @@ TRUSTED_KEY = "autograder"
 DIAGNOSIS = "Diagnosis"
 _DIAGNOSIS_RE = re.compile(rf"{DIAGNOSIS} (M\d+)")
 _KIND_RE = re.compile(r"[a-z][a-z0-9-]*")
-_ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
+# OSC (``ESC ] ... BEL`` or ``ESC ] ... ESC \``, e.g. a window title) first: its ``ESC ]`` would
+# otherwise match the two-character form and leave the title text behind.
+_ANSI_RE = re.compile(r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 
 
 def strip_ansi(text: str) -> str:
     """``text`` without terminal escape sequences (colours, cursor moves, OSC titles)."""
     return _ANSI_RE.sub("", text)
+
+
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` safe to print on a terminal: escape sequences removed (:func:`strip_ansi`), then
+    every other control character (C0 but newline and tab, DEL, C1 such as the 8-bit CSI
+    ``\\x9b``) replaced by ``?``."""
+    return _CONTROL_RE.sub("?", strip_ansi(text))
 
 
 def joined(value: Any) -> str:

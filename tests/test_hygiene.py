@@ -20,22 +20,30 @@ import nbformat
 import pytest
 from conftest import add_fixture_checks, cell_metadata, copy_course, load_hostile_cases
 from nbgrader.api import Gradebook
-from test_sandbox import (
-    ASSIGNMENT,
-    GOOD_ANSWER,
-    NOTEBOOK,
-    autograded,
-    nbgrader,
-    score,
-    source_notebook,
-    submit,
-)
+from test_sandbox import ASSIGNMENT, NOTEBOOK, autograded, nbgrader, score, submit
 
 from autograder.kernel import submission
 from autograder.notebooks import trusted_flags
 
 cases = load_hostile_cases("hygiene_cases")
 STUDENTS = [*cases.KERNEL_CASES, *cases.FOLDER_CASES]
+GOOD_ANSWER = cases.GOOD
+
+
+def source_notebook() -> nbformat.NotebookNode:
+    """An answer cell (``standardize``) and two one-point test cells, each a real hidden check."""
+    cells = [
+        nbformat.v4.new_markdown_cell("Write `standardize(X, mean, scale)`."),
+        nbformat.v4.new_code_cell(f"### BEGIN SOLUTION\n{GOOD_ANSWER}### END SOLUTION",
+                                  metadata=cell_metadata("answer", solution=True)),
+        *(nbformat.v4.new_code_cell(cases.TEST_CELL,
+                                    metadata=cell_metadata(gid, grade=True, points=1))
+          for gid in ("test_f", "test_g")),
+    ]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    return nb
 HTML_ASSIGNMENT = "98_html"
 
 
@@ -118,6 +126,15 @@ def test_grading_finished_and_the_next_student_was_graded(graded):
     assert score(graded["root"], "good") == graded["good_before"] == 2
 
 
+def test_kernel_text_reaches_the_terminal_without_control_sequences(graded):
+    err = graded["run"].stderr
+    assert "fd-level-stderr" in err and "fd-level-stdout" in err  # forwarded, cleaned
+    assert "PWNED-title" not in err  # inside an OSC sequence: removed with it
+    bad = sorted({f"{ord(ch):#x}" for ch in err if (ord(ch) < 32 and ch not in "\n\t")
+                  or 0x7f <= ord(ch) <= 0x9f})
+    assert bad == [], bad
+
+
 def test_no_kernel_or_staging_folder_is_left_behind(graded):
     assert sorted(p.name for p in graded["tmp"].iterdir()) == []
 
@@ -184,7 +201,7 @@ KM_LINE = 'c.Execute.kernel_manager_class = "autograder.kernel.sandbox.Sandboxed
 EDITS = {
     "plain_kernel_manager": (KM_LINE, 'c.Execute.kernel_manager_class = '
                                       '"jupyter_client.manager.AsyncKernelManager"'),
-    "stock_execute": ("SandboxedExecute if pp is Execute else pp", "pp"),
+    "stock_execute": ("_TRUSTED = {Execute: [SandboxedExecute,", "_TRUSTED = {Execute: [Execute,"),
     "unsandboxed_in_config": (KM_LINE, KM_LINE + "\nc.SandboxedKernelManager.unsandboxed = True"),
     "syntax_error": (KM_LINE, KM_LINE + "\nthis is not python"),
     "raises": (KM_LINE, KM_LINE + "\nraise RuntimeError('broken config')"),
@@ -340,3 +357,79 @@ def test_feedback_html_holds_no_student_script(html_graded):
     html = page.read_text()
     assert "PWNED(21)" in html  # the answer is there, as text
     assert runnable(html) == []
+
+
+# -- the output cap and the grader's memory -----------------------------------------------
+
+BIG_DISPLAY = ("from IPython.display import display\n"
+               "display({'text/plain': 'x' * (100 * 2**20)}, raw=True)\n"
+               "print('after the big display')\n" + GOOD_ANSWER)
+UPDATED_DISPLAY = ("from IPython.display import display\n"
+                   "h = display('small', display_id='d')\n"
+                   "for _ in range(20):\n"
+                   "    h.update('y' * 3 * 2**20)\n"
+                   "display('z' * 1000, display_id='d')\n" + GOOD_ANSWER)
+PEAK_RSS = (
+    "import resource, sys\n"
+    "from nbgrader.apps.nbgraderapp import main\n"
+    "try:\n"
+    "    main()\n"
+    "finally:\n"
+    "    print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+)
+
+
+def peak_rss_mb(stderr: str) -> float:
+    """The grading process's own peak resident memory (not its kernels'), in MB."""
+    return int(stderr.rsplit("PEAK_RSS_KB ", 1)[1].split()[0]) / 1000
+
+
+def nbgrader_measured(root: Path, *args: str):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent),
+                                                  os.environ["PATH"]])}
+    return subprocess.run([sys.executable, "-c", PEAK_RSS, *args], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def floods(course):
+    for name, answer in (("mem_big_display", BIG_DISPLAY), ("mem_update_display", UPDATED_DISPLAY),
+                         ("mem_zz_after", GOOD_ANSWER)):
+        submit(course, name, answer)
+    run = nbgrader_measured(course, "autograde", ASSIGNMENT, "--student=mem_*",
+                            "--Execute.timeout=10")
+    assert run.returncode == 0, run.stderr[-3000:]
+    return course, run
+
+
+def _answer_cell(course: Path, student: str):
+    nb = nbformat.read(autograded(course, student), as_version=4)
+    return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "answer")
+
+
+def test_a_100_mib_message_is_refused_and_the_grader_stays_small(floods):
+    course, run = floods
+    peak = peak_rss_mb(run.stderr)
+    print(f"grader peak RSS with a 100 MiB display message: {peak:.0f} MB")
+    # the message alone is 105 MB, and receiving and decoding it took about 3.5 times that
+    # (300 MiB: 1053 MB without the limit); with it the grader stays at its ~140 MB baseline
+    assert peak < 250, peak
+    cell = _answer_cell(course, "mem_big_display")
+    kinds = {k for k, _ in trusted_flags({"cells": [cell]})}
+    assert "refused-output" in kinds, cell.outputs[:2]
+    # the refused message is never stored; the kernel stops answering after it (see
+    # autograder.kernel.output_limits), so the cell ends as a timeout and the student scores 0
+    assert "xxxxxxxxxx" not in json.dumps(cell.outputs)
+    assert score(course, "mem_big_display") == 0
+    assert score(course, "mem_zz_after") == 2
+
+
+def test_update_display_is_within_the_cap(floods):
+    course, _ = floods
+    cell = _answer_cell(course, "mem_update_display")
+    assert {k for k, _ in trusted_flags({"cells": [cell]})} == {"output-truncated"}
+    assert autograded(course, "mem_update_display").stat().st_size < 3 * 2**20
+    assert score(course, "mem_update_display") == 2

@@ -13,11 +13,9 @@ the next student (nbgrader issue #427). :class:`SandboxedExecute` replaces nbgra
 - **cell timeout** (``c.Execute.timeout``): the kernel is interrupted and the cell gets an error
   output with ``Flag [cell-timeout]: ...``; the following cells run normally. A kernel that does
   not stop when interrupted is killed, and the rest is handled as a dead kernel;
-- **too much output**: each cell keeps at most :attr:`~SandboxedExecute.max_output_bytes` of
-  output (and the notebook at most :attr:`~SandboxedExecute.max_notebook_output_bytes`); the rest
-  is dropped as it arrives, and ``Flag [output-truncated]: ...`` goes first in the cell's
-  outputs (on stdout, so it never changes a score). Errors and results are always kept (their
-  text shortened), so partial credit and failures still count;
+- **too much output**: the limits of :class:`~autograder.kernel.output_limits.OutputLimits`
+  (per cell, per notebook, every display route, and the size of any one message the grader
+  accepts), flagged ``output-truncated`` or ``refused-output``;
 - **no sandbox** (``BN_UNSANDBOXED=1`` or a kernel manager that is not sandboxed): the first
   code cell gets ``Flag [sandbox-off]: ...`` on stdout.
 
@@ -38,10 +36,12 @@ from nbconvert.exporters import NotebookExporter
 from nbformat.notebooknode import NotebookNode
 from nbgrader.converters.base import NbGraderException
 from nbgrader.preprocessors import Execute, SaveAutoGrades
-from traitlets import Integer, default
+from traitlets import default
 
 from autograder import notebooks
 from autograder.checks.framework import flag_line
+from autograder.kernel.output_limits import OutputLimits, stream_output
+from autograder.kernel.output_limits import label as _label
 from autograder.kernel.remote import KernelChannel, run_hidden_cell
 from autograder.kernel.sandbox import (
     UNSANDBOXED_ENV,
@@ -50,50 +50,19 @@ from autograder.kernel.sandbox import (
     describe_exit,
 )
 
-MiB = 1024**2
-
-
-def _text_size(content: dict[str, t.Any], msg_type: str) -> int:
-    """Characters an output message would add to the notebook."""
-    if msg_type == "stream":
-        return len(content.get("text", ""))
-    if msg_type == "error":
-        return len(content.get("evalue", "")) + sum(map(len, content.get("traceback", [])))
-    return sum(len(str(v)) for v in content.get("data", {}).values())
-
-
-def _shorten(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: max(limit, 0)] + "\n... [truncated]"
-
 
 def error_output(ename: str, evalue: str, lines: list[str]) -> NotebookNode:
     """An nbformat error output; ``lines`` become its traceback (what feedback shows)."""
     return NotebookNode(output_type="error", ename=ename, evalue=evalue, traceback=lines)
 
 
-def stream_output(text: str, name: str = "stdout") -> NotebookNode:
-    """An nbformat stream output."""
-    return NotebookNode(output_type="stream", name=name, text=text)
-
-
-def _label(cell: NotebookNode, index: int) -> str:
-    grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-    return f"cell {index}" + (f" ({grade_id})" if grade_id else "")
-
-
-class SandboxedExecute(Execute):
+class SandboxedExecute(OutputLimits, Execute):
     """nbgrader's ``Execute``, with the sandboxed kernel and no student ever lost.
 
     Configure it like ``Execute`` (``c.Execute.timeout`` etc. apply); its own settings are
-    ``c.SandboxedExecute.max_output_bytes`` and ``max_notebook_output_bytes``.
+    ``c.SandboxedExecute.max_output_bytes`` and ``max_notebook_output_bytes`` (from
+    :class:`~autograder.kernel.output_limits.OutputLimits`).
     """
-
-    max_output_bytes = Integer(
-        2 * MiB, help="Output kept per cell (characters); the rest is dropped and flagged."
-    ).tag(config=True)
-    max_notebook_output_bytes = Integer(
-        20 * MiB, help="Output kept per notebook (characters)."
-    ).tag(config=True)
 
     @default("kernel_manager_class")
     def _default_kernel_manager_class(self) -> type:
@@ -109,9 +78,7 @@ class SandboxedExecute(Execute):
 
     def _reset(self) -> None:
         self._stopped: str | None = None
-        self._used: dict[int, int] = {}
-        self._notebook_used = 0
-        self._dropped: dict[int, int] = {}
+        self._reset_output_limits()
         self._sandboxed = True
         self._channel: KernelChannel | None = None
 
@@ -239,57 +206,6 @@ class SandboxedExecute(Execute):
         }
         self.log.warning("%s", reason)
         return await super()._async_handle_timeout(timeout, cell)
-
-    # -- output limits -------------------------------------------------------------------------
-
-    def output(self, outs, msg, display_id, cell_index):
-        """nbclient's output handler, keeping each cell's and the notebook's output bounded."""
-        msg_type = msg["msg_type"]
-        content = dict(msg.get("content", {}))
-        size = _text_size(content, msg_type)
-        room = min(self.max_output_bytes - self._used.get(cell_index, 0),
-                   self.max_notebook_output_bytes - self._notebook_used)
-        if size > room:
-            self._dropped[cell_index] = self._dropped.get(cell_index, 0) + size - max(room, 0)
-            if msg_type == "stream" and room > 0:
-                content["text"] = content["text"][:room]
-            elif msg_type == "execute_result":
-                # the value is the cell's partial credit: keep its text form, shortened
-                text = str(content.get("data", {}).get("text/plain", ""))
-                content["data"] = {"text/plain": _shorten(text, max(room, 1000))}
-            elif msg_type == "error":
-                content["evalue"] = _shorten(str(content.get("evalue", "")), max(room, 1000))
-                content["traceback"] = [_shorten(line, 1000) for line in
-                                        content.get("traceback", [])[-20:]]
-            else:
-                return None
-            msg = {**msg, "content": content}
-            size = _text_size(content, msg_type)
-        self._used[cell_index] = self._used.get(cell_index, 0) + size
-        self._notebook_used += size
-        return super().output(outs, msg, display_id, cell_index)
-
-    def _flag_truncation(self, cell: NotebookNode, index: int) -> None:
-        dropped = self._dropped.pop(index, 0)
-        if not dropped:
-            return
-        reason = (f"{_label(cell, index)} printed about {dropped} characters more than the "
-                  f"{self.max_output_bytes}-character limit per cell (or the notebook's "
-                  f"{self.max_notebook_output_bytes}); the rest was dropped")
-        notebooks.add_flag(cell, "output-truncated", reason)
-        self._insert_first(cell, index, stream_output(flag_line("output-truncated", reason)
-                                                      + "\n"))
-
-    def _insert_first(self, cell: NotebookNode, index: int | None, out: NotebookNode) -> None:
-        """Put ``out`` first in the cell's outputs (nbgrader's LimitOutput keeps the first
-        lines), shifting the display-id bookkeeping that points into those outputs."""
-        cell.outputs.insert(0, out)
-        if index is None:
-            index = self.nb.cells.index(cell)
-        for cell_map in self._display_id_map.values():
-            if index in cell_map:
-                cell_map[index] = [i + 1 for i in cell_map[index]]
-
 
 class TrustedSaveAutoGrades(SaveAutoGrades):
     """nbgrader's ``SaveAutoGrades``, with a hidden test cell's score taken from the trusted side.

@@ -54,9 +54,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import Bool, Integer, List, Unicode, default
+from traitlets import Bool, DottedObjectName, Integer, List, Type, Unicode, default
 
 from autograder.kernel.scratch import copy_regular_tree, remove_tree
+from autograder.kernel.terminal import KernelOutputPump
 
 #: The environment variable that turns the sandbox off (``1``, ``true``, ``yes`` or ``on``).
 UNSANDBOXED_ENV = "BN_UNSANDBOXED"
@@ -605,6 +606,12 @@ class SandboxedKernelManager(AsyncKernelManager):
     interpreter.
     """
 
+    # its sockets refuse oversized messages, so the grader's memory stays bounded
+    # (autograder.kernel.output_limits)
+    client_class = DottedObjectName("autograder.kernel.output_limits.LimitedKernelClient",
+                                    config=True)
+    client_factory = Type("autograder.kernel.output_limits.LimitedKernelClient",
+                          klass="jupyter_client.asynchronous.AsyncKernelClient", config=True)
     bwrap_path = Unicode("bwrap", help="The bubblewrap executable (name on PATH or path).").tag(
         config=True
     )
@@ -780,13 +787,24 @@ class SandboxedKernelManager(AsyncKernelManager):
                 os.path.realpath(self.connection_file), *(extra_arguments or [])]
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: t.Any) -> None:
+        # the kernel's own fds 1 and 2 go through a pipe to the log, cleaned of terminal
+        # control sequences (autograder.kernel.terminal), never straight to the terminal
+        pipe = os.pipe() if "stdout" not in kw and "stderr" not in kw else None
+        if pipe is not None:
+            kw["stdout"] = kw["stderr"] = pipe[1]
         try:
             await super()._async_launch_kernel(kernel_cmd, **kw)
         except BaseException:
+            if pipe is not None:
+                os.close(pipe[0])
             self._release()
             raise
         finally:
+            if pipe is not None:
+                os.close(pipe[1])
             self._close_fds()
+        if pipe is not None:
+            KernelOutputPump(pipe[0], self.log)
 
     def _close_fds(self) -> None:
         for fd in self._open_fds:

@@ -59,8 +59,9 @@ import nbformat
 from nbgrader.converters import Autograde
 from nbgrader.converters.base import NbGraderException
 
+from autograder.kernel.terminal import protect_log
 from autograder.kernel.trusted_config import UntrustedConfigError, check_config
-from autograder.notebooks import add_flag, strip_ansi, strip_trusted
+from autograder.notebooks import add_flag, strip_trusted, terminal_safe
 
 MiB = 1024**2
 
@@ -354,7 +355,7 @@ def stage_submission(folder: Path, release_dir: Path, target: Path) -> str | Non
 def printable(text: str, limit: int = 500) -> str:
     """``text`` safe for a terminal and a log: control characters (escape sequences included)
     replaced by ``?``, cut at ``limit`` characters."""
-    text = "".join(ch if ch.isprintable() else "?" for ch in strip_ansi(text))
+    text = "".join(ch if ch.isprintable() else "?" for ch in terminal_safe(text))
     return text if len(text) <= limit else text[:limit] + "..."
 
 
@@ -394,6 +395,7 @@ class SanitizedAutograde(Autograde):
     """
 
     def start(self) -> None:
+        protect_log(self.log)
         try:
             check_config(self.config)
         except UntrustedConfigError as exc:
@@ -411,6 +413,7 @@ class SanitizedAutograde(Autograde):
     def init_notebooks(self) -> None:
         super().init_notebooks()  # the glob over submitted/ (only listings, nothing opened)
         self._staging = Path(tempfile.mkdtemp(prefix="bn-staging-"))
+        self._rejected: dict[tuple[str, str], str | None] = {}
         regexp = self._format_source("(?P<assignment_id>.*)", "(?P<student_id>.*)", escape=True)
         for folder in sorted(self.assignments):
             match = re.match(regexp, folder)
@@ -421,11 +424,28 @@ class SanitizedAutograde(Autograde):
                 self.coursedir.release_directory, ".", assignment)).resolve()
             reason = stage_submission(Path(folder), release_dir,
                                       self._staging / student / assignment)
+            self._rejected[(student, assignment)] = reason
             if reason is not None:
                 self.log.warning("Rejected submission of %s for %s, graded 0: %s",
                                  student, assignment, reason)
         self.coursedir.submitted_directory = str(self._staging)
         super().init_notebooks()
+
+
+    def convert_single_notebook(self, notebook_filename: str) -> None:
+        """nbgrader's sanitize-and-autograde of one notebook; a rejected submission's flag is
+        then recorded in the autograded notebook (the Execute step clears trusted metadata
+        it did not write itself)."""
+        super().convert_single_notebook(notebook_filename)
+        rel = Path(notebook_filename).resolve().relative_to(self._staging.resolve())
+        student, assignment = rel.parts[0], rel.parts[1]
+        reason = self._rejected.get((student, assignment))
+        if reason is None:
+            return
+        dest = Path(self._format_dest(assignment, student)) / rel.name
+        nb = nbformat.read(dest, as_version=4)
+        add_flag(nb, REJECTED, f"the submission was not graded: {reason}")
+        nbformat.write(nb, dest)
 
 
 def install() -> None:

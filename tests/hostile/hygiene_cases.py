@@ -1,7 +1,8 @@
 """Hostile submissions against where nbgrader reads and writes, each with its expected score.
 
-The assignment is ``99_sandbox`` of ``tests/test_sandbox.py`` (an answer cell ``f``, two
-one-point test cells ``test_f`` and ``test_g``). Two kinds of case:
+The assignment is ``99_sandbox`` as ``tests/test_hygiene.py`` builds it: an answer cell
+(``standardize``) and two one-point test cells ``test_f`` and ``test_g``, each a real hidden check
+(:data:`TEST_CELL`), run on the trusted side. Two kinds of case:
 
 - **kernel** cases are an answer cell whose code, run in the sandboxed kernel, plants things in
   its working folder for nbgrader to trip over: its own notebook replaced by a symlink to the
@@ -23,8 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-GOOD = "def f(x):\n    return x + 1\n"
-WRONG = "def f(x):\n    return x\n"
+GOOD = ("import numpy as np\n\n\ndef standardize(X, mean, scale):\n"
+        "    return (np.asarray(X, dtype=np.float64) - mean) / scale\n")
+WRONG = "def standardize(X, mean, scale):\n    return X\n"
+#: The test cells: one real hidden check each, one point each (tests/test_hygiene.py).
+TEST_CELL = "from autograder.checks import check_standardize; check_standardize(standardize)"
 NOTEBOOK = "sandbox.ipynb"
 
 
@@ -69,6 +73,16 @@ KERNEL_CASES: dict[str, KernelCase] = {
         "os.symlink('COURSE_ROOT/gradebook.db', 'gb.db')\n"
         "os.mkfifo('fifo')\n"
         "os.chdir(here)\n" + GOOD
+    ),
+    "terminal_escapes": KernelCase(
+        "import os\n"
+        "os.write(2, b'\\x1b]0;PWNED-title\\x07\\x1b[2J fd-level-stderr \\xc2\\x9b31m\\n')\n"
+        "os.write(1, b'\\x1b[31m fd-level-stdout\\n')\n"
+        "try:\n"
+        "    k = get_ipython().kernel\n"
+        "    k.session.send(k.iopub_socket, '\\x1b]0;PWNED-msgtype\\x07', {}, parent=k.get_parent())\n"
+        "except Exception as e:\n"
+        "    print('could not send', e)\n" + GOOD
     ),
     "plant_locked_folders": KernelCase(
         "import os\n"
@@ -147,7 +161,7 @@ def not_json(folder: Path, course: Path) -> None:
 def duplicate_test_cell(folder: Path, course: Path) -> None:
     nb = _notebook(folder)
     copy = json.loads(json.dumps(_cell(nb, "test_f")))
-    copy["source"] = "assert True"
+    copy["source"] = "1"
     copy.pop("id", None)
     nb["cells"].append(copy)
     _save(folder, nb)

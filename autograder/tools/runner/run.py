@@ -203,6 +203,11 @@ class Run:
         text = result.get("log", "") + ("\n" + result["error"] if result.get("error") else "")
         (self.logs / f"{student}.log").write_text(text[-_LOG_LIMIT:])
         insp = self.inspections[student]
+        self.gb.db.rollback()  # "graded" only when the worker's grades really are in the gradebook
+        if result.get("success") and not has_grades(snapshot(self.gb, self.assignment, student)):
+            result = {**result, "success": False,
+                      "error": "nbgrader finished but no grades are in the gradebook"}
+        self.gb.db.rollback()
         if result.get("success"):
             shutil.rmtree(self.previous(student), ignore_errors=True)
             found = self._outcome_flags(student)
