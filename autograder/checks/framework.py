@@ -172,6 +172,10 @@ class Grader:
         inner = exc.exc
         if isinstance(inner, NotImplementedError):
             return f"{exc.fn_name} is not implemented yet (it raised NotImplementedError)."
+        remote_where = getattr(inner, "where", None)  # raised in the kernel: its own line
+        if isinstance(remote_where, str):
+            where = f" ({remote_where})" if remote_where else ""
+            return f"{exc.fn_name} raised {type(inner).__name__}: {inner}{where}"
         tb = traceback.extract_tb(inner.__traceback__)
         where = ""
         if tb:
@@ -200,11 +204,11 @@ class Grader:
             except BaseException as exc:  # noqa: BLE001 - SystemExit, KeyboardInterrupt too
                 if getattr(exc, "kernel_gone", False):
                     raise  # the kernel died or hung: the whole check stops and scores 0
+                self._kernel_notes(fn)
                 if getattr(exc, "refused", False):
                     raise Failure(str(exc)) from None
                 raise StudentError(name, exc) from None
-        for note in getattr(fn, "notes", []):  # a function in the kernel reports its own
-            self.note(note)
+        self._kernel_notes(fn)
         seen = set()
         for w in caught:
             text = f"{w.category.__name__}: {w.message}"
@@ -214,6 +218,12 @@ class Grader:
         if err_buf.getvalue().strip():
             self.note(f"{name} wrote to stderr: {err_buf.getvalue().strip()[:200]!r}")
         return value
+
+    def _kernel_notes(self, fn) -> None:
+        """What a function that ran in the kernel printed and warned (autograder/kernel/remote)."""
+        notes = getattr(fn, "notes", None)
+        for note in notes if isinstance(notes, list) else []:
+            self.note(note)
 
     # ------------------------------------------------------------------ comparisons
     def compare(

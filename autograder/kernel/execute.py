@@ -149,14 +149,15 @@ class SandboxedExecute(OutputLimits, Execute):
         for kind, reason in result.flags:
             notebooks.add_flag(cell, kind, f"{_label(cell, index)}: {reason}")
         if result.stopped is not None:
-            reason = f"{_label(cell, index)}: {result.stopped.reason}"
-            cell.outputs.append(error_output(type(result.stopped).__name__,
-                                             flag_line(result.stopped.kind, reason),
-                                             [flag_line(result.stopped.kind, reason)]))
-            if result.stopped.stopped:
-                if result.stopped.kind == "kernel-died" and isinstance(self.km,
-                                                                       SandboxedKernelManager):
-                    reason = f"{reason} ({self.km.exit_reason()})"
+            gone = result.stopped
+            if gone.kind == "kernel-died" and isinstance(self.km, SandboxedKernelManager):
+                reason = f"the kernel died in {_label(cell, index)}: {self.km.exit_reason()}"
+            else:
+                reason = f"{_label(cell, index)}: {gone.reason}"
+            ename = "DeadKernelError" if gone.kind == "kernel-died" else "CellTimeoutError"
+            cell.outputs.append(error_output(ename, flag_line(gone.kind, reason),
+                                             [flag_line(gone.kind, reason)]))
+            if gone.stopped:
                 self._stopped = reason
                 self.log.warning("%s", reason)
         return cell

@@ -228,9 +228,10 @@ class KernelFunction:
         response = self.channel.request(payload)
         self.notes = [f"{self.__name__} emitted a warning: {w}"
                       for w in response.get("warnings", []) if isinstance(w, str)][:20]
-        stderr = response.get("stderr")
-        if isinstance(stderr, str) and stderr.strip():
-            self.notes.append(f"{self.__name__} wrote to stderr: {stderr.strip()[:200]!r}")
+        for stream, verb in (("stdout", "printed"), ("stderr", "wrote to stderr")):
+            text = response.get(stream)
+            if isinstance(text, str) and text.strip():
+                self.notes.append(f"{self.__name__} {verb}: {text.strip()[:1000]!r}")
         if "missing" in response:
             raise remote_exception({"type": "NameError", "bases": ["NameError"],
                                     "message": f"name {self.__name__!r} is not defined in the "

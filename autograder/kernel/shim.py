@@ -244,7 +244,8 @@ def _call(request: dict, namespace: dict) -> dict:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                 value = fn(*args)
         except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt and SystemExit too
-            return {"error": _error(exc), "stderr": err.getvalue()[:MAX_TEXT]}
+            return {"error": _error(exc), "stdout": out.getvalue()[:MAX_TEXT],
+                    "stderr": err.getvalue()[:MAX_TEXT]}
     notes = sorted({f"{w.category.__name__}: {w.message}" for w in caught})[:20]
     response: dict[str, Any] = {"stdout": out.getvalue()[:MAX_TEXT],
                                 "stderr": err.getvalue()[:MAX_TEXT], "warnings": notes}

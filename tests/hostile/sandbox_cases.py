@@ -83,7 +83,7 @@ CASES: dict[str, Case] = {
         "        np.ones(int(50e9 / 8))\n    except MemoryError as e:\n"
         "        print('MemoryError:', e, file=sys.stderr, flush=True)\n        time.sleep(1)\n"
         "    ctypes.string_at(0)\n",
-        score=0, reasons=("memory limit",), flags=("kernel-died",),
+        score=0, reasons=("SIGSEGV",), flags=("kernel-died",),
     ),
     # -- noisy code ---------------------------------------------------------------------------
     "big_output": Case(
