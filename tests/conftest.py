@@ -226,9 +226,9 @@ def check_f_at_2(g, f):
 
 
 def add_fixture_checks(root: Path) -> None:
-    """Give a scratch course :data:`FIXTURE_CHECKS` (``autograder/checks/fixture.py``)."""
+    """Give a scratch course :data:`FIXTURE_CHECKS` as a course's own check file
+    (``autograder/checks/fixture.py``, named in ``c.SandboxedExecute.extra_check_files``)."""
     (root / "autograder" / "checks" / "fixture.py").write_text(FIXTURE_CHECKS)
-    with open(root / "autograder" / "checks" / "__init__.py", "a") as fh:
-        fh.write("\nfrom autograder.checks.fixture import *  # noqa: F403,E402\n"
-                 "from autograder.checks.fixture import __all__ as _fixture  # noqa: E402\n\n"
-                 "__all__ = [*__all__, *_fixture]\n")
+    with open(root / "nbgrader_config.py", "a") as fh:
+        fh.write('\nc.SandboxedExecute.extra_check_files = '
+                 '[str(ROOT / "autograder" / "checks" / "fixture.py")]\n')

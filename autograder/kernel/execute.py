@@ -36,13 +36,13 @@ from nbconvert.exporters import NotebookExporter
 from nbformat.notebooknode import NotebookNode
 from nbgrader.converters.base import NbGraderException
 from nbgrader.preprocessors import Execute, SaveAutoGrades
-from traitlets import default
+from traitlets import List, Unicode, default
 
 from autograder import notebooks
 from autograder.checks.framework import flag_line
 from autograder.kernel.output_limits import OutputLimits, stream_output
 from autograder.kernel.output_limits import label as _label
-from autograder.kernel.remote import KernelChannel, run_hidden_cell
+from autograder.kernel.remote import KernelChannel, load_check_files, run_hidden_cell
 from autograder.kernel.sandbox import (
     UNSANDBOXED_ENV,
     SandboxedKernelManager,
@@ -61,8 +61,13 @@ class SandboxedExecute(OutputLimits, Execute):
 
     Configure it like ``Execute`` (``c.Execute.timeout`` etc. apply); its own settings are
     ``c.SandboxedExecute.max_output_bytes`` and ``max_notebook_output_bytes`` (from
-    :class:`~autograder.kernel.output_limits.OutputLimits`).
+    :class:`~autograder.kernel.output_limits.OutputLimits`), and ``extra_check_files``.
     """
+
+    extra_check_files = List(
+        Unicode(), help="Python files with more hidden checks (their __all__), beside "
+        "autograder.checks: a course's own checks for an assignment of its own."
+    ).tag(config=True)
 
     @default("kernel_manager_class")
     def _default_kernel_manager_class(self) -> type:
@@ -140,7 +145,8 @@ class SandboxedExecute(OutputLimits, Execute):
             return cell
         if self._channel is None:
             self._channel = KernelChannel(self, float(self.timeout or 60))
-        result = run_hidden_cell(cell.source, points, self._channel)
+        result = run_hidden_cell(cell.source, points, self._channel,
+                                 extra=load_check_files(self.extra_check_files))
         cell.outputs = [stream_output(result.report)] if result.report else []
         cell.outputs.append(NotebookNode(
             output_type="execute_result", execution_count=None, metadata={},

@@ -332,7 +332,24 @@ class HiddenResult:
     stopped: KernelGone | None = None
 
 
-def run_hidden_cell(source: str, points: float, channel: KernelChannel) -> HiddenResult:
+def load_check_files(paths) -> dict[str, Any]:
+    """The hidden checks named in the ``__all__`` of each Python file in ``paths`` (trusted
+    configuration: ``c.SandboxedExecute.extra_check_files``)."""
+    import importlib.util
+
+    found: dict[str, Any] = {}
+    for path in paths:
+        spec = importlib.util.spec_from_file_location(f"_course_checks_{len(found)}", path)
+        if spec is None or spec.loader is None:
+            raise ValueError(f"extra_check_files: {path} is not a Python file")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        found.update({name: getattr(module, name) for name in getattr(module, "__all__", [])})
+    return found
+
+
+def run_hidden_cell(source: str, points: float, channel: KernelChannel,
+                    extra: dict[str, Any] | None = None) -> HiddenResult:
     """Run a hidden test cell's check here, calling the student's functions in the kernel.
 
     Parameters
@@ -343,6 +360,8 @@ def run_hidden_cell(source: str, points: float, channel: KernelChannel) -> Hidde
         The cell's maximum score (its nbgrader metadata); the score is clipped to [0, points].
     channel : KernelChannel
         Requests to the notebook's kernel.
+    extra : dict, optional
+        More checks by name, beside ``autograder.checks`` (:func:`load_check_files`).
 
     Returns
     -------
@@ -353,8 +372,9 @@ def run_hidden_cell(source: str, points: float, channel: KernelChannel) -> Hidde
     import autograder.checks as checks
 
     call = parse_hidden_cell(source)
-    check = getattr(checks, call.check, None) if call else None
-    if call is None or call.check not in checks.__all__ or not callable(check):
+    known = {name: getattr(checks, name) for name in checks.__all__} | dict(extra or {})
+    check = known.get(call.check) if call else None
+    if call is None or not callable(check):
         return HiddenResult("This test cell is not a hidden check the grader knows; it scores 0 "
                             "(tell the instructor).\n", 0.0, [])
     args = [KernelFunction(channel, v) if kind == "name" else v for kind, v in call.args]
