@@ -240,7 +240,7 @@ def check_batch_stats(g: Grader, batch_stats) -> None:
     """Per-feature mean and biased variance on several shapes, dtypes and hard cases."""
     r = rng(201)
 
-    with g.part("mean and biased variance per feature on a 7x4 batch", weight=2):
+    with g.part("mean and biased variance per feature on a 7x4 batch", weight=2, each=True):
         x = r.normal(loc=[0.0, 5.0, -3.0, 1.0], scale=[1.0, 3.0, 0.5, 2.0], size=(7, 4))
         mean, var = unpack(g.call(batch_stats, x.copy()), 2, "mean, var")
         g.compare("mean", mean, x.mean(axis=0), rtol=RTOL64, atol=ATOL64,
@@ -249,15 +249,17 @@ def check_batch_stats(g: Grader, batch_stats) -> None:
                   mistakes=_mistakes(M1=x.var(axis=0, ddof=1), M2=x.var(axis=1),
                                      M4=lambda: (x**2).mean(0) - x.mean(0) ** 2))
 
-    with g.part("a batch of N=2 samples with a single feature (D=1)", weight=0.5):
-        x = np.array([[1.5], [-0.5]])  # mean 0.5, biased variance 1.0
+    with g.part("a batch of N=2 samples with a single feature (D=1)", weight=0.5, each=True):
+        # mean 0.75, deviations +-1.25, biased variance 1.5625 (unbiased 3.125): no round
+        # number a constant stub could return
+        x = np.array([[2.0], [-0.5]])
         mean, var = unpack(g.call(batch_stats, x.copy()), 2, "mean, var")
-        g.compare("mean", mean, [0.5], rtol=RTOL64, atol=ATOL64,
+        g.compare("mean", mean, [0.75], rtol=RTOL64, atol=ATOL64,
                   mistakes=_mistakes(M2=x.mean(axis=1)))
-        g.compare("var", var, [1.0], rtol=RTOL64, atol=ATOL64,
-                  mistakes=_mistakes(M1=[2.0]))
+        g.compare("var", var, [1.5625], rtol=RTOL64, atol=ATOL64,
+                  mistakes=_mistakes(M1=[3.125]))
 
-    with g.part("float32 input gives float32 mean and var", weight=0.5):
+    with g.part("float32 input gives float32 mean and var", weight=0.5, each=True):
         x = r.normal(loc=1.0, scale=2.0, size=(16, 3)).astype(np.float32)
         mean, var = unpack(g.call(batch_stats, x.copy()), 2, "mean, var")
         exp_mean, exp_var = ref.batch_stats(x.astype(np.float64))
@@ -289,7 +291,7 @@ def check_batch_stats(g: Grader, batch_stats) -> None:
                 raise Failure(f"{f}\n      {_diagnose('M4')}") from None
             raise
 
-    with g.part("a constant feature has variance 0 (not nan, not negative)", weight=0.5):
+    with g.part("a constant feature has variance 0 (not nan, not negative)", weight=0.5, each=True):
         x = np.column_stack([np.full(5, 3.0), r.normal(size=5)])
         mean, var = unpack(g.call(batch_stats, x.copy()), 2, "mean, var")
         g.compare("mean", mean, x.mean(axis=0), rtol=RTOL64, atol=ATOL64,

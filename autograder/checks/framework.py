@@ -92,6 +92,18 @@ class PartResult:
     messages: list[str] = field(default_factory=list)
     #: How many of the part's comparisons with the reference matched.
     matched: int = 0
+    #: With ``each=True``: comparisons that failed (the part then earns the fraction matched).
+    missed: int = 0
+    each: bool = False
+
+    @property
+    def earned(self) -> float:
+        """The weight this part earns: all of it, none, or (``each=True``) the share of its
+        comparisons that matched."""
+        if not self.passed:
+            return 0.0
+        total = self.matched + self.missed
+        return self.weight * (self.matched / total if self.each and total else 1.0)
 
 
 #: Why a part that compared no output earns nothing when no other part matched the reference.
@@ -147,13 +159,19 @@ class Grader:
 
     # ------------------------------------------------------------------ parts
     @contextlib.contextmanager
-    def part(self, label: str, weight: float = 1.0):
-        """A weighted part of the check. Exceptions inside it fail the part, never the cell."""
-        result = PartResult(label, float(weight), passed=False)
+    def part(self, label: str, weight: float = 1.0, each: bool = False):
+        """A weighted part of the check. Exceptions inside it fail the part, never the cell.
+
+        With ``each=True`` a failed comparison does not end the part: every comparison in it is
+        made, and the part earns the share of them that matched (one mistake, e.g. the variance
+        of ``batch_stats``, does not take the credit of a right mean with it).
+        """
+        result = PartResult(label, float(weight), passed=False, each=each)
         self._current = result
         try:
             yield result
-            result.passed = True  # a part without a matching output waits for finish()
+            result.passed = result.matched > 0 or not result.missed
+            # a part without a matching output waits for finish()
         except Failure as exc:
             result.messages.append(str(exc))
         except StudentError as exc:
@@ -226,7 +244,21 @@ class Grader:
             self.note(note)
 
     # ------------------------------------------------------------------ comparisons
-    def compare(
+    def compare(self, what: str, got, expected, **kw) -> None:
+        """Fail unless ``got`` matches ``expected`` (see :meth:`_compare` for the arguments).
+
+        In a part made with ``each=True`` a mismatch is recorded and the part goes on.
+        """
+        part = self._current
+        if part is None or not part.each:
+            return self._compare(what, got, expected, **kw)
+        try:
+            self._compare(what, got, expected, **kw)
+        except Failure as exc:
+            part.missed += 1
+            part.messages.append(str(exc))
+
+    def _compare(
         self,
         what: str,
         got,
@@ -337,14 +369,15 @@ class Grader:
         """
         self._settle()
         total = sum(r.weight for r in self.results) or 1.0
-        earned = 0.0 if self.stopped_early else sum(r.weight for r in self.results if r.passed)
+        earned = 0.0 if self.stopped_early else sum(r.earned for r in self.results)
         score = round(self.points * earned / total, 2)
         print(f"{self.name}: {score:g} / {self.points:g} points")
+        explained: set[str] = set()
         for r in self.results:
-            mark = "ok  " if r.passed else "FAIL"
+            mark = "ok  " if r.passed and not r.missed else "part" if r.earned else "FAIL"
             print(f"  [{mark}] {r.label}")
             for m in r.messages:
-                print(f"      {m}")
+                print(f"      {_once(m, explained)}")
         for m in self.notes:
             print(f"  note: {m}")
         if self.stopped_early:
@@ -358,6 +391,22 @@ class Grader:
         elif score < self.points and not any(DIAGNOSIS in m for m in messages):
             print("  No known mistake explains this; compare your values with the expected ones above.")
         return score
+
+
+_DIAGNOSIS_LINE = re.compile(rf"({DIAGNOSIS} [^:\n]+): ([^\n]+)")
+
+
+def _once(message: str, explained: set[str]) -> str:
+    """``message`` with a diagnosis already explained in this report shortened to its id:
+    one cause is explained once, however many parts it fails."""
+    def shorten(match: re.Match) -> str:
+        key = match.group(0)
+        if key in explained:
+            return f"{match.group(1)} (explained above)"
+        explained.add(key)
+        return key
+
+    return _DIAGNOSIS_LINE.sub(shorten, message)
 
 
 def is_plain_number(value, depth: int = 0) -> bool:
