@@ -17,7 +17,7 @@ help:
 	@echo "make strip    clear outputs from the source notebooks before committing"
 	@echo "make grade ASSIGNMENT=02_batchnorm_forward [WORKERS=2]   autograde every submission in parallel, then write the report"
 	@echo "make bench    run the BatchNorm speed benchmark"
-	@echo "make bench-grading [REPEATS=3]   seconds per submission: nbgrader autograde vs the parallel runner"
+	@echo "make bench-grading [REPEATS=3]   seconds per submission: nbgrader autograde, the runner, Dask local:2 on SQLite and PostgreSQL"
 	@echo "make bench-notebooks  each notebook's run time and peak memory on one core"
 
 # The virtual environment is rebuilt only when pyproject.toml changes (idempotent).

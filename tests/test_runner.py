@@ -1,4 +1,4 @@
-"""The parallel grading runner (autograder/runner.py), graded for real with nbgrader.
+"""The parallel grading runner (autograder/tools/runner/), graded for real with nbgrader.
 
 Every test grades in a scratch copy of the course (conftest.copy_course) holding throw-away
 assignments: ``tiny`` (one answer cell, one hidden test cell worth 1 point; see

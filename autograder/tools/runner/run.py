@@ -18,6 +18,7 @@ Everything except the dispatch is here, so the process pool (:mod:`.pool`) and D
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import shutil
@@ -90,6 +91,18 @@ def _failure_kind(result: dict) -> tuple[str, str]:
     return "failed", f"nbgrader autograde failed: {detail.strip()[:300]}"
 
 
+def _timed(method):
+    """Count the time spent in a :class:`Run` method in ``Run.client_seconds``."""
+    @functools.wraps(method)
+    def timed(self, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self.client_seconds += time.perf_counter() - start
+    return timed
+
+
 class Run:
     """The state of one run: course config, gradebook, inspections, results, progress bar."""
 
@@ -108,10 +121,14 @@ class Run:
         self.expected = _expected_notebooks(cd, assignment)
         release = release_notebooks(root, cd.release_directory)
         self.students = sorted(set(students)) if students else list_students(root, assignment, cd.submitted_directory)
+        #: Seconds this process spent on the students (inspection, snapshots, staging, writing
+        #: autograded/, settling): the serial part of a run, whatever the number of workers.
+        self.client_seconds = -time.perf_counter()
         self.inspections = {
             s: inspect_submission(self.submitted(s), assignment, self.expected, release, cd.max_file_size)
             for s in self.students
         }
+        self.client_seconds += time.perf_counter()
         self.started_at, self.t0 = dt.datetime.now(dt.UTC), time.perf_counter()
         self.runs: dict[str, StudentRun] = {}
         self.snaps: dict[str, dict | None] = {}
@@ -172,6 +189,7 @@ class Run:
             self.finish(s, StudentRun("failed", f"{insp.problem}; {outcome}", 0.0,
                                       _merge_flags(insp.flags, self.extra)))
 
+    @_timed
     def prepare(self, student: str) -> dict:
         """Snapshot, move the earlier autograded folder aside, stage; return the task to send:
         ``{"student", "folder"}`` (the folder nbgrader grades) and ``"submitted_directory"``
@@ -188,6 +206,7 @@ class Run:
             task.update(submitted_directory=str(self.work / "staged"), folder=str(staged))
         return task
 
+    @_timed
     def receive(self, student: str, files: Mapping[str, bytes]) -> None:
         """Write the autograded folder that a remote worker sent back."""
         dest = self.autograded(student)
@@ -199,6 +218,7 @@ class Run:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
 
+    @_timed
     def settle(self, student: str, result: dict, seconds: float) -> None:
         """Record what came back for ``student``: nbgrader's result, or ``{"timeout": True}``,
         ``{"died": reason}`` when the worker was killed, died or the run was interrupted."""
@@ -275,6 +295,10 @@ class Run:
         for run in report["students"].values():
             run["seconds"] = round(run["seconds"], 3)
         (self.out_dir / "runs.json").write_text(json.dumps(report, indent=2) + "\n")
+        if not self.bar.disable and self.students:
+            print(f"this machine's share of the run (inspection, gradebook snapshots, autograded/ "
+                  f"files): {self.client_seconds / len(self.students) * 1000:.0f} ms per student",
+                  file=sys.stderr)
         return report
 
 
