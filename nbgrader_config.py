@@ -13,15 +13,28 @@ import sys
 from pathlib import Path
 
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
-from nbgrader.converters import Autograde
-from nbgrader.preprocessors import ClearMarkScheme, Execute, GetGrades
+from nbgrader.converters import Autograde, GenerateAssignment
+from nbgrader.preprocessors import (
+    ClearMarkScheme,
+    ClearSolutions,
+    Execute,
+    GetGrades,
+    SaveAutoGrades,
+)
 
 ROOT = Path(__file__).resolve().parent
 # nbgrader itself imports the course's grading machinery (autograder.kernel.execute, autograder.kernel.sandbox)
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from autograder.kernel.execute import SandboxCheckedExporter, SandboxedExecute  # noqa: E402
+from autograder.kernel import submission  # noqa: E402
+from autograder.kernel.execute import (  # noqa: E402
+    SandboxCheckedExporter,
+    SandboxedExecute,
+    TrustedSaveAutoGrades,
+)
+from autograder.kernel.sanitize_html import SanitizeStudentHTML  # noqa: E402
+from autograder.tools.stubs import NamedStubs  # noqa: E402
 
 # The assignments, in teaching order. Each is source/<name>/<notebook>.ipynb.
 # `nbgrader generate_assignment` adds each one to the gradebook the first time it runs.
@@ -30,6 +43,7 @@ ASSIGNMENTS = {
     "02_batchnorm_forward": "batchnorm_forward.ipynb",
     "03_batchnorm_backward": "batchnorm_backward.ipynb",
     "04_experiments": "experiments.ipynb",
+    "05_beyond_batchnorm": "beyond_batchnorm.ipynb",
 }
 
 # The hidden checks live in autograder/, which is never given to students. Kernels started by
@@ -53,6 +67,11 @@ c.ClearHiddenTests.begin_test_delimeter = "BEGIN HIDDEN TESTS"
 c.ClearHiddenTests.end_test_delimeter = "END HIDDEN TESTS"
 c.ClearHiddenTests.enforce_metadata = True
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+# ... but each stub's message names the function to write (autograder/tools/stubs.py).
+c.GenerateAssignment.preprocessors = [
+    NamedStubs if pp is ClearSolutions else pp
+    for pp in GenerateAssignment.class_traits()["preprocessors"].default()
+]
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
 # Every hidden check finishes in well under a second; a student's infinite loop is cut off here
@@ -67,12 +86,31 @@ c.Execute.interrupt_on_timeout = True
 # SandboxedExecute replaces nbgrader's Execute so that a dead kernel, a hung cell or a flood of
 # output is flagged in the notebook (Flag [kernel-died] ...) instead of losing the student;
 # SandboxCheckedExporter refuses to start grading when the sandbox cannot start.
+# Submissions are sanitized before nbgrader reads them (autograder/kernel/submission.py): only
+# regular files, bounded size and depth, grade cells restored from release/; a submission that
+# breaks a rule is graded 0 with the reason, and grading goes on with the next student.
+submission.install()
 c.Execute.kernel_manager_class = "autograder.kernel.sandbox.SandboxedKernelManager"
 c.Autograde.exporter_class = SandboxCheckedExporter
+# The hidden checks run in this (nbgrader's) process, not in the student's kernel
+# (autograder/kernel/remote.py); TrustedSaveAutoGrades scores each hidden test cell with what they
+# recorded, and 0 where they recorded nothing. SanitizeStudentHTML (autograder/kernel/
+# sanitize_html.py) cleans what the student controls (outputs, written answers) right after
+# execution, so neither the Formgrader, which renders the autograded notebook, nor the feedback
+# HTML ever shows a student's script to anyone.
+_TRUSTED = {Execute: [SandboxedExecute, SanitizeStudentHTML],
+            SaveAutoGrades: [TrustedSaveAutoGrades]}
 c.Autograde.autograde_preprocessors = [
-    SandboxedExecute if pp is Execute else pp
+    step
     for pp in Autograde.class_traits()["autograde_preprocessors"].default()
+    for step in _TRUSTED.get(pp, [pp])
 ]
+
+# Validate (the button in JupyterLab, `nbgrader validate`): by default nbgrader checks only grade
+# cells, and in the release the hidden-test cells are comments, so a notebook whose visible test
+# fails was reported "Success! Your notebook passes all the tests." validate_all makes any code
+# cell that raises (a failing visible test, an unfinished exercise) or writes to stderr fail it.
+c.Validator.validate_all = True
 
 # Written questions: the question sits in a locked markdown cell whose rubric lies between
 # `=== BEGIN MARK SCHEME ===` and `=== END MARK SCHEME ===`; the answer is the manually graded
@@ -83,4 +121,5 @@ c.Autograde.autograde_preprocessors = [
 c.ClearMarkScheme.begin_mark_scheme_delimeter = "BEGIN MARK SCHEME"
 c.ClearMarkScheme.end_mark_scheme_delimeter = "END MARK SCHEME"
 c.ClearMarkScheme.enforce_metadata = False
-c.GenerateFeedback.preprocessors = [GetGrades, ClearMarkScheme, CSSHTMLHeaderPreprocessor]
+c.GenerateFeedback.preprocessors = [GetGrades, ClearMarkScheme, SanitizeStudentHTML,
+                                    CSSHTMLHeaderPreprocessor]

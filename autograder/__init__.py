@@ -1,4 +1,15 @@
 """The instructor's hidden half of the course: reference solutions, grading checks, samples.
 
-Never published to students: publish only ``release/`` and ``course/``.
+Never published to students: publish only ``release/`` and ``course/``. Its packages, each
+with one concern (``ARCHITECTURE.md`` draws the map):
+
+- ``checks/``: what hidden test cells import; may import ``reference``, ``notebooks`` and
+  ``course`` (the public support package), never ``tools/``, ``kernel/`` or ``samples/``;
+- ``kernel/``: running student code (sandbox, launcher, guard, execute preprocessor); may import
+  ``course_dir``, and ``checks/`` only in the guard and the execute preprocessor; never ``tools/``;
+- ``tools/``: the instructor's commands; may import everything above;
+- ``samples/``: the demo's sample submissions (plain data, imports nothing of ours);
+- ``course_dir.py``, ``notebooks.py``: leaves that import nothing from ``autograder``.
+
+``tests/test_architecture.py`` enforces these directions and the absence of import cycles.
 """

@@ -3,6 +3,8 @@
 * ``grade ASSIGNMENT [--workers N] [--students S ...] [--timeout SECONDS] [--unsandboxed]``:
   autograde every submission with nbgrader, in parallel (:mod:`autograder.tools.runner`).
 * ``report ASSIGNMENT``: the HTML and CSV grade report (:mod:`autograder.tools.report`).
+* ``check NOTEBOOK [--html FILE]``: a self-learner's self-check of one notebook, graded as
+  ``nbgrader autograde`` would in a scratch copy (:mod:`autograder.tools.selfcheck`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ COMMANDS = {
     "report": ("autograder.tools.report", "write the HTML and CSV grade report of an assignment"),
     "demo": ("autograder.tools.demo", "build the release, autograde the sample submissions, print grades"),
     "release": ("autograder.tools.demo", "regenerate release/ from source/ (nbgrader generate_assignment)"),
+    "check": ("autograder.tools.selfcheck", "self-check: grade one notebook as nbgrader would, with its diagnoses"),
 }
 
 

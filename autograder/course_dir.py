@@ -1,11 +1,19 @@
-"""The course directory: its root, and the assignments it teaches.
+"""The course directory: its root, its nbgrader configuration, the assignments it teaches, and
+the environment nbgrader's commands run in.
 
 The repository root is nbgrader's course directory (``nbgrader_config.py`` lives there). Every
-module that needs a path into the course asks here, so the root is computed in one place.
+module that needs a path into the course asks here, so the root is computed in one place; the
+PATH set-up for nbgrader's helper programs is here too (:func:`with_tools_on_path`).
+
+Imports only the standard library at module level (nbgrader and traitlets inside functions), so
+anything may import it.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 #: The course root: the folder holding ``autograder/``, ``course/``, ``source/`` and ``release/``.
@@ -77,3 +85,53 @@ def assignments(root: Path = ROOT) -> dict[str, str]:
     if not isinstance(namespace.get("ASSIGNMENTS"), dict):
         raise ValueError(f"{root / CONFIG_FILE} must define an ASSIGNMENTS dict")
     return dict(namespace["ASSIGNMENTS"])
+
+
+def is_inside(path: Path | str, folder: Path | str) -> bool:
+    """Whether ``path`` is ``folder`` or lies below it, compared as written (resolve both first
+    where symbolic links or ``..`` matter).
+
+    Parameters
+    ----------
+    path, folder : Path or str
+        Two paths of the same kind (both absolute, or both relative to the same folder).
+
+    Returns
+    -------
+    bool
+        ``True`` for ``is_inside("/c/autograded/s", "/c")`` and ``is_inside("/c", "/c")``;
+        ``False`` for ``is_inside("/cc", "/c")`` (a sibling sharing a prefix).
+    """
+    path, folder = Path(path), Path(folder)
+    return path == folder or folder in path.parents
+
+
+def with_tools_on_path(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A copy of ``environ`` whose ``PATH`` starts with this Python's ``bin`` folder.
+
+    nbgrader runs helper programs by name (``alembic`` for gradebook migrations, ``jupyter``,
+    kernels): they must be this environment's copies, also when the venv is not activated.
+
+    Parameters
+    ----------
+    environ : mapping of str to str, optional
+        The environment to start from; ``os.environ`` by default. It is not modified.
+
+    Returns
+    -------
+    dict of str to str
+        ``environ`` with ``PATH`` = ``<sys.executable's folder>:<PATH>`` (unchanged when that
+        folder is already on it).
+    """
+    env = dict(os.environ if environ is None else environ)
+    bindir = os.path.dirname(sys.executable)
+    path = env.get("PATH", "")
+    if bindir not in path.split(os.pathsep):
+        env["PATH"] = os.pathsep.join(p for p in (bindir, path) if p)
+    return env
+
+
+def put_tools_on_path() -> None:
+    """Put this Python's ``bin`` folder first on this process's ``PATH`` (see
+    :func:`with_tools_on_path`); idempotent."""
+    os.environ["PATH"] = with_tools_on_path()["PATH"]

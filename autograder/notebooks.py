@@ -88,7 +88,8 @@ def _trusted(node: Mapping) -> dict:
     meta = node.setdefault("metadata", {})
     value = meta.get(TRUSTED_KEY)
     if not isinstance(value, dict):
-        value = meta[TRUSTED_KEY] = {}
+        meta[TRUSTED_KEY] = {}
+        value = meta[TRUSTED_KEY]  # a NotebookNode stores a converted copy of what it is given
     return value
 
 
@@ -106,9 +107,11 @@ def add_flag(node: Mapping, kind: str, reason: str) -> tuple[str, str]:
     if not isinstance(kind, str) or not _KIND_RE.fullmatch(kind):
         raise ValueError(f"kind must be a lowercase slug like 'kernel-died', got {kind!r}")
     flag = (kind, " ".join(str(reason).split()))
-    flags = _trusted(node).setdefault("flags", [])
+    trusted = _trusted(node)
+    flags = [list(f) for f in trusted.get("flags", [])]
     if list(flag) not in flags:
         flags.append(list(flag))
+    trusted["flags"] = flags
     return flag
 
 

@@ -52,7 +52,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from postgres import PostgresServer  # noqa: E402
 
-from autograder.tools.demo import build_submission, load_assignments, load_samples, nbgrader  # noqa: E402
+from autograder.course_dir import assignments, put_tools_on_path  # noqa: E402
+from autograder.tools.demo import build_submission, load_samples, nbgrader  # noqa: E402
 
 #: Runtime state that the scratch copy must not inherit from the working course.
 _SKIP = (".git", ".venv", "submitted", "autograded", "feedback", "reports", "gradebook.db",
@@ -65,7 +66,7 @@ def scratch_course(dst: Path, assignment: str, students: int, copy: bool = True)
     if copy:
         shutil.copytree(ROOT, dst, ignore=shutil.ignore_patterns(*_SKIP), symlinks=True)
     nbgrader("generate_assignment", assignment, "--force", root=dst)
-    notebook = load_assignments(dst)[assignment]
+    notebook = assignments(dst)[assignment]
     samples = load_samples(notebook).STUDENTS
     names = sorted(samples)
     ids = []
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--repeats must be at least 1, got {args.repeats}")
 
     bindir = Path(sys.executable).parent
-    os.environ["PATH"] = os.pathsep.join([str(bindir), os.environ.get("PATH", "")])
+    put_tools_on_path()
     grade = [sys.executable, "-m", "autograder", "grade", args.assignment]
     load_before = os.getloadavg()  # before the benchmark's own work raises it
     with tempfile.TemporaryDirectory(prefix="bench_grading_") as tmp, PostgresServer() as pg:

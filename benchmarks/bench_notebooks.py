@@ -45,7 +45,7 @@ def run_one(path: str, autograde: bool) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    from autograder.tools.demo import load_assignments
+    from autograder.course_dir import assignments as load_assignments
 
     assignments = load_assignments()
     chosen = argv or list(assignments)

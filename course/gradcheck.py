@@ -3,6 +3,12 @@
 The formulas are the standard ones of numerical analysis; the CS231n notes "Gradient checks"
 (https://cs231n.github.io/neural-networks-3/#gradcheck) explain why the *centered* difference
 and the *relative* error are the right choices.
+
+This module never hands out a numerical gradient: writing one is exercise 1 of notebook 03, and
+``course/`` is published to students on day one. :func:`gradient_error` compares an analytic
+gradient with a finite difference that it computes internally and returns only the largest
+relative error, a single number. Notebook 04, released after 03's deadline, ships a complete
+``numerical_gradient`` in its own folder (``provided_gradcheck.py``).
 """
 
 from __future__ import annotations
@@ -42,53 +48,69 @@ def rel_error(a, b) -> float:
     return float(np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b))))
 
 
-def numerical_gradient_array(
-    f: Callable[[np.ndarray], np.ndarray], x: np.ndarray, dout: np.ndarray, h: float = 1e-5
-) -> np.ndarray:
-    """Centered-difference gradient of ``sum(f(x) * dout)`` with respect to the array ``x``.
+def _loss(f: Callable, x: np.ndarray, dout: np.ndarray) -> float:
+    out = np.asarray(f(x), dtype=np.float64)
+    if out.shape != dout.shape:
+        raise ValueError(f"f(x) has shape {out.shape} but dout has shape {dout.shape}")
+    return float(np.sum(out * dout))
 
-    ``grad[i] = sum((f(x + h e_i) - f(x - h e_i)) * dout) / (2 h)``, with truncation error
-    O(h²). ``x`` is perturbed in place one entry at a time and restored exactly afterwards.
+
+def gradient_error(analytic, f: Callable[[np.ndarray], np.ndarray], x, dout,
+                   h: float = 1e-5, centered: bool = True) -> float:
+    """Relative error of an analytic gradient against a finite difference; no gradient returned.
+
+    The finite difference is that of the scalar ``L(x) = sum(f(x) * dout)``: centered,
+    ``(L(x + h e_i) - L(x - h e_i)) / (2 h)`` (truncation error O(h²)), or one-sided,
+    ``(L(x + h e_i) - L(x)) / h`` (O(h)). Each entry is compared with ``analytic[i]`` as soon as
+    it is computed and then discarded, so the numerical gradient is never assembled: this is a
+    *checker*, not a replacement for the ``numerical_gradient`` that notebook 03 asks you to
+    write.
 
     Parameters
     ----------
+    analytic : array_like of float, shape of ``x``
+        The gradient to check, e.g. ``dx`` from a backward pass.
     f : callable
         Maps an array shaped like ``x`` to an array shaped like ``dout``.
-    x : ndarray of float, any shape
-        The point at which to differentiate. Must be a writable float array.
-    dout : ndarray of float
-        Upstream gradient, the shape of ``f(x)``.
+    x : array_like of float, any shape
+        The point. Copied to float64; the caller's array is never perturbed.
+    dout : array_like of float, shape of ``f(x)``
+        The upstream gradient.
     h : float, optional
-        Step size, > 0. 1e-5 suits float64; float32 needs about 1e-2.
+        The step, > 0.
+    centered : bool, optional
+        Centered (default) or one-sided difference.
 
     Returns
     -------
-    ndarray of float64, shape of ``x``
+    float
+        ``max_i |analytic_i - numeric_i| / max(1e-8, |analytic_i| + |numeric_i|)``, as
+        :func:`rel_error`.
 
     Raises
     ------
-    TypeError
-        If ``x`` is not a floating-point ndarray.
     ValueError
-        If ``h`` is not positive or ``f(x)`` and ``dout`` differ in shape.
+        If ``analytic`` and ``x`` differ in shape, ``h`` is not positive, or ``f(x)`` and
+        ``dout`` differ in shape.
     """
-    if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.floating):
-        raise TypeError(f"x must be a floating-point numpy array, got {type(x).__name__}")
+    x = np.array(x, dtype=np.float64, copy=True)
+    a = np.asarray(analytic, dtype=np.float64)
+    dout = np.asarray(dout, dtype=np.float64)
+    if a.shape != x.shape:
+        raise ValueError(f"the gradient has shape {a.shape}, but x has shape {x.shape}")
     if not h > 0:
         raise ValueError(f"h must be positive, got {h}")
-    dout = np.asarray(dout)
-    grad = np.zeros(x.shape, dtype=np.float64)
-    it = np.nditer(x, flags=["multi_index"], op_flags=[["readwrite"]])
-    while not it.finished:
-        i = it.multi_index
+    base = None if centered else _loss(f, x, dout)
+    worst = 0.0
+    for i in np.ndindex(x.shape):
         old = x[i]
         x[i] = old + h
-        pos = np.array(f(x), dtype=np.float64, copy=True)
-        x[i] = old - h
-        neg = np.array(f(x), dtype=np.float64, copy=True)
+        plus = _loss(f, x, dout)
+        if centered:
+            x[i] = old - h
+            slope = (plus - _loss(f, x, dout)) / (2.0 * h)
+        else:
+            slope = (plus - base) / h
         x[i] = old
-        if pos.shape != dout.shape:
-            raise ValueError(f"f(x) has shape {pos.shape} but dout has shape {dout.shape}")
-        grad[i] = np.sum((pos - neg) * dout) / (2.0 * h)
-        it.iternext()
-    return grad
+        worst = max(worst, abs(a[i] - slope) / max(1e-8, abs(a[i]) + abs(slope)))
+    return float(worst)

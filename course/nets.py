@@ -8,10 +8,13 @@ The architecture is the one of the CS231n assignment 2 ``FullyConnectedNet``
 This package is published to students from day one, so it holds no BatchNorm: with
 ``normalization='batchnorm'`` the network calls the "sandwich" layer ``affine -> batchnorm ->
 relu`` that the caller passes in ``bn_layer`` (in assignment 04, the student's own functions).
+With ``normalization='custom'`` it calls any normalization layer passed in ``norm_layer`` as
+``affine -> norm -> relu`` (in assignment 05, the student's LayerNorm, GroupNorm or Batch Renorm).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
 
@@ -24,17 +27,9 @@ from course.layers import (
     relu_forward,
     softmax_loss,
 )
-from course.validate import as_float_array, check_real
+from course.validate import as_float_array, check_int, check_real
 
 __all__ = ["FullyConnectedNet"]
-
-
-def _check_int(name: str, value, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value}")
-    return int(value)
 
 
 class FullyConnectedNet:
@@ -50,8 +45,9 @@ class FullyConnectedNet:
         flattened, so ``d_1 * ... * d_k`` must equal D.
     num_classes : int
         C, the number of classes (>= 2).
-    normalization : {None, 'batchnorm'}
-        ``'batchnorm'`` inserts BatchNorm between every hidden affine layer and its ReLU.
+    normalization : {None, 'batchnorm', 'custom'}
+        ``'batchnorm'`` inserts BatchNorm between every hidden affine layer and its ReLU;
+        ``'custom'`` inserts the layer given in ``norm_layer`` there.
     weight_scale : float
         Standard deviation of the initial weights (> 0): every ``W_l`` is drawn from
         ``N(0, weight_scale**2)``. Biases start at 0, BatchNorm's gamma at 1 and beta at 0.
@@ -67,6 +63,14 @@ class FullyConnectedNet:
         ``(affine_bn_relu_forward, affine_bn_relu_backward)`` with the signatures
         ``affine_bn_relu_forward(x, w, b, gamma, beta, bn_param) -> (out, cache)`` and
         ``affine_bn_relu_backward(dout, cache) -> (dx, dw, db, dgamma, dbeta)``.
+    norm_layer : pair of callables, optional
+        Required with ``normalization='custom'``, refused without it: ``(norm_forward,
+        norm_backward)`` with ``norm_forward(a, gamma, beta, norm_param) -> (out, cache)`` on
+        a of shape (N, H_l) and ``norm_backward(dout, cache) -> (da, dgamma, dbeta)``.
+    norm_param : dict, optional
+        With ``normalization='custom'``: the initial ``norm_param`` of every hidden layer (each
+        layer gets its own deep copy; default ``{'mode': 'train'}``). The network sets its
+        ``'mode'`` key as it does BatchNorm's; the layer may add and update other keys.
 
     Attributes
     ----------
@@ -76,7 +80,8 @@ class FullyConnectedNet:
         (H_l,).
     bn_params : list of dict
         One dict per hidden layer with BatchNorm (empty list without it), starting as
-        ``{'mode': 'train', 'eps': 1e-5, 'momentum': 0.1}``. The BatchNorm function adds and
+        ``{'mode': 'train', 'eps': 1e-5, 'momentum': 0.1}`` (with ``'custom'``: copies of
+        ``norm_param``). The BatchNorm function adds and
         updates ``running_mean`` and ``running_var`` itself (PyTorch convention:
         ``running = (1 - momentum) * running + momentum * batch_stat``).
     num_layers : int
@@ -106,16 +111,21 @@ class FullyConnectedNet:
         dtype=np.float64,
         seed: int = 0,
         bn_layer: tuple[Callable, Callable] | None = None,
+        norm_layer: tuple[Callable, Callable] | None = None,
+        norm_param: dict | None = None,
     ):
         if isinstance(hidden_dims, (str, bytes)) or not isinstance(hidden_dims, (Sequence, np.ndarray)):
             raise TypeError(f"hidden_dims must be a sequence of ints, got {type(hidden_dims).__name__}")
-        dims = [_check_int(f"hidden_dims[{i}]", h, 1) for i, h in enumerate(hidden_dims)]
-        self.input_dim = _check_int("input_dim", input_dim, 1)
-        self.num_classes = _check_int("num_classes", num_classes, 2)
-        if normalization not in (None, "batchnorm"):
-            raise ValueError(f"normalization must be None or 'batchnorm', got {normalization!r}")
+        dims = [check_int(f"hidden_dims[{i}]", h, 1) for i, h in enumerate(hidden_dims)]
+        self.input_dim = check_int("input_dim", input_dim, 1)
+        self.num_classes = check_int("num_classes", num_classes, 2)
+        if normalization not in (None, "batchnorm", "custom"):
+            raise ValueError(
+                f"normalization must be None or 'batchnorm' (or 'custom' with norm_layer), got "
+                f"{normalization!r}")
         self.use_batchnorm = normalization == "batchnorm"
         self.normalization = normalization
+        self._custom = self._custom_layer(normalization, norm_layer, norm_param)
         if self.use_batchnorm:
             if bn_layer is None:
                 raise ValueError(
@@ -142,7 +152,7 @@ class FullyConnectedNet:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be numpy.float32 or numpy.float64, got {self.dtype}")
-        self.seed = _check_int("seed", seed, 0)
+        self.seed = check_int("seed", seed, 0)
         self.hidden_dims = tuple(dims)
         self.num_layers = len(dims) + 1
 
@@ -153,13 +163,31 @@ class FullyConnectedNet:
             fan_in, fan_out = sizes[i - 1], sizes[i]
             self.params[f"W{i}"] = rng.normal(0.0, weight_scale, (fan_in, fan_out)).astype(self.dtype)
             self.params[f"b{i}"] = np.zeros(fan_out, dtype=self.dtype)
-            if self.use_batchnorm and i < self.num_layers:
+            if (self.use_batchnorm or self._custom) and i < self.num_layers:
                 self.params[f"gamma{i}"] = np.ones(fan_out, dtype=self.dtype)
                 self.params[f"beta{i}"] = np.zeros(fan_out, dtype=self.dtype)
         self.bn_params: list[dict] = (
             [{"mode": "train", "eps": 1e-5, "momentum": 0.1} for _ in dims]
             if self.use_batchnorm else []
         )
+        if self._custom:
+            self.bn_params = [copy.deepcopy(self._custom[2]) for _ in dims]
+
+    @staticmethod
+    def _custom_layer(normalization, norm_layer, norm_param):
+        """``(forward, backward, norm_param)`` for ``normalization='custom'``, else None."""
+        if normalization != "custom":
+            if norm_layer is not None or norm_param is not None:
+                raise ValueError("norm_layer and norm_param are only used with "
+                                 f"normalization='custom', got normalization={normalization!r}")
+            return None
+        if not (isinstance(norm_layer, (tuple, list)) and len(norm_layer) == 2
+                and all(callable(f) for f in norm_layer)):
+            raise ValueError("normalization='custom' needs norm_layer=(norm_forward, "
+                             f"norm_backward), a pair of callables, got {norm_layer!r}")
+        if norm_param is not None and not isinstance(norm_param, dict):
+            raise TypeError(f"norm_param must be a dict, got {type(norm_param).__name__}")
+        return (*norm_layer, {"mode": "train"} if norm_param is None else norm_param)
 
     # ------------------------------------------------------------------ helpers
     def _check_X(self, X) -> np.ndarray:
@@ -174,6 +202,11 @@ class FullyConnectedNet:
     def _hidden_forward(self, h: np.ndarray, i: int, bn_param: dict | None):
         """Hidden layer ``i`` (1-based): returns (output, cache)."""
         p = self.params
+        if self._custom:
+            a, fc_cache = affine_forward(h, p[f"W{i}"], p[f"b{i}"])
+            n, norm_cache = self._custom[0](a, p[f"gamma{i}"], p[f"beta{i}"], bn_param)
+            out, relu_cache = relu_forward(n)
+            return out, (fc_cache, norm_cache, relu_cache)
         if self.use_batchnorm:
             return self._bn_forward(
                 h, p[f"W{i}"], p[f"b{i}"], p[f"gamma{i}"], p[f"beta{i}"], bn_param
@@ -219,7 +252,7 @@ class FullyConnectedNet:
         h = X
         caches = []
         for i in range(1, L):
-            h, cache = self._hidden_forward(h, i, self.bn_params[i - 1] if self.use_batchnorm else None)
+            h, cache = self._hidden_forward(h, i, self.bn_params[i - 1] if self.bn_params else None)
             caches.append(cache)
         scores, last_cache = affine_forward(h, p[f"W{L}"], p[f"b{L}"])
         if y is None:
@@ -230,7 +263,12 @@ class FullyConnectedNet:
         dh, grads[f"W{L}"], grads[f"b{L}"] = affine_backward(dscores, last_cache)
         for i in range(L - 1, 0, -1):
             cache = caches[i - 1]
-            if self.use_batchnorm:
+            if self._custom:
+                fc_cache, norm_cache, relu_cache = cache
+                da, dgamma, dbeta = self._custom[1](relu_backward(dh, relu_cache), norm_cache)
+                dh, dw, db = affine_backward(da, fc_cache)
+                grads[f"gamma{i}"], grads[f"beta{i}"] = dgamma, dbeta
+            elif self.use_batchnorm:
                 dh, dw, db, dgamma, dbeta = self._bn_backward(dh, cache)
                 grads[f"gamma{i}"], grads[f"beta{i}"] = dgamma, dbeta
             else:
@@ -276,7 +314,7 @@ class FullyConnectedNet:
             a, _ = affine_forward(h, self.params[f"W{i}"], self.params[f"b{i}"])
             pre.append(a)
             bn_param = None
-            if self.use_batchnorm:
+            if self.bn_params:
                 bn_param = {k: (v.copy() if isinstance(v, np.ndarray) else v)
                             for k, v in self.bn_params[i - 1].items()}
                 bn_param["mode"] = mode

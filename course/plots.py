@@ -13,6 +13,13 @@ import numpy as np
 #: Okabe–Ito colours, in the order the course uses them.
 COLORS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 
+#: One colour per layer for overlaid per-layer curves (up to 7 layers): the Okabe–Ito colours
+#: without the yellow, which is hard to see on white, in an order in which neighbouring layers
+#: differ in hue *and* lightness (blue, orange, green, vermillion, black, sky blue, purple).
+LAYER_COLORS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#000000", "#56B4E9", "#CC79A7")
+#: A line style per layer as well, so that the layers stay apart in greyscale print.
+LAYER_STYLES = ("-", "--", "-", "--", "-", "--", "-")
+
 
 def set_style() -> None:
     """Apply the course's plot style: colour-blind-safe cycle, grid, readable font sizes."""

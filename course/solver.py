@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from course.validate import as_float_array, check_real
+from course.validate import as_float_array, check_int, check_real
 
 __all__ = ["Solver", "TrainingDiverged", "sgd", "sgd_momentum", "adam", "UPDATE_RULES"]
 
@@ -172,17 +172,6 @@ class TrainingDiverged(FloatingPointError):
 _DATA_KEYS = ("X_train", "y_train", "X_val", "y_val")
 
 
-def _check_count(name: str, value, low: int, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        expected = "an int or None" if allow_none else "an int"
-        raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return int(value)
-
-
 def _check_labels(name: str, y, n: int) -> np.ndarray:
     y = np.asarray(y)
     if y.dtype == bool or not np.issubdtype(y.dtype, np.integer):
@@ -229,10 +218,18 @@ class Solver:
     seed : int
         Seed (>= 0) of the ``numpy.random.default_rng`` that draws the accuracy subsets and
         shuffles every epoch. The same model, data and seed give identical histories.
-    shuffle : bool
-        Reshuffle the training set every epoch (default). ``False`` takes the minibatches in the
-        data's own order, every epoch the same: for experiments with batches that are not
-        i.i.d. (e.g. training data sorted by class).
+    shuffle : bool or 'batches'
+        ``True`` (default): reshuffle the training set every epoch. ``False``: take the
+        minibatches in the data's own order, every epoch the same. ``'batches'``: cut the data,
+        in its own order, into the consecutive minibatches ``X[0:B], X[B:2B], ...`` and visit
+        these fixed minibatches in a new random order every epoch, for experiments with batches
+        that are not i.i.d. but come in random order (e.g. single-class batches, built with
+        :func:`course.experiments.single_class_batches`).
+    max_iterations : int or None
+        Stop after this many updates in total (>= 1), even in the middle of an epoch; the
+        accuracies are then recorded once more, for the final parameters. None (default):
+        ``num_epochs`` full epochs. Used to give runs with different batch sizes the same
+        number of updates.
     verbose : bool
         Show a tqdm progress bar over epochs (``tqdm.auto``: a widget in Jupyter, text on
         stderr elsewhere) with the loss and accuracies. When False, training prints nothing.
@@ -274,8 +271,8 @@ class Solver:
     def __init__(self, model, data, *, update_rule: str = "sgd_momentum",
                  optim_config: dict | None = None, lr_decay: float = 1.0, batch_size: int = 100,
                  num_epochs: int = 10, num_train_samples: int | None = 1000,
-                 num_val_samples: int | None = None, seed: int = 0, shuffle: bool = True,
-                 verbose: bool = False):
+                 num_val_samples: int | None = None, seed: int = 0, shuffle: bool | str = True,
+                 max_iterations: int | None = None, verbose: bool = False):
         if not (isinstance(getattr(model, "params", None), dict) and callable(getattr(model, "loss", None))):
             raise TypeError(
                 "model must have a dict `params` and a method `loss(X, y=None)`, got "
@@ -309,19 +306,25 @@ class Solver:
         if self.lr_decay == 0:
             raise ValueError("lr_decay must lie in (0, 1], got 0.0")
         n_train = len(self.y_train)
-        self.batch_size = _check_count("batch_size", batch_size, 1)
+        self.batch_size = check_int("batch_size", batch_size, 1)
         if self.batch_size > n_train:
             raise ValueError(
                 f"batch_size must be at most the number of training examples, {n_train}, got "
                 f"{batch_size}"
             )
-        self.num_epochs = _check_count("num_epochs", num_epochs, 1)
-        self.num_train_samples = _check_count("num_train_samples", num_train_samples, 1, True)
-        self.num_val_samples = _check_count("num_val_samples", num_val_samples, 1, True)
-        self.seed = _check_count("seed", seed, 0)
-        if not isinstance(shuffle, (bool, np.bool_)):
-            raise TypeError(f"shuffle must be a bool, got {type(shuffle).__name__}")
-        self.shuffle = bool(shuffle)
+        self.num_epochs = check_int("num_epochs", num_epochs, 1)
+        self.num_train_samples = check_int("num_train_samples", num_train_samples, 1, True)
+        self.num_val_samples = check_int("num_val_samples", num_val_samples, 1, True)
+        self.seed = check_int("seed", seed, 0)
+        self.max_iterations = check_int("max_iterations", max_iterations, 1, True)
+        if isinstance(shuffle, str):
+            if shuffle != "batches":
+                raise ValueError(f"shuffle must be True, False or 'batches', got {shuffle!r}")
+            self.shuffle: bool | str = shuffle
+        elif isinstance(shuffle, (bool, np.bool_)):
+            self.shuffle = bool(shuffle)
+        else:
+            raise TypeError(f"shuffle must be a bool or 'batches', got {type(shuffle).__name__}")
         if not isinstance(verbose, (bool, np.bool_)):
             raise TypeError(f"verbose must be a bool, got {type(verbose).__name__}")
         self.verbose = bool(verbose)
@@ -367,6 +370,18 @@ class Solver:
             return None
         return np.sort(self._rng.choice(n, size=k, replace=False))
 
+    def _done(self) -> bool:
+        """Whether ``max_iterations`` updates have been made."""
+        return self.max_iterations is not None and len(self.loss_history) >= self.max_iterations
+
+    def _epoch_order(self, n: int, n_batches: int) -> np.ndarray:
+        """The example indices of one epoch, in the order they are visited (see ``shuffle``)."""
+        if self.shuffle == "batches":
+            bs = self.batch_size
+            batches = self._rng.permutation(n_batches)
+            return (batches[:, None] * bs + np.arange(bs)).ravel()
+        return self._rng.permutation(n) if self.shuffle else np.arange(n)
+
     def _diverged(self, what: str, iteration: int) -> TrainingDiverged:
         last = self.loss_history[-1] if self.loss_history else math.nan
         lr = next(iter(self.optim_configs.values()))["learning_rate"] if self.optim_configs else math.nan
@@ -404,7 +419,7 @@ class Solver:
         if X.ndim < 2 or X.shape[0] == 0:
             raise ValueError(f"X must have shape (N, ...) with N >= 1, got {X.shape}")
         y = _check_labels("y", y, X.shape[0])
-        batch_size = _check_count("batch_size", batch_size, 1)
+        batch_size = check_int("batch_size", batch_size, 1)
         correct = 0
         for start in range(0, X.shape[0], batch_size):
             scores = self.model.loss(X[start:start + batch_size])
@@ -442,8 +457,10 @@ class Solver:
         try:
             with np.errstate(over="ignore", invalid="ignore"):
                 for _ in epochs:
-                    order = self._rng.permutation(len(y)) if self.shuffle else np.arange(len(y))
+                    order = self._epoch_order(len(y), n_batches)
                     for b in range(n_batches):
+                        if self._done():
+                            break
                         idx = order[b * bs:(b + 1) * bs]
                         loss, grads = model.loss(X[idx], y[idx])
                         if not math.isfinite(loss):
@@ -468,6 +485,8 @@ class Solver:
                     if bar is not None:
                         bar.set_postfix(loss=f"{self.loss_history[-1]:.3f}",
                                         train_acc=f"{train_acc:.3f}", val_acc=f"{val_acc:.3f}")
+                    if self._done():
+                        break
         finally:
             if bar is not None:
                 bar.close()

@@ -83,3 +83,34 @@ def check_real(name: str, value, low: float | None = None, high: float | None = 
         hi = "inf" if high is None else high
         raise ValueError(f"{name} must lie in [{lo}, {hi}], got {value}")
     return value
+
+
+def check_int(name: str, value, low: int, allow_none: bool = False) -> int | None:
+    """Return ``value`` as a Python int after checking its type and that it is ``>= low``.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, used in the messages (e.g. ``"batch_size"``).
+    value : int, numpy integer or None
+        The value to check; bools are refused (``True`` is no count).
+    low : int
+        The smallest allowed value.
+    allow_none : bool
+        Whether None is allowed (and returned as is).
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not an integer (nor None when ``allow_none``).
+    ValueError
+        If it is smaller than ``low``.
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        expected = "an int or None" if allow_none else "an int"
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value}")
+    return int(value)

@@ -1,8 +1,12 @@
-"""Shared fixtures: the course layout, notebook execution, and one demo run in a scratch copy."""
+"""Shared fixtures: the course layout, notebook execution, one demo run in a scratch copy, and
+the markers of tests that need the sandbox (``requires_bwrap``) or run nbgrader (``nbgrader``).
+"""
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,12 +19,59 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from autograder.tools.demo import load_assignments  # noqa: E402
+from autograder.course_dir import assignments, load_config, put_tools_on_path  # noqa: E402
 
-ASSIGNMENTS = load_assignments(ROOT)
+ASSIGNMENTS = assignments(ROOT)
 
 # nbgrader's Gradebook runs `alembic` from PATH; use this environment's copy.
-os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+put_tools_on_path()
+
+#: Marks a test that needs the bubblewrap sandbox: skipped where it cannot start (the reason
+#: names bubblewrap), failed instead under ``CI=true``. Fixtures call :func:`require_bwrap`.
+requires_bwrap = pytest.mark.requires_bwrap
+
+
+@functools.lru_cache(maxsize=1)
+def sandbox_unavailable() -> str | None:
+    """Why the bubblewrap sandbox cannot start here, or None when it can."""
+    from autograder.kernel.sandbox import SandboxUnavailableError, check_sandbox
+
+    try:
+        check_sandbox()
+    except SandboxUnavailableError as exc:
+        return str(exc)
+    return None
+
+
+def require_bwrap() -> None:
+    """Skip the calling test or fixture when the sandbox cannot start; under ``CI=true``, where
+    bubblewrap is installed by ``.ci/run``, fail instead, so that CI never skips it silently."""
+    reason = sandbox_unavailable()
+    if reason is None:
+        return
+    if os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}:
+        pytest.fail(f"needs bubblewrap, and CI=true forbids skipping: {reason}", pytrace=False)
+    pytest.skip(f"needs bubblewrap (the sandbox for student code): {reason}")
+
+
+#: Fixtures that run nbgrader (its commands, its Gradebook's migrations), a Jupyter kernel or
+#: JupyterLab: every test using one is marked ``nbgrader`` (slow; ``make test-fast`` leaves it
+#: out). Tests that run nbgrader by themselves carry ``@pytest.mark.nbgrader``.
+NBGRADER_FIXTURES = frozenset({
+    "demo_run", "formgrader", "course", "course_template", "rendered", "graded", "kernels",
+    "autograded_course", "hostile_run",
+})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if NBGRADER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.nbgrader)
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("requires_bwrap"):
+        require_bwrap()
 
 
 def nbgrader_meta(cell) -> dict:
@@ -50,6 +101,23 @@ def execute_notebook(path: Path, root: Path, allow_errors: bool, timeout: int = 
         os.environ.clear()
         os.environ.update(env_before)
     return nb
+
+
+def answer_cells(notebook: Path, cell_type: str | None = None) -> dict[str, str]:
+    """``{grade_id: source}`` of a source notebook's answer cells (nbgrader ``solution``), in
+    order; only those of ``cell_type`` (``"code"``, ``"markdown"``) when given."""
+    nb = nbformat.read(notebook, as_version=4)
+    return {c.metadata["nbgrader"]["grade_id"]: c.source for c in nb.cells
+            if nbgrader_meta(c).get("solution") and cell_type in (None, c.cell_type)}
+
+
+def release_stub(source: str) -> str:
+    """What ``nbgrader generate_assignment`` leaves of an answer cell: each solution region
+    replaced by the course's ``ClearSolutions.code_stub``, indented as the region was."""
+    stub = load_config(ROOT).ClearSolutions.code_stub["python"]
+    return re.sub(r"( *)### BEGIN SOLUTION\n.*?### END SOLUTION",
+                  lambda m: "\n".join(m.group(1) + line for line in stub.splitlines()),
+                  source, flags=re.S)
 
 
 def load_hostile_cases(name: str):

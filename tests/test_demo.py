@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
-from conftest import ASSIGNMENTS
+from conftest import ASSIGNMENTS, copy_course
 from nbgrader.api import Gradebook
 
 from autograder.checks.framework import diagnoses_in
@@ -75,3 +81,48 @@ def test_rubric_is_restored_for_the_grader(demo_run):
     for assignment, notebook in ASSIGNMENTS.items():
         graded = (root / "autograded" / (DEMO_PREFIX + "ada") / assignment / notebook).read_text()
         assert "BEGIN MARK SCHEME" in graded, f"{assignment}: the Formgrader would not show the rubric"
+
+
+def _without_bubblewrap(cmd: list[str], root) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in ``root`` in a private mount namespace where the bwrap binary is /dev/null
+    (not executable: as on a machine without bubblewrap). As root here; elsewhere in a user
+    namespace of one's own."""
+    bwrap = shutil.which("bwrap")
+    hide = f"mount --bind /dev/null {bwrap} && " if bwrap else ""
+    unshare = ["unshare", "--mount"] if os.geteuid() == 0 else [
+        "unshare", "--user", "--map-root-user", "--mount"]
+    return subprocess.run([*unshare, "--", "sh", "-c", f'{hide}exec "$@"', "sh", *cmd], cwd=root,
+                          capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.nbgrader
+def test_demo_without_bubblewrap_grades_the_samples_and_real_grading_still_refuses(tmp_path):
+    root = copy_course(tmp_path / "course")
+    assignment = "01_standardization"
+    demo = _without_bubblewrap(
+        [sys.executable, "-m", "autograder.tools.demo", "--assignment", assignment], root)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    said = [line for line in demo.stdout.splitlines() if "sandbox" in line.lower()]
+    assert len(said) == 1, said
+    assert said[0].startswith("Sandbox off for the demo") and "install bubblewrap" in said[0]
+    table = {line.split()[0]: line for line in demo.stdout.splitlines()
+             if line.split()[:2][1:] == [assignment]}
+    assert sorted(table) == sorted(load_samples(ASSIGNMENTS[assignment]).STUDENTS)
+    assert all(" yes " in row for row in table.values()), table
+
+    # A real submission (a copy of a sample's) is not graded without the sandbox, by either tool.
+    notebook = ASSIGNMENTS[assignment]
+    real = root / "submitted" / "real" / assignment
+    shutil.copytree(root / "submitted" / (DEMO_PREFIX + "ada") / assignment, real)
+    nbgrader = str(Path(sys.executable).parent / "nbgrader")
+    refused = _without_bubblewrap([nbgrader, "autograde", assignment, "--student=real"], root)
+    assert refused.returncode != 0
+    assert "bubblewrap is missing" in refused.stdout + refused.stderr
+    assert not (root / "autograded" / "real").exists(), notebook
+    runner = _without_bubblewrap(
+        [sys.executable, "-m", "autograder", "grade", assignment, "--students", "real"], root)
+    runs = json.loads((root / "reports" / assignment / "runs.json").read_text())
+    assert runs["sandboxed"] is True, runs
+    real_run = runs["students"]["real"]
+    assert real_run["status"] != "graded", (real_run, runner.stdout + runner.stderr)
+    assert "bubblewrap is missing" in json.dumps(real_run), real_run

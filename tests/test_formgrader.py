@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,13 +12,9 @@ from pathlib import Path
 import pytest
 from conftest import ASSIGNMENTS
 
+from autograder.course_dir import with_tools_on_path
+
 TOKEN = "formgrader-test-token"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _get(port: int, path: str):
@@ -31,27 +25,37 @@ def _get(port: int, path: str):
         return json.loads(resp.read())
 
 
+def _server_info(runtime: Path, proc: subprocess.Popen, seconds: float = 120) -> dict:
+    """The ``jpserver-<pid>.json`` the server writes into its runtime folder once it listens
+    (with the port the OS gave it): no port is picked before the server binds it."""
+    info = runtime / f"jpserver-{proc.pid}.json"
+    deadline = time.monotonic() + seconds
+    while not info.is_file():  # waits for the event (the file), not for a guessed time
+        if proc.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"the Jupyter server did not start (exit code {proc.poll()})")
+        time.sleep(0.1)
+    for _ in range(100):  # the file is written in one go, but it may be caught half-written
+        try:
+            return json.loads(info.read_text())
+        except json.JSONDecodeError:
+            time.sleep(0.05)
+    pytest.fail(f"unreadable {info}")
+
+
 @pytest.fixture(scope="module")
-def formgrader(demo_run):
+def formgrader(demo_run, tmp_path_factory):
     root, _ = demo_run
-    port = _free_port()
+    runtime = tmp_path_factory.mktemp("jupyter-runtime")
     bindir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": os.pathsep.join([str(bindir), os.environ.get("PATH", "")])}
+    env = {**with_tools_on_path(), "JUPYTER_RUNTIME_DIR": str(runtime)}
     proc = subprocess.Popen(
-        [str(bindir / "jupyter"), "server", "--no-browser", "--allow-root", f"--port={port}",
-         "--ServerApp.ip=127.0.0.1", f"--ServerApp.token={TOKEN}", "--ServerApp.port_retries=0"],
+        [str(bindir / "jupyter"), "server", "--no-browser", "--allow-root", "--port=0",
+         "--ServerApp.ip=127.0.0.1", f"--ServerApp.token={TOKEN}"],
         cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                _get(port, "/formgrader/api/status")
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail("the Jupyter server with the formgrader did not start in 60 s")
-                time.sleep(0.5)
+        port = _server_info(runtime, proc)["port"]
+        _get(port, "/formgrader/api/status")  # listening, with the formgrader extension loaded
         yield port
     finally:
         proc.terminate()

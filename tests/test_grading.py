@@ -70,17 +70,31 @@ def test_not_implemented_and_non_callables(capsys):
     assert "should be a function" in capsys.readouterr().out
 
 
-def test_a_bug_in_the_check_itself_is_reported_not_raised(capsys):
+def test_a_check_that_stops_early_is_reported_not_raised_and_keeps_no_points(capsys):
     @hidden_check("f", points=2)
     def buggy(g, fn):
         with g.part("first"):
-            g.require(True, "never shown")
+            g.compare("v", fn(), 0.0, rtol=0)
         warnings.warn("from the check", UserWarning, stacklevel=1)
         raise RuntimeError("check bug")
 
-    assert buggy(lambda: 0) == 2.0  # the only part passed; the crash after it is a note
+    # the part it reached passed, but the parts it never reached could not be earned
+    assert buggy(lambda: 0.0) == 0.0
     out = capsys.readouterr()
-    assert "the check stopped early (RuntimeError: check bug)" in out.out and out.err == ""
+    assert "The check stopped early (RuntimeError: check bug)" in out.out and out.err == ""
+
+
+def test_a_part_that_compares_nothing_earns_only_beside_a_matching_output(capsys):
+    @hidden_check("f", points=2)
+    def check(g, fn):
+        with g.part("output"):
+            g.compare("v", fn(), 1.0, rtol=0)
+        with g.part("property"):
+            g.require(True, "never shown")
+
+    assert check(lambda: 1.0) == 2.0
+    assert check(lambda: 0.0) == 0.0  # a stub: the property alone earns nothing
+    assert "earns its weight only together with an output" in capsys.readouterr().out
 
 
 def test_compare_rejects_wrong_shapes_and_nan():

@@ -10,7 +10,6 @@ configuration (the sandboxed kernel manager, which starts ``autograder.kernel.la
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -19,12 +18,14 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
-from conftest import cell_metadata, copy_course, load_hostile_cases
+from conftest import cell_metadata, copy_course, load_hostile_cases, require_bwrap
 from nbclient import NotebookClient
 from nbgrader.api import Gradebook
 from nbgrader.utils import determine_grade
 
+from autograder import notebooks
 from autograder.checks.framework import close, flags_in, require_unchanged, same_value, unpack
+from autograder.course_dir import with_tools_on_path
 
 cases = load_hostile_cases("guard_cases")
 
@@ -62,10 +63,14 @@ def kernels(course, tmp_path_factory) -> Path:
 
 def run_notebook(course: Path, kernels: Path, folder: Path, cells: list[str], kernel: str,
                  monkeypatch, log: Path | None = None) -> nbformat.NotebookNode:
-    """Execute ``cells`` as a notebook in ``folder`` with ``kernel``; errors stay in outputs."""
+    """Execute ``cells`` as a notebook in ``folder``; errors stay in outputs.
+
+    With ``kernel == GUARDED`` the notebook goes through the course's own execute preprocessor
+    (sandboxed kernel, hidden checks run in this process: autograder/kernel/remote.py), as
+    ``nbgrader autograde`` runs it; otherwise through plain nbclient in that kernel, where the
+    hidden test cells run inside the student's process (the old design).
+    """
     monkeypatch.setenv("JUPYTER_PATH", str(kernels))
-    if log is not None:
-        monkeypatch.setenv("BN_GUARD_LOG", str(log))
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     for cell in nb.cells:  # hidden test cells are nbgrader grade cells, as in the course
         found = HIDDEN_RE.match(cell.source)
@@ -73,6 +78,18 @@ def run_notebook(course: Path, kernels: Path, folder: Path, cells: list[str], ke
             cell.metadata["nbgrader"] = {
                 "grade": True, "solution": False, "locked": True, "schema_version": 3,
                 "grade_id": f"test_{found.group(1)}", "points": cases.POINTS[found.group(1)]}
+    if kernel == GUARDED:
+        from autograder.kernel.execute import SandboxedExecute
+        from autograder.kernel.sandbox import SandboxedKernelManager
+
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                     "language": "python"}
+        from traitlets.config import Config
+
+        config = Config({"SandboxedKernelManager": {"course_root": str(course)}})
+        SandboxedExecute(timeout=60, kernel_manager_class=SandboxedKernelManager,
+                         config=config).preprocess(nb, {"metadata": {"path": str(folder)}})
+        return nb
     NotebookClient(nb, kernel_name=kernel, timeout=60, allow_errors=True,
                    resources={"metadata": {"path": str(folder)}}).execute()
     return nb
@@ -95,8 +112,12 @@ def hidden_results(nb) -> dict[str, dict]:
             continue
         errors = [o.ename for o in cell.outputs if o.output_type == "error"]
         text = cell_text(cell)
-        results[found.group(1)] = {"score": determine_grade(cell)[0], "error": errors,
-                                   "flags": {k for k, _ in flags_in(text)}, "text": text,
+        trusted = notebooks.trusted_score(cell)
+        results[found.group(1)] = {"score": determine_grade(cell)[0] if trusted is None
+                                   else trusted, "error": errors,
+                                   "flags": {k for k, _ in notebooks.trusted_flags(
+                                       {"cells": [cell]})} or {k for k, _ in flags_in(text)},
+                                   "text": text,
                                    "stderr": [o for o in cell.outputs if o.get("name") == "stderr"]}
     return results
 
@@ -111,34 +132,39 @@ def submission_folder(course: Path, case_name: str, case) -> Path:
     return folder
 
 
+#: Flag kinds that the trusted side still raises for these cases: the kernel's guard records
+#: reads past the submission and network attempts. Tampering inside the kernel no longer matters
+#: (the checks and the reference are not there), so it is no longer looked for.
+STILL_FLAGGED = frozenset({"forbidden-file", "network"})
+
+
 @pytest.mark.parametrize("name", sorted(cases.CASES))
-def test_hostile_case_in_the_guarded_kernel(name, course, kernels, monkeypatch, tmp_path):
+def test_hostile_case_scores_no_more_than_its_honest_part(name, course, kernels, monkeypatch):
+    """Each attack, graded the way nbgrader grades (the checks in the grader's process), scores
+    at most what the case allows: the cheating function earns nothing, an untouched honest
+    function keeps its points, and reads past the submission and network attempts are flagged."""
     case = cases.CASES[name]
     folder = submission_folder(course, name, case)
-    log = tmp_path / "guard.jsonl"
-    nb = run_notebook(course, kernels, folder, [cases.HONEST, *case.cells], GUARDED,
-                      monkeypatch, log)
+    nb = run_notebook(course, kernels, folder, [cases.HONEST, *case.cells], GUARDED, monkeypatch)
     results = hidden_results(nb)
     assert set(results) == set(case.checks)
     for check, want in case.checks.items():
         got = results[check]
-        where = f"{name}/{check}:\n{got['text']}"
+        where = f"{name}/{check}: {got['score']}\n{got['text']}"
+        assert got["score"] is not None, where
         if want.below is not None:
-            assert got["score"] is not None and got["score"] < want.below, where
-        else:
-            assert got["score"] == want.score, where
-        assert got["flags"] == set(want.flags), where
-        assert want.text in got["text"], where
-        assert got["error"] == ([want.error] if want.error else []), where
-        if not want.flags:  # nbgrader scores any stderr output 0: only the guard may write there
-            assert got["stderr"] == [], where
-    all_text = "\n".join(cell_text(c) for c in nb.cells)
-    flagged = {k for k, _ in flags_in(all_text)}
-    expected = {k for want in case.checks.values() for k in want.flags} | set(case.elsewhere)
-    assert flagged == expected, all_text[-3000:]
-    # Every flag also went to the append-only log as it was raised.
-    logged = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    assert {entry["kind"] for entry in logged} == expected
+            assert got["score"] < want.below, where
+        elif set(want.flags) <= {"tampering", "reference-access"} and want.flags:
+            # tampering inside the kernel changes nothing the trusted side computes: the
+            # function keeps what its own outputs earn, at most the full points
+            assert got["score"] <= cases.POINTS[check], where
+        elif want.flags or want.score < cases.POINTS[check]:
+            assert got["score"] <= want.score, where
+        else:  # an honest, untouched function: full points, nothing flagged
+            assert got["score"] == want.score and not got["flags"] & STILL_FLAGGED, where
+        assert set(want.flags) & STILL_FLAGGED <= got["flags"] | {
+            k for c in results.values() for k in c["flags"]}, where
+        assert got["stderr"] == [], where  # the trusted side writes the cell's outputs
     for rel in case.absent:
         assert not (course / rel).exists(), rel
 
@@ -187,29 +213,38 @@ def _test_cell(function: str, points: int):
 
 
 def nbgrader(root: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent),
-                                                  os.environ["PATH"]])}
     return subprocess.run([str(Path(sys.executable).parent / "nbgrader"), *args], cwd=root,
-                          env=env, capture_output=True, text=True, timeout=600)
+                          env=with_tools_on_path(), capture_output=True, text=True, timeout=600)
 
 
 NB_SUBMISSIONS = {
     # student: (answer cell, score of test_batch_stats, of test_scale_shift, flag kinds)
     "honest": (cases.HONEST, 2.0, 1.0, set()),
-    # tampering is global: every check after it scores 0
+    # the kernel's IPython machinery no longer decides a score: the missing function scores 0,
+    # the honest one keeps its point
     "traceback": (cases.HONEST + "\nget_ipython().showtraceback = lambda *a, **k: None\n"
-                  "del batch_stats\n", 0.0, 0.0, {"tampering"}),
+                  "del batch_stats\n", 0.0, 1.0, set()),
+    # the checks are not in the kernel: there is nothing to reach
     "reference": (cases.HONEST + "\nimport sys\n\ndef batch_stats(x):\n"
                   "    return sys.modules['autograder.checks.batchnorm_forward'].ref.batch_stats(x)\n",
-                  0.0, 1.0, {"reference-access"}),
-    "allclose": (cases.HONEST + "\nnp.allclose = lambda *a, **k: True\n", 0.0, 0.0,
-                 {"tampering"}),
+                  0.0, 1.0, set()),
+    "import_reference": (cases.HONEST + "\n\ndef batch_stats(x):\n"
+                         "    import autograder.reference as ref\n    return ref.batch_stats(x)\n",
+                         0.0, 1.0, {"reference-access"}),
+    # the comparisons run in the grader's process: the kernel's numpy is the student's own
+    "allclose": (cases.HONEST + "\nnp.allclose = lambda *a, **k: True\n", 2.0, 1.0, set()),
+    "stub_with_allclose": ("import numpy as np\nnp.allclose = lambda *a, **k: True\n"
+                           "def batch_stats(x):\n    return np.zeros(x.shape[1]), "
+                           "np.zeros(x.shape[1])\n"
+                           "def scale_shift(x_hat, gamma, beta):\n    return x_hat\n",
+                           0.0, 0.0, set()),
 }
 
 
 @pytest.fixture(scope="module")
 def autograded_course(tmp_path_factory):
     """A throw-away assignment graded by ``nbgrader autograde`` with the course's config."""
+    require_bwrap()
     course = copy_course(tmp_path_factory.mktemp("nbgrader-course"))
     source = course / "source" / NB_ASSIGNMENT
     source.mkdir(parents=True)
@@ -246,7 +281,7 @@ def test_nbgrader_autograde_with_the_guarded_kernel(student, autograded_course):
     nb = nbformat.read(autograded_course / "autograded" / student / NB_ASSIGNMENT / "guard.ipynb",
                        as_version=4)
     text = "\n".join(cell_text(c) for c in nb.cells)
-    assert {k for k, _ in flags_in(text)} - {"sandbox-off"} == kinds, text[-3000:]
+    assert {k for k, _ in notebooks.trusted_flags(nb)} - {"sandbox-off"} == kinds, text[-3000:]
 
 
 # -- the comparison path without a guard (students' own Jupyter, the rest of the tests) -------------

@@ -1,7 +1,7 @@
 """course.layers: affine, ReLU and softmax loss.
 
-Oracles we did not write: centered finite differences (course.gradcheck, an upstream gradient that
-is not all ones), PyTorch's ``F.linear`` / ``F.relu`` / ``F.cross_entropy`` and autograd,
+Oracles we did not write: centered finite differences (autograder.reference.numerical_gradient,
+with an upstream gradient that is not all ones), PyTorch's ``F.linear`` / ``F.relu`` / ``F.cross_entropy`` and autograd,
 scikit-learn's ``log_loss``, and the value log(C) of the loss at chance.
 """
 
@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import log_loss
 
-from course.gradcheck import numerical_gradient_array, rel_error
+from autograder.reference import numerical_gradient as numerical_gradient_array
+from course.gradcheck import rel_error
 from course.layers import (
     affine_backward,
     affine_forward,

@@ -1,6 +1,7 @@
 """course.nets.FullyConnectedNet: initialization, loss, gradients, BatchNorm modes, activations.
 
-Oracles we did not write: centered finite differences of the whole loss (course.gradcheck), the
+Oracles we did not write: centered finite differences of the whole loss
+(autograder.reference.numerical_gradient), the
 same network built from PyTorch modules (``Linear``, ``BatchNorm1d``, ``cross_entropy``) with its
 autograd, the value log(C) of the loss at chance, and invariants (a bias right before BatchNorm
 has zero gradient; test-mode scores do not depend on the rest of the batch).
@@ -16,8 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from autograder import reference as R
+from autograder.reference import numerical_gradient as numerical_gradient_array
 from course.data import load_digits
-from course.gradcheck import numerical_gradient_array, rel_error
+from course.gradcheck import rel_error
 from course.nets import FullyConnectedNet
 
 # The graded sandwich (affine -> BatchNorm -> ReLU) as the hidden reference computes it; the
@@ -342,3 +344,66 @@ def test_loss_and_activations_reject_bad_input():
         net.loss(X, np.array([0, 1]))
     with pytest.raises(ValueError, match="mode must be 'test' or 'train'"):
         net.activations(X, mode="eval")
+
+
+# --------------------------------------------------------------------------- normalization='custom'
+def _custom_case(layer, norm_param, seed=3):
+    r = np.random.default_rng(seed)
+    X, y = r.normal(size=(6, 5)), r.integers(0, 4, 6)
+    net = FullyConnectedNet([7, 6], 5, 4, normalization="custom", norm_layer=layer,
+                            norm_param=norm_param, weight_scale=0.5, seed=seed)
+    for k in net.params:
+        if k.startswith(("gamma", "beta")):
+            net.params[k] = r.uniform(0.5, 1.5, net.params[k].shape)
+    return net, X, y
+
+
+@pytest.mark.parametrize("layer,norm_param", [
+    ((R.layernorm_forward, R.layernorm_backward), None),
+    # Batch Renorm's backward holds r and d constant, finite differences would not: running
+    # statistics far from the batch's clip r at rmax and d at -dmax, constants near this point.
+    # momentum 0 keeps them fixed between the calls.
+    ((R.batchrenorm_forward, R.batchrenorm_backward),
+     {"mode": "train", "momentum": 0.0, "running_mean": np.full(7, 100.0),
+      "running_std": np.full(7, 0.01)}),
+], ids=["layernorm", "batchrenorm"])
+def test_a_custom_normalization_layer_gets_finite_difference_gradients(layer, norm_param):
+    if norm_param is not None:  # hidden widths 7 and 6: one running statistic per unit
+        norm_param = dict(norm_param)
+    net, X, y = _custom_case(layer, norm_param)
+    if norm_param is not None:
+        net.bn_params[1].update(running_mean=np.full(6, 100.0), running_std=np.full(6, 0.01))
+    _, grads = net.loss(X, y)
+    num = _numerical_grads(net, X, y)
+    assert set(grads) == set(net.params)
+    for k in net.params:
+        if k in ("b1", "b2") and layer[0] is R.batchrenorm_forward:  # cancelled by the mean
+            assert np.abs(grads[k]).max() < 1e-12 and np.abs(num[k]).max() < 1e-9, k
+            continue
+        err = rel_error(grads[k], num[k])
+        assert err < 1e-6, f"{k}: relative error {err:.2e} against finite differences"
+
+
+def test_custom_batchnorm_is_the_batchnorm_network():
+    bn_param = {"mode": "train", "eps": 1e-5, "momentum": 0.1}
+    custom, X, y = _custom_case((R.batchnorm_forward, R.batchnorm_backward), bn_param)
+    sandwich = FullyConnectedNet([7, 6], 5, 4, normalization="batchnorm", bn_layer=BN_LAYER,
+                                 weight_scale=0.5, seed=3)
+    sandwich.params = {k: v.copy() for k, v in custom.params.items()}
+    (l1, g1), (l2, g2) = custom.loss(X, y), sandwich.loss(X, y)
+    assert l1 == l2 and all(np.array_equal(g1[k], g2[k]) for k in g1)
+    assert np.array_equal(custom.loss(X), sandwich.loss(X))  # test mode: running statistics
+    assert custom.bn_params[0] is not custom.bn_params[1] and bn_param == {
+        "mode": "train", "eps": 1e-5, "momentum": 0.1}, "each layer gets its own copy"
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    ({"normalization": "custom"}, ValueError, "norm_layer"),
+    ({"normalization": "custom", "norm_layer": (print,)}, ValueError, "pair of callables"),
+    ({"normalization": "custom", "norm_layer": (print, print), "norm_param": []}, TypeError,
+     "norm_param"),
+    ({"norm_layer": (print, print)}, ValueError, "only used with"),
+])
+def test_custom_normalization_rejects_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        FullyConnectedNet([3], 4, 2, **kwargs)

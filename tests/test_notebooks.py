@@ -62,6 +62,7 @@ def test_written_questions_have_a_mark_scheme(path):
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=_ids(SOURCES))
+@pytest.mark.nbgrader  # runs the notebook in a Jupyter kernel
 def test_source_notebook_runs_and_every_test_passes(path):
     nb = execute_notebook(path, ROOT, allow_errors=False)
     for cell in _hidden_cells(nb):
@@ -77,6 +78,7 @@ def test_source_notebook_runs_and_every_test_passes(path):
 
 
 @pytest.mark.parametrize("path", RELEASES, ids=_ids(RELEASES))
+@pytest.mark.nbgrader  # runs the notebook in a Jupyter kernel
 def test_release_notebook_fails_only_with_not_implemented(path):
     nb = execute_notebook(path, ROOT, allow_errors=True)
     errors = [
@@ -88,3 +90,42 @@ def test_release_notebook_fails_only_with_not_implemented(path):
         assert err.ename == "NotImplementedError", (
             f"cell {i} of {path.name} failed with {err.ename}: {err.evalue}"
         )
+
+
+REDUCED = [p for p in SOURCES if p.parent.name[:2] in ("01", "02", "03")]
+
+
+def _graded_outputs(nb) -> dict[str, str]:
+    return {
+        nbgrader_meta(c)["grade_id"]: "".join(
+            o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in c.outputs
+        )
+        for c in _hidden_cells(nb)
+    }
+
+
+@pytest.mark.parametrize("path", REDUCED, ids=_ids(REDUCED))
+def test_graded_results_do_not_depend_on_the_grading_mode(path, monkeypatch):
+    """Issue 15 §3: under NBGRADER_EXECUTION=autograde, 01-03 skip their demos and figures, and
+    every hidden test cell prints exactly what it prints as a student runs the notebook."""
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    student = execute_notebook(path, ROOT, allow_errors=False)
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    graded = execute_notebook(path, ROOT, allow_errors=False)
+    assert _graded_outputs(graded) == _graded_outputs(student)
+    skipped = [c for c in graded.cells if c.cell_type == "code" and any(
+        "skipped while grading" in o.get("text", "") for o in c.outputs)]
+    assert skipped, f"{path.name} skips nothing while grading"
+    figures = [o for c in graded.cells if c.cell_type == "code" for o in c.outputs
+               if o.output_type == "display_data"]
+    assert not figures, f"{path.name} draws {len(figures)} figures while grading"
+
+
+@pytest.mark.parametrize("path", REDUCED, ids=_ids(REDUCED))
+def test_notebook_ends_with_the_locked_self_study_cell(path):
+    nb = nbformat.read(path, as_version=4)
+    last = nb.cells[-1]
+    rel = f"release/{path.parent.name}/{path.name}"
+    assert last.cell_type == "markdown" and nbgrader_meta(last).get("locked")
+    assert last.source.startswith("## Self-study: check your work")
+    assert f"make check NB={rel}" in last.source

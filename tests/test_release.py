@@ -62,6 +62,9 @@ def test_release_has_no_solutions_rubrics_or_hidden_tests(assignment, notebook):
     for cell in release.cells:
         meta = nbgrader_meta(cell)
         if meta.get("solution") and cell.cell_type == "code":
-            assert "raise NotImplementedError()" in cell.source
+            # the stub says what to write: "write the body of <function> here ..."
+            name = re.search(r"^def (\w+)\(", cell.source, re.M)
+            what = f"write the body of {name.group(1)} here" if name else "write your code here"
+            assert f'raise NotImplementedError("{what}' in cell.source, cell.source
         if meta.get("grade") and cell.cell_type == "code":
             assert not re.search(r"check_\w+\(", cell.source), "a hidden check call is visible"

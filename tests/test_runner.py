@@ -22,7 +22,7 @@ from pathlib import Path
 import nbformat
 import psutil
 import pytest
-from conftest import cell_metadata, copy_course, load_hostile_cases
+from conftest import cell_metadata, copy_course, load_hostile_cases, require_bwrap, requires_bwrap
 from nbformat.v4 import new_code_cell, new_notebook
 
 from autograder.__main__ import main as cli_main
@@ -114,6 +114,7 @@ def course(tmp_path_factory):
 @pytest.fixture(scope="module")
 def hostile_run(course, tmp_path_factory):
     """All hostile cases plus two ordinary students, graded by the runner with 2 workers."""
+    require_bwrap()
     root, release = course
     submit(root, release, "good", cases.CORRECT)
     submit(root, release, "wrong", cases.WRONG)
@@ -182,6 +183,10 @@ def test_submitted_folders_are_left_as_they_were(hostile_run):
 # ----------------------------------------------------------------------------- failures and limits
 
 SLEEPER = "import time\ntime.sleep(10**6)\n\ndef answer():\n    return 42.0"
+#: Like SLEEPER, but first leaves the file ``now-sleeping`` in its folder (the kernel's working
+#: directory, the one place it may write): the event a test waits for.
+SIGNALLING_SLEEPER = ("import pathlib, time\npathlib.Path('now-sleeping').write_text('')\n"
+                      "time.sleep(10**6)\n\ndef answer():\n    return 42.0")
 CRASHER = "import os\nos._exit(1)\n\ndef answer():\n    return 42.0"
 
 
@@ -197,6 +202,11 @@ def _course_processes(root: Path) -> list[str]:
     return found
 
 
+#: The wall-clock limit for the runs whose students hang on purpose (only they are in them).
+HANG_LIMIT = 10
+
+
+@requires_bwrap
 def test_failures_keep_earlier_grades_and_zero_new_students(course):
     root, release = course
     submit(root, release, "again", cases.CORRECT)
@@ -212,11 +222,15 @@ def test_failures_keep_earlier_grades_and_zero_new_students(course):
 
     submit(root, release, "again", SLEEPER)  # the regrade hangs
     submit(root, release, "fresh", SLEEPER)  # never graded before, hangs
+    # The two that hang get a run of their own with a short limit (one worker each); the
+    # others, who must not depend on finishing within a short time, the default limit.
+    hung = runner.grade("tiny", root, workers=2, timeout=HANG_LIMIT, progress=False,
+                        students=["again", "fresh"])
     submit(root, release, "crash", CRASHER)  # the kernel dies
     submit(root, release, "bystander", cases.CORRECT)
-    report = runner.grade("tiny", root, workers=2, timeout=25, progress=False,
-                          students=["again", "fresh", "crash", "bystander", "resent"])
-    runs = report["students"]
+    report = runner.grade("tiny", root, workers=2, progress=False,
+                          students=["crash", "bystander", "resent"])
+    runs = {**hung["students"], **report["students"]}
 
     assert runs["again"]["status"] == "timeout"
     assert "earlier grades were kept" in runs["again"]["reason"]
@@ -225,7 +239,7 @@ def test_failures_keep_earlier_grades_and_zero_new_students(course):
     assert graded_nb.read_bytes() == earlier
 
     assert runs["fresh"]["status"] == "timeout"
-    assert runs["fresh"]["seconds"] >= 25
+    assert runs["fresh"]["seconds"] >= HANG_LIMIT
     assert scores(root)["fresh"] == {"test_answer": 0.0}  # an explicit zero, not a missing grade
 
     assert runs["crash"]["status"] == "crashed"
@@ -241,6 +255,7 @@ def test_failures_keep_earlier_grades_and_zero_new_students(course):
     assert _course_processes(root) == []
 
 
+@requires_bwrap
 def test_interrupted_run_puts_back_the_earlier_grades(course):
     """Ctrl-C while a student who has grades is being regraded: nothing of theirs is lost."""
     root, release = course
@@ -248,17 +263,19 @@ def test_interrupted_run_puts_back_the_earlier_grades(course):
     runner.grade("tiny", root, students=["halted"], progress=False)
     graded_nb = root / "autograded" / "halted" / "tiny" / "tiny.ipynb"
     earlier = graded_nb.read_bytes()
-    submit(root, release, "halted", SLEEPER)
+    submit(root, release, "halted", SIGNALLING_SLEEPER)
     proc = subprocess.Popen(
         [sys.executable, "-m", "autograder", "grade", "tiny", "--students", "halted"],
         cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     moved_aside = root / "reports" / "tiny" / ".work" / "previous" / "halted"
-    deadline = time.time() + 120
-    while not moved_aside.exists() and time.time() < deadline:
+    deadline = time.monotonic() + 300
+    # the event: the student's code is running (and sleeping), so the regrade is under way
+    while not [p for p in root.rglob("now-sleeping") if "halted" in p.parts]:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the student's code never ran"
         time.sleep(0.2)
-    assert moved_aside.exists(), "the regrade never started"
-    time.sleep(3)  # the worker is grading (and sleeping in the student's code)
+    assert moved_aside.exists(), "the earlier grades were not moved aside before regrading"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode != 0 and "KeyboardInterrupt" in err
@@ -267,6 +284,7 @@ def test_interrupted_run_puts_back_the_earlier_grades(course):
     assert _course_processes(root) == []
 
 
+@requires_bwrap
 def test_student_without_submission_is_reported_not_recorded(course):
     root, _ = course
     report = runner.grade("tiny", root, students=["nobody"], progress=False)
@@ -334,6 +352,8 @@ def _outputs(path: Path, root: Path) -> str:
     return json.dumps(cells, indent=1).replace(f"{root.parent.name}/{root.name}", "COURSE")
 
 
+@requires_bwrap
+@pytest.mark.nbgrader
 def test_results_identical_to_sequential_nbgrader(tmp_path):
     """The same submissions graded by `nbgrader autograde` and by the runner, in two copies."""
     from autograder.tools.demo import build_submission, load_samples
@@ -382,7 +402,9 @@ class LockHolder(threading.Thread):
     """Holds an exclusive lock on a SQLite file, as a slow writer (a backup, the Formgrader) would.
 
     Starts holding once ``trigger()`` is true, then keeps the lock ``seconds`` long (or until
-    ``release`` is set).
+    ``release`` is set). It counts the gradebook's submissions when it takes the lock and again
+    when it lets go (``counts``) and times the hold (``held_for``): so a test can show that
+    writers really were kept waiting.
     """
 
     def __init__(self, db: Path, seconds: float, trigger=lambda: True):
@@ -390,18 +412,26 @@ class LockHolder(threading.Thread):
         self.db, self.seconds, self.trigger = db, seconds, trigger
         self.held = threading.Event()
         self.release = threading.Event()
+        self.counts: list[int] = []
+        self.held_for = 0.0
 
     def run(self):
         while not self.trigger():
             time.sleep(0.2)
         conn = sqlite3.connect(self.db, timeout=60, isolation_level=None)
         conn.execute("BEGIN EXCLUSIVE")
+        start = time.monotonic()
+        count = "SELECT count(*) FROM submitted_assignment"
+        self.counts.append(conn.execute(count).fetchone()[0])
         self.held.set()
         self.release.wait(self.seconds)
+        self.counts.append(conn.execute(count).fetchone()[0])
+        self.held_for = time.monotonic() - start
         conn.execute("ROLLBACK")
         conn.close()
 
 
+@requires_bwrap
 def test_plain_nbgrader_fails_while_another_writer_holds_the_lock(course):
     """Why "database is locked" happens: pysqlite waits 5 s for the lock, then nbgrader fails."""
     root, release = course
@@ -418,6 +448,8 @@ def test_plain_nbgrader_fails_while_another_writer_holds_the_lock(course):
     assert "database is locked" in result.stdout + result.stderr
 
 
+@requires_bwrap
+@pytest.mark.nbgrader
 def test_eight_workers_hundred_students_no_database_locked(tmp_path):
     root, release = make_course(tmp_path)
     students = [f"s{i:03d}" for i in range(100)]
@@ -431,6 +463,12 @@ def test_eight_workers_hundred_students_no_database_locked(tmp_path):
     report = runner.grade("tiny", root, workers=8, progress=False)
     holder.join(60)
     assert holder.held.is_set()
+    # The contention happened: the lock was held longer than pysqlite's 5 s default wait, no
+    # submission got into the gradebook meanwhile, and the run still had students to record
+    # when it was let go (every one of them is recorded below, so their writes waited).
+    at_hold, at_release = holder.counts
+    assert holder.held_for > 5 + 1
+    assert at_hold == at_release < len(students), holder.counts
 
     runs = report["students"]
     assert sorted(runs) == students
@@ -448,6 +486,7 @@ def test_eight_workers_hundred_students_no_database_locked(tmp_path):
 # ----------------------------------------------------------------------------- small pieces
 
 
+@requires_bwrap
 def test_worker_dying_before_it_is_ready_stops_the_run(course, monkeypatch):
     """A worker that dies while loading the course config would die again if respawned: the run
     stops with a clear error instead of looping, and leaves no worker or lock behind."""
@@ -475,6 +514,7 @@ def test_worker_dying_before_it_is_ready_stops_the_run(course, monkeypatch):
     assert total(root, "early_death") == 1.0
 
 
+@requires_bwrap
 def test_workers_start_afresh_when_the_caller_runs_threads(course, monkeypatch):
     """Forking copies only the calling thread, and any lock another thread held at that moment
     stays locked in the child: with a thread of the caller's running, workers are spawned."""
@@ -580,6 +620,7 @@ def test_cli_usage_and_bad_arguments(capsys, course):
         runner.grade("tiny", root, workers=0)
 
 
+@requires_bwrap
 def test_cli_grades_through_python_m(course):
     root, release = course
     submit(root, release, "cli", cases.CORRECT)

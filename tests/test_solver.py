@@ -173,20 +173,25 @@ def test_training_twice_continues_the_same_run(digits):
 
 
 def test_histories_lengths_and_best_values(digits):
+    """Four epochs, one ``train()`` call each (the same run: see the test above), with the
+    parameters copied after every epoch: ``best_params`` is the copy of the best epoch's."""
     n = len(digits.y_train)
-    s = Solver(_net(), digits, batch_size=50, num_epochs=4, num_train_samples=None).train()
+    s = Solver(_net(), digits, batch_size=50, num_epochs=1, num_train_samples=None)
+    after_epoch = []
+    for _ in range(4):
+        s.train()
+        after_epoch.append({k: v.copy() for k, v in s.model.params.items()})
     assert len(s.loss_history) == 4 * (n // 50)
     assert len(s.train_acc_history) == len(s.val_acc_history) == 4
     assert s.best_val_acc == max(s.val_acc_history)
     assert s.best_train_acc == max(s.train_acc_history)
-    best_epoch = s.val_acc_history.index(s.best_val_acc)
+    best_epoch = s.val_acc_history.index(s.best_val_acc)  # the first one on ties, as documented
     for k, v in s.best_params.items():
         assert not np.shares_memory(v, s.model.params[k]), "best_params must be a copy"
+        np.testing.assert_array_equal(v, after_epoch[best_epoch][k], err_msg=k)
     # the last epoch's accuracies are those of the final parameters (num_train_samples=None: all)
     assert s.train_acc_history[-1] == s.check_accuracy(digits.X_train, digits.y_train)
     assert s.val_acc_history[-1] == s.check_accuracy(digits.X_val, digits.y_val)
-    if best_epoch == 3:
-        assert all(np.array_equal(s.best_params[k], s.model.params[k]) for k in s.best_params)
 
 
 def test_every_epoch_is_a_fresh_shuffle_of_full_batches():
@@ -215,6 +220,31 @@ def test_shuffle_false_takes_the_batches_in_the_data_order_every_epoch():
     assert len(model.batches) == len(expected)
     for got, want in zip(model.batches, expected, strict=True):
         assert np.array_equal(got, want), f"batch {got} should be examples {want} in order"
+
+
+def test_shuffle_batches_visits_the_fixed_consecutive_batches_in_a_new_order_each_epoch():
+    n, bs = 23, 5
+    X = np.column_stack([np.arange(n), np.zeros((n, 2))]).astype(float)  # column 0: example id
+    y = np.zeros(n, dtype=int)
+    model = Recorder()
+    Solver(model, {"X_train": X, "y_train": y, "X_val": X[:5], "y_val": y[:5]},
+           update_rule="sgd", batch_size=bs, num_epochs=4, shuffle="batches").train()
+    fixed = {tuple(range(i * bs, (i + 1) * bs)) for i in range(n // bs)}
+    epochs = [model.batches[e * 4:(e + 1) * 4] for e in range(4)]
+    for batches in epochs:
+        assert {tuple(b.astype(int)) for b in batches} == fixed, "each epoch: the same 4 batches"
+    firsts = [int(batches[0][0]) for batches in epochs]
+    assert len(set(firsts)) > 1, f"the batch order never changed over 4 epochs: {firsts}"
+
+
+def test_max_iterations_stops_mid_epoch_and_records_the_final_accuracy(digits):
+    n = len(digits.y_train)
+    per_epoch = n // 50
+    s = Solver(_net(), digits, batch_size=50, num_epochs=10, max_iterations=per_epoch + 3,
+               num_train_samples=None).train()
+    assert len(s.loss_history) == per_epoch + 3, "exactly max_iterations updates"
+    assert len(s.val_acc_history) == 2 and s.epoch == 2, "one full epoch and one cut short"
+    assert s.val_acc_history[-1] == s.check_accuracy(digits.X_val, digits.y_val)
 
 
 def test_split_and_dict_data_give_the_same_run(digits):
@@ -280,10 +310,10 @@ def test_silent_unless_verbose(digits, capsys):
     "kwargs, error, match",
     [
         ({"update_rule": "rmsprop"}, ValueError, "update_rule must be one of"),
-        ({"batch_size": 0}, ValueError, "batch_size must be >= 1"),
+        ({"batch_size": 0}, ValueError, "batch_size must be an int >= 1"),
         ({"batch_size": 5000}, ValueError, "batch_size must be at most"),
         ({"batch_size": 2.5}, TypeError, "batch_size must be an int"),
-        ({"num_epochs": 0}, ValueError, "num_epochs must be >= 1"),
+        ({"num_epochs": 0}, ValueError, "num_epochs must be an int >= 1"),
         ({"optim_config": {"learning_rate": 0.0}}, ValueError, "learning_rate'] must lie in"),
         ({"optim_config": {"learning_rate": -1e-3}}, ValueError, "learning_rate'] must lie in"),
         ({"optim_config": {"lr": 1e-3}}, ValueError, r"keys \['lr'\]"),
@@ -293,10 +323,12 @@ def test_silent_unless_verbose(digits, capsys):
         ({"optim_config": [0.1]}, TypeError, "optim_config must be a dict"),
         ({"lr_decay": 0.0}, ValueError, "lr_decay must lie in"),
         ({"lr_decay": 1.5}, ValueError, "lr_decay must lie in"),
-        ({"num_train_samples": 0}, ValueError, "num_train_samples must be >= 1"),
-        ({"seed": -2}, ValueError, "seed must be >= 0"),
+        ({"num_train_samples": 0}, ValueError, "num_train_samples must be an int >= 1"),
+        ({"seed": -2}, ValueError, "seed must be an int >= 0"),
         ({"verbose": "yes"}, TypeError, "verbose must be a bool"),
-        ({"shuffle": "no"}, TypeError, "shuffle must be a bool"),
+        ({"shuffle": "no"}, ValueError, "shuffle must be True, False or 'batches'"),
+        ({"max_iterations": 0}, ValueError, "max_iterations must be >= 1"),
+        ({"shuffle": 1}, TypeError, "shuffle must be a bool or 'batches'"),
     ],
 )
 def test_solver_rejects_bad_arguments(digits, kwargs, error, match):
@@ -317,7 +349,7 @@ def test_solver_rejects_bad_data_and_model(digits):
     with pytest.raises(TypeError, match="model must have a dict `params`"):
         Solver(object(), digits)
     s = Solver(_net(), digits)
-    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
         s.check_accuracy(digits.X_val, digits.y_val, batch_size=0)
     with pytest.raises(ValueError, match=r"y must have shape"):
         s.check_accuracy(digits.X_val, digits.y_val[:3])

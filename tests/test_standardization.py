@@ -7,13 +7,13 @@ sample submissions and on small hand-written mistakes, and must name each mistak
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
 import nbformat
 import numpy as np
 import pytest
+from conftest import answer_cells, release_stub
 from sklearn.preprocessing import StandardScaler
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,6 +79,62 @@ def test_reference_zero_variance_feature_gets_scale_one_like_sklearn():
     np.testing.assert_allclose(Z[:, [0, 2]], 0.0, atol=1e-12)
 
 
+# Both directions of scikit-learn's zero-variance rule (_is_constant_feature, issue 10 §5):
+# a near-constant feature with a large offset keeps its real spread, a computed constant is 0.
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_near_constant_feature_with_large_offset_keeps_its_scale_like_sklearn(seed):
+    X = 1e6 + 1e-2 * np.random.default_rng(seed).standard_normal((100, 1))
+    scaler = StandardScaler().fit(X)
+    mean, scale = fit_standardizer(X)
+    assert 0.005 < scaler.scale_[0] < 0.02, "oracle: StandardScaler keeps a spread of about 0.01"
+    np.testing.assert_allclose(scale, scaler.scale_, rtol=1e-9,
+                               err_msg="mean 1e6, std 1e-2 is not constant: scale must be ~0.01")
+
+
+@pytest.mark.parametrize("value, m", [(0.1, 3), (0.1, 7), (1 / 3, 5), (-2.7, 11), (1e6 + 0.1, 9)])
+def test_computed_constant_feature_is_zero_after_standardizing_like_sklearn(value, m):
+    X = np.full((m, 1), value)
+    var = ((X - X.mean(axis=0)) ** 2).mean(axis=0)
+    scaler = StandardScaler().fit(X)
+    mean, scale = fit_standardizer(X)
+    np.testing.assert_array_equal(scaler.scale_, 1.0, err_msg="oracle: sklearn treats it as constant")
+    np.testing.assert_array_equal(scale, 1.0, err_msg=f"computed variance {var[0]:.1e} is rounding")
+    Z = standardize(X, mean, scale)
+    np.testing.assert_allclose(Z, scaler.transform(X), atol=1e-12)
+    np.testing.assert_allclose(Z, 0.0, atol=1e-9)
+
+
+def test_exact_zero_test_fails_on_the_computed_constant_that_the_notebook_shows():
+    """The example of notebook 01: np.full((3, 1), 0.1) has a variance of about 1e-34, so
+    ``var == 0`` keeps a scale of about 1e-17 and maps every value to -1, not 0."""
+    X = np.full((3, 1), 0.1)
+    mean = X.mean(axis=0)
+    var = ((X - mean) ** 2).mean(axis=0)
+    assert 0 < var[0] < 1e-30
+    naive = (X - mean) / np.sqrt(var)
+    np.testing.assert_allclose(naive, -1.0)
+    np.testing.assert_allclose(StandardScaler().fit_transform(X), 0.0, atol=1e-15)
+
+
+@pytest.mark.parametrize("X", [np.full((3, 1), 0.1), 1e6 + 1e-2 * np.random.default_rng(5).standard_normal((50, 2)),
+                               np.full((4, 2), 7.0)], ids=["0.1x3", "offset_1e6", "exact_7"])
+def test_notebook_solution_follows_sklearns_zero_variance_rule(X):
+    ns = _solution_namespace()
+    mean, scale = ns["fit_standardizer"](X.copy())
+    scaler = StandardScaler().fit(X)
+    np.testing.assert_allclose(mean, scaler.mean_, rtol=1e-12)
+    np.testing.assert_allclose(scale, scaler.scale_, rtol=1e-9)
+
+
+def _solution_namespace() -> dict:
+    nb = nbformat.read(SOURCE, as_version=4)
+    ns: dict = {"np": np}
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "fit_standardizer":
+            exec(cell.source, ns)
+    return ns
+
+
 def test_reference_float32_values_match_sklearn_and_keep_dtype():
     X = _data(4, 80, 5, dtype=np.float32)
     mean, scale = fit_standardizer(X)
@@ -140,22 +196,8 @@ def test_reference_does_not_modify_its_inputs():
 
 
 # =========================================================================== running the checks
-def _release_stub(source: str) -> str:
-    """What nbgrader's release makes of an answer cell: the solution region -> raise."""
-    return re.sub(
-        r"( *)### BEGIN SOLUTION\n.*?### END SOLUTION",
-        lambda m: f"{m.group(1)}# YOUR CODE HERE\n{m.group(1)}raise NotImplementedError()",
-        source, flags=re.S,
-    )
-
-
 def _answer_cells() -> dict[str, str]:
-    nb = nbformat.read(SOURCE, as_version=4)
-    return {
-        c.metadata["nbgrader"]["grade_id"]: c.source
-        for c in nb.cells
-        if c.metadata.get("nbgrader", {}).get("solution")
-    }
+    return answer_cells(SOURCE)
 
 
 def _namespace(answers: dict[str, str]) -> dict:
@@ -163,7 +205,7 @@ def _namespace(answers: dict[str, str]) -> dict:
     cells = _answer_cells()
     ns = {"np": np}
     for fn in FUNCTIONS:
-        exec(answers.get(fn, _release_stub(cells[fn])), ns)  # noqa: S102 - our own samples
+        exec(answers.get(fn, release_stub(cells[fn])), ns)  # noqa: S102 - our own samples
     return ns
 
 
@@ -418,3 +460,48 @@ def test_hidden_cells_in_the_notebook_are_worth_the_checks_points():
         cell = hidden[f"test_{fn}"]
         assert cell.metadata["nbgrader"]["points"] == CHECKS[fn].points
         assert f"check_{fn}({fn})" in cell.source.splitlines()[-2]
+
+
+# =========================================================================== notebook 01's claims
+def _wine_logistic():
+    from course.data import load_wine
+
+    data = load_wine()
+    scaler = StandardScaler().fit(data.X_train)
+    y = (data.y_train == 1).astype(float)
+    return data, scaler, y
+
+
+def _loss_and_grad(A, y, w):
+    t = A @ w
+    p = 0.5 * (1.0 + np.tanh(0.5 * t))
+    return np.mean(np.logaddexp(0.0, t) - y * t), A.T @ (p - y) / len(y)
+
+
+@pytest.mark.parametrize("fraction_of_2_over_L", [0.5, 0.99])
+def test_descent_lemma_every_step_below_2_over_L_lowers_the_wine_loss(fraction_of_2_over_L):
+    """Notebook 01, section 5: any eta < 2/L decreases the loss (not only eta <= 1/L)."""
+    data, scaler, y = _wine_logistic()
+    A = np.column_stack([np.ones(len(y)), scaler.transform(data.X_train)])
+    L = np.linalg.eigvalsh(A.T @ A / (4 * len(A))).max()
+    eta = fraction_of_2_over_L * 2.0 / L
+    w = np.zeros(A.shape[1])
+    loss, grad = _loss_and_grad(A, y, w)
+    for _ in range(200):
+        w = w - eta * grad
+        new_loss, grad = _loss_and_grad(A, y, w)
+        assert new_loss < loss, f"eta = {eta:.3g} < 2/L raised the loss"
+        loss = new_loss
+
+
+def test_wine_training_split_is_linearly_separable_and_raw_accuracy_near_majority():
+    """Notebook 01, section 5: the standardized training split is separable (the loss has no
+    finite minimizer), and the majority class of the validation split is 61 %."""
+    from sklearn.svm import LinearSVC
+
+    data, scaler, y = _wine_logistic()
+    Z = scaler.transform(data.X_train)
+    svm = LinearSVC(C=1e4, max_iter=200_000).fit(Z, y)
+    assert svm.score(Z, y) == 1.0, "a linear classifier separates cultivar 1 on the training split"
+    y_val = (data.y_val == 1).astype(float)
+    assert max(y_val.mean(), 1 - y_val.mean()) == pytest.approx(22 / 36)

@@ -2,18 +2,29 @@
 
 Each check compares the student's function with ``autograder.reference`` on seeded random
 inputs, names the mistake when the output matches a known one (``../shared/MISCONCEPTIONS.md``
-ids M1–M21), prints a report, and returns the points earned (nbgrader partial credit).
-The checks are grouped by assignment in ``autograder/checks_*.py``; this module is the single
-import point the notebooks use.
+ids M1–M31), prints a report, and returns the points earned (nbgrader partial credit).
+The checks are grouped by assignment (``standardization.py``, ``batchnorm_forward.py``,
+``batchnorm_backward.py``, ``sandwich.py``, ``experiments.py``, ``beyond_batchnorm.py``, ``batchrenorm.py``) on top of ``framework.py`` (``Grader``); this
+module is the single import point the notebooks use.
+
+May import ``autograder.reference``, ``autograder.notebooks``, ``autograder.course_dir`` and
+``course``; never ``autograder.tools``, ``autograder.kernel`` or ``autograder.samples``.
 """
 
 from autograder.checks.batchnorm_backward import *  # noqa: F403
 from autograder.checks.batchnorm_backward import __all__ as _backward
 from autograder.checks.batchnorm_forward import *  # noqa: F403
 from autograder.checks.batchnorm_forward import __all__ as _forward
+from autograder.checks.batchrenorm import *  # noqa: F403
+from autograder.checks.batchrenorm import __all__ as _batchrenorm
+from autograder.checks.beyond_batchnorm import *  # noqa: F403
+from autograder.checks.beyond_batchnorm import __all__ as _beyond
+from autograder.checks.experiments import *  # noqa: F403
+from autograder.checks.experiments import __all__ as _measuring
 from autograder.checks.sandwich import *  # noqa: F403
 from autograder.checks.sandwich import __all__ as _experiments
 from autograder.checks.standardization import *  # noqa: F403
 from autograder.checks.standardization import __all__ as _standardization
 
-__all__ = [*_standardization, *_forward, *_backward, *_experiments]
+__all__ = [*_standardization, *_forward, *_backward, *_experiments, *_measuring, *_beyond,
+           *_batchrenorm]

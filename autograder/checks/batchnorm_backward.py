@@ -35,6 +35,7 @@ from autograder.checks.framework import (
     Failure,
     fmt,
     hidden_check,
+    kernel_function,
     quiet,
     require_unchanged,
     rng,
@@ -332,6 +333,16 @@ def _compare_numgrad(g, what, got, expected, f, x, dout, *, rtol, atol):
         raise
 
 
+#: f(x) = BatchNorm's train-mode forward with fixed gamma and beta, written out so that it can be
+#: defined in the student's kernel (the reference is not there); equal to
+#: reference.batchnorm_forward(z, gamma, beta, {"mode": "train"})[0] up to rounding.
+_BN_SOURCE = """def bn(z):
+    mu = z.mean(axis=0)
+    var = ((z - mu) ** 2).mean(axis=0)
+    return gamma * ((z - mu) / np.sqrt(var + 1e-5)) + beta
+"""
+
+
 def _call_numgrad(g, fn, f, x, dout):
     x_in, d_in = x.copy(), dout.copy()
     grad = g.call(fn, f, x_in, d_in)
@@ -342,9 +353,7 @@ def _call_numgrad(g, fn, f, x, dout):
 def check_numerical_gradient(g, fn):
     """Centered differences, weighted by dout, x restored, on 2-D and 4-D arrays."""
     r = rng(300)
-
-    def cube(z):
-        return z**3
+    cube = kernel_function("def cube(z):\n    return z**3\n", "cube")
 
     with g.part("centered difference: f(x) = x**3 on a 3x4 x, dout = ones", weight=1):
         x = r.uniform(0.5, 2.0, (3, 4))
@@ -356,8 +365,7 @@ def check_numerical_gradient(g, fn):
     with g.part("weights by dout: f = BatchNorm forward (5x3), dout not all ones", weight=1):
         x, gamma, beta, dout, cache = _bn_case(301, 5, 3, offset=2.0)
 
-        def bn(z):
-            return ref.batchnorm_forward(z, gamma, beta, {"mode": "train"})[0]
+        bn = kernel_function(_BN_SOURCE, "bn", gamma=gamma, beta=beta)
 
         grad, _, _ = _call_numgrad(g, fn, bn, x, dout)
         expected = ref.batchnorm_backward(dout, cache)[0]
@@ -368,7 +376,8 @@ def check_numerical_gradient(g, fn):
     with g.part("leaves x and dout exactly unchanged", weight=0.5):
         x = r.normal(size=(4, 3))
         dout = r.normal(size=(4, 3))
-        _, x_after, d_after = _call_numgrad(g, fn, np.sin, x, dout)
+        sine = kernel_function("def sine(z):\n    return np.sin(z)\n", "sine")
+        grad, x_after, d_after = _call_numgrad(g, fn, sine, x, dout)
         require_unchanged("dout", dout, d_after, _M10_DOUT)
         if not np.array_equal(x_after, x):
             diff = np.abs(x_after - x)
@@ -382,13 +391,15 @@ def check_numerical_gradient(g, fn):
                 "before changing it and write x[i] = old back (adding and subtracting h can "
                 "leave rounding errors)."
             )
+        _compare_numgrad(g, "grad", grad, np.cos(x) * dout, sine, x, dout, rtol=1e-6, atol=1e-8)
 
     with g.part("works on a 4-D x (2x3x2x2), f couples entries of a channel", weight=0.5):
         x = r.normal(size=(2, 3, 2, 2))
         dout = r.normal(size=(2, 3, 2, 2))
 
-        def coupled(z):
-            return np.tanh(z) * z.sum(axis=(2, 3), keepdims=True)
+        coupled = kernel_function("def coupled(z):\n"
+                                  "    return np.tanh(z) * z.sum(axis=(2, 3), keepdims=True)\n",
+                                  "coupled")
 
         grad, _, _ = _call_numgrad(g, fn, coupled, x, dout)
         t = np.tanh(x)

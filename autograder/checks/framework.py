@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import io
 import re
-import sys
 import traceback
 import warnings
 from collections.abc import Callable, Mapping
@@ -32,8 +31,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# The comparison path uses these, captured when the grader is imported: in a grading kernel that
-# is the trusted preamble (autograder.kernel.guard), before any student code could replace them.
+# The comparison path uses these, captured when the grader is imported (the checks run in the
+# trusted grading process, autograder/kernel/remote.py; in a plain Jupyter kernel, at import).
 _asarray, _allclose, _array_equal = np.asarray, np.allclose, np.array_equal
 _isinstance, _len, _type, _tuple = isinstance, len, type, tuple
 
@@ -91,6 +90,13 @@ class PartResult:
     weight: float
     passed: bool
     messages: list[str] = field(default_factory=list)
+    #: How many of the part's comparisons with the reference matched.
+    matched: int = 0
+
+
+#: Why a part that compared no output earns nothing when no other part matched the reference.
+NOTHING_FOR_NOTHING = ("this part earns its weight only together with an output that matches the "
+                       "reference, and none did")
 
 
 def fmt(a, max_items: int = 6) -> str:
@@ -136,8 +142,8 @@ class Grader:
         self.results: list[PartResult] = []
         self._current: PartResult | None = None
         self.notes: list[str] = []
-        #: Set by hidden_check when the grading kernel's guard is installed (autograder.kernel.guard).
-        self.guard_token: int | None = None
+        #: Why the check stopped before its last part (then it scores 0), or None.
+        self.stopped_early: str | None = None
 
     # ------------------------------------------------------------------ parts
     @contextlib.contextmanager
@@ -147,7 +153,7 @@ class Grader:
         self._current = result
         try:
             yield result
-            result.passed = True
+            result.passed = True  # a part without a matching output waits for finish()
         except Failure as exc:
             result.messages.append(str(exc))
         except StudentError as exc:
@@ -192,9 +198,13 @@ class Grader:
                 with contextlib.redirect_stdout(out_buf), contextlib.redirect_stderr(err_buf):
                     value = fn(*args, **kwargs)
             except BaseException as exc:  # noqa: BLE001 - SystemExit, KeyboardInterrupt too
-                if isinstance(exc, KeyboardInterrupt):
-                    raise
+                if getattr(exc, "kernel_gone", False):
+                    raise  # the kernel died or hung: the whole check stops and scores 0
+                if getattr(exc, "refused", False):
+                    raise Failure(str(exc)) from None
                 raise StudentError(name, exc) from None
+        for note in getattr(fn, "notes", []):  # a function in the kernel reports its own
+            self.note(note)
         seen = set()
         for w in caught:
             text = f"{w.category.__name__}: {w.message}"
@@ -225,11 +235,17 @@ class Grader:
         reported as the diagnosis.
         """
         expected = _asarray(expected)
+        plain = _type(got) in (np.ndarray, int, float, bool) or _isinstance(got, np.generic) and \
+            _type(got).__module__ == "numpy"
+        if not plain and not _isinstance(got, (list, _tuple)):
+            raise Failure(f"{what}: expected a numpy array of numbers, got a "
+                          f"{_type(got).__name__}; return a plain numpy array")
         try:
             arr = _asarray(got)  # a plain ndarray: subclasses and __array__ give up their values
         except Exception as exc:
             raise Failure(f"{what}: could not turn your value into an array ({exc})") from None
-        if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
+        if arr.dtype == object or not np.issubdtype(arr.dtype, np.number) or \
+                np.issubdtype(arr.dtype, np.complexfloating):
             raise Failure(
                 f"{what}: expected a numpy array of numbers, got {_type(got).__name__} "
                 f"{fmt(got)[:80]}, which cannot be compared as numbers"
@@ -243,6 +259,8 @@ class Grader:
         if check_dtype and arr.dtype != expected.dtype:
             raise Failure(f"{what}: dtype {arr.dtype}, expected {expected.dtype} (the input's dtype)")
         if close(arr, expected, rtol, atol):
+            if self._current is not None:
+                self._current.matched += 1
             return
         diag = self._match_mistake(arr, mistakes, rtol, atol)
         bad = ~np.isfinite(arr)
@@ -292,18 +310,26 @@ class Grader:
             raise Failure(message)
 
     # ------------------------------------------------------------------ result
+    def _settle(self) -> None:
+        """Nothing for nothing: a part that compared no output of its own (a property such as
+        "x unchanged", a shape, an error raised for bad input) keeps its weight only when
+        another part of the check matched the reference. A stub (``pass``, zeros, the input
+        returned, a constant) thus earns 0 on every part."""
+        anchored = any(r.passed and r.matched for r in self.results)
+        for r in self.results:
+            if r.passed and not r.matched and not anchored:
+                r.passed = False
+                r.messages.append(NOTHING_FOR_NOTHING)
+
     def finish(self) -> float:
         """Print the report and return the points earned (nbgrader's partial credit).
 
-        In a grading kernel (:mod:`autograder.kernel.guard` installed) the guard's flags that concern
-        this check are printed as ``Flag [kind]: reason`` lines, and a flag of
-        ``guard.ZERO_KINDS`` (reference access, tampering, forbidden files, network) scores 0.
+        A check that stopped early (an exception outside any part, :attr:`stopped_early`)
+        scores 0: the parts it never reached could not be earned, so none are.
         """
-        guard = _guard()
-        flags = guard.end_check(self.guard_token) if guard and self.guard_token else []
-        zeroed = [(kind, reason) for kind, reason, zeroes in flags if zeroes]
+        self._settle()
         total = sum(r.weight for r in self.results) or 1.0
-        earned = 0.0 if zeroed else sum(r.weight for r in self.results if r.passed)
+        earned = 0.0 if self.stopped_early else sum(r.weight for r in self.results if r.passed)
         score = round(self.points * earned / total, 2)
         print(f"{self.name}: {score:g} / {self.points:g} points")
         for r in self.results:
@@ -313,15 +339,13 @@ class Grader:
                 print(f"      {m}")
         for m in self.notes:
             print(f"  note: {m}")
-        messages = [m for r in self.results if not r.passed for m in r.messages]
-        if zeroed:
-            print(f"  This check scores 0: the grader flagged {zeroed[0][0].replace('-', ' ')} "
-                  "(below). The instructor will review it.")
-        for kind, reason, _ in flags:
-            print(f"  {flag_line(kind, reason)}")
-        if zeroed:
+        if self.stopped_early:
+            print(f"  The check stopped early ({self.stopped_early}), so it scores 0.")
             return score
-        if earned == 0 and messages and all("not implemented yet" in m for m in messages):
+        messages = [m for r in self.results if not r.passed for m in r.messages]
+        if earned == 0 and messages and all("not implemented yet" in m or m == NOTHING_FOR_NOTHING
+                                            for m in messages) and any(
+                "not implemented yet" in m for m in messages):
             print("  Nothing to grade yet: the function still raises NotImplementedError.")
         elif score < self.points and not any(DIAGNOSIS in m for m in messages):
             print("  No known mistake explains this; compare your values with the expected ones above.")
@@ -406,16 +430,40 @@ def same_value(before, after) -> bool:
     return bool(before == after)
 
 
+def kernel_function(source: str, name: str, **constants):
+    """A function of the check's own that a student function receives as an argument.
+
+    The checks run outside the student's kernel, so a function passed to the student (the ``f``
+    of ``numerical_gradient``) is sent as source and defined in the kernel
+    (:mod:`autograder.kernel.shim`); called here, it is the same code. ``source`` defines
+    ``name`` using ``np`` and the plain-data ``constants`` only.
+
+    Returns
+    -------
+    callable
+        The function, with ``__bn_source__ = (source, name, constants)``.
+    """
+    namespace = {"np": np, "numpy": np, **constants}
+    exec(compile(source, f"<check function {name}>", "exec"), namespace)  # noqa: S102
+    fn = namespace[name]
+    fn.__bn_source__ = (source, name, constants)
+    return fn
+
+
+def companion(fn, name: str):
+    """Another function of the notebook that defines ``fn`` (e.g. the forward pass next to a
+    backward pass), or None: looked up in the kernel for a function that runs there, in
+    ``fn.__globals__`` for a plain Python function."""
+    lookup = getattr(fn, "companion", None)
+    if callable(lookup) and not isinstance(fn, type(companion)):
+        return lookup(name)
+    found = getattr(fn, "__globals__", {}).get(name)
+    return found if callable(found) else None
+
+
 def rng(seed: int) -> np.random.Generator:
     """The seeded generator every check draws its inputs from."""
     return np.random.default_rng(seed)
-
-
-def _guard():
-    """The grading kernel's trusted preamble (:mod:`autograder.kernel.guard`), or None when it is not
-    installed (a student's own Jupyter, the tests' plain kernels): then every hook is a no-op."""
-    guard = sys.modules.get("autograder.kernel.guard")
-    return guard if guard is not None and guard.is_installed() else None
 
 
 def hidden_check(name: str, points: float):
@@ -429,9 +477,6 @@ def hidden_check(name: str, points: float):
     def decorate(body):
         def check(student_fn):
             g = Grader(name, points)
-            guard = _guard()
-            if guard is not None:  # grading kernel: restore anything tampered with, flag it
-                g.guard_token = guard.begin_check(name, student_fn)
             if not callable(student_fn):
                 with g.part(f"{name} is a function"):
                     raise Failure(f"{name} should be a function, got {type(student_fn).__name__}")
@@ -443,8 +488,8 @@ def hidden_check(name: str, points: float):
                 warnings.simplefilter("always")
                 try:
                     body(g, student_fn)
-                except Exception as exc:  # outside any part: report it, keep what was earned
-                    g.note(f"the check stopped early ({type(exc).__name__}: {exc})")
+                except Exception as exc:  # outside any part: nothing after it could be earned
+                    g.stopped_early = f"{type(exc).__name__}: {exc}"
             return g.finish()
 
         check.__name__ = body.__name__

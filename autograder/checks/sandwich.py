@@ -27,6 +27,7 @@ from autograder.checks.framework import (
     DIAGNOSIS,
     Failure,
     Grader,
+    companion,
     hidden_check,
     require_unchanged,
     rng,
@@ -256,8 +257,8 @@ def _numeric_grads(fwd, x, w, b, gamma, beta, bn, dout, h=1e-6):
 
 
 def _backward_check(g: Grader, bwd) -> None:
-    fwd = bwd.__globals__.get("affine_bn_relu_forward") if hasattr(bwd, "__globals__") else None
-    if not callable(fwd):
+    fwd = companion(bwd, "affine_bn_relu_forward")
+    if fwd is None:
         fwd = ref.affine_bn_relu_forward
         g.note("affine_bn_relu_forward was not found next to your backward function; the "
                "reference forward made the cache, so a cache of your own design will not work.")

@@ -75,6 +75,13 @@ _M5 = (
     "turns that feature into nan/inf; StandardScaler sets its scale to 1.0 so that the "
     "feature becomes all zeros."
 )
+_M5_ROUNDING = (
+    "a computed constant, np.full((3, 1), 0.1), has a variance of about 2e-34 from rounding "
+    "alone, and your scale for it is {scale:.1e} instead of 1.0, so it standardizes to "
+    "{z:+.0f} instead of 0 (StandardScaler gives 0). Treat a feature as constant when "
+    "var <= m*eps*var + (m*mean*eps)**2 with eps = np.finfo(np.float64).eps, as section 2 "
+    "explains (scikit-learn's _is_constant_feature). Not graded: a note."
+)
 _M10 = (
     "your function modified its input array in place (e.g. `X -= mean`). The caller's data "
     "must stay unchanged: work on a new array, e.g. `Z = X - mean`."
@@ -86,7 +93,8 @@ _M12 = (
 _M21_RECOMPUTE = (
     "the output matches standardizing X with its *own* mean and std, ignoring the mean and "
     "scale you were given. Statistics must come from the training split and be re-used "
-    "unchanged on validation and test data; recomputing them leaks those splits' statistics."
+    "unchanged on validation and test data; recomputing them on each split is train/test skew "
+    "(inconsistent preprocessing: each split goes through a different transformation)."
 )
 
 
@@ -96,9 +104,23 @@ def _population_std(X):
 
 
 def _ones_where_zero(scale):
+    """The scale with 1.0 where it is exactly 0 (the ddof=1 model: with m - 1 the bound of
+    :func:`autograder.reference.is_constant_feature` moves, so only exact zeros are mapped)."""
     scale = np.array(scale, dtype=np.float64, copy=True)
     scale[scale == 0] = 1.0
     return scale
+
+
+def _note_rounding_constant(g: Grader, fit_standardizer) -> None:
+    """A note (no points) when a computed constant is not treated as constant."""
+    X = np.full((3, 1), 0.1)
+    try:
+        _, scale = unpack(g.call(fit_standardizer, X.copy()), 2, "mean, scale")
+        scale = float(np.asarray(scale, dtype=np.float64).ravel()[0])
+    except Exception:  # noqa: BLE001 - a note must never cost points
+        return
+    if np.isfinite(scale) and 0 < scale < 1e-8:
+        g.note(_M5_ROUNDING.format(scale=scale, z=(0.1 - X.mean()) / scale))
 
 
 def _eps_mistake(got, X, rtol, atol):
@@ -222,6 +244,7 @@ def check_fit_standardizer(g: Grader, fit_standardizer) -> None:
             g, "scale (constant features 1 and 3)", scale, exp_scale, X, RTOL64,
             {"M5": (lambda: _population_std(X), _M5), **_eps_mistake(scale, X, RTOL64, 0.0)},
         )
+        _note_rounding_constant(g, fit_standardizer)
 
     with g.part("ValueError for 1-D input", 0.5):
         g.expect_raises(ValueError, fit_standardizer, rng(14).standard_normal(5),

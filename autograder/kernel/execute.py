@@ -37,10 +37,12 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbconvert.exporters import NotebookExporter
 from nbformat.notebooknode import NotebookNode
 from nbgrader.converters.base import NbGraderException
-from nbgrader.preprocessors import Execute
+from nbgrader.preprocessors import Execute, SaveAutoGrades
 from traitlets import Integer, default
 
+from autograder import notebooks
 from autograder.checks.framework import flag_line
+from autograder.kernel.remote import KernelChannel, run_hidden_cell
 from autograder.kernel.sandbox import (
     UNSANDBOXED_ENV,
     SandboxedKernelManager,
@@ -111,21 +113,23 @@ class SandboxedExecute(Execute):
         self._notebook_used = 0
         self._dropped: dict[int, int] = {}
         self._sandboxed = True
+        self._channel: KernelChannel | None = None
 
     # -- the notebook --------------------------------------------------------------------------
 
     def preprocess(self, nb: NotebookNode, resources: t.Any = None, km: t.Any = None):
         """Execute every code cell; a dead or hung kernel never raises out of here."""
         self._reset()
+        notebooks.strip_trusted(nb)  # only this run may write the trusted metadata
         nb, resources = super().preprocess(nb, resources, km)
         if not self._sandboxed:
+            reason = (f"graded without the sandbox ({UNSANDBOXED_ENV}=1 or an unsandboxed kernel "
+                      "manager): student code had network access and the grader's permissions")
+            notebooks.add_flag(nb, "sandbox-off", reason)
             first = next((c for c in nb.cells if c.cell_type == "code"), None)
             if first is not None:
-                self._insert_first(first, None, stream_output(flag_line(
-                    "sandbox-off",
-                    f"graded without the sandbox ({UNSANDBOXED_ENV}=1 or an unsandboxed kernel "
-                    "manager): student code had network access and the grader's permissions",
-                ) + "\n"))
+                self._insert_first(first, None, stream_output(flag_line("sandbox-off", reason)
+                                                              + "\n"))
         return nb, resources
 
     def create_kernel_manager(self):
@@ -137,6 +141,8 @@ class SandboxedExecute(Execute):
 
     def preprocess_cell(self, cell: NotebookNode, resources: t.Any, index: int):
         """Execute one cell; record a dead kernel, a hung cell or dropped output in the cell."""
+        if notebooks.is_test_cell(cell):
+            return self._hidden_cell(cell, index), self.resources
         if cell.cell_type != "code" or not cell.source.strip():
             return super().preprocess_cell(cell, resources, index)
         if self._stopped is not None:
@@ -155,6 +161,39 @@ class SandboxedExecute(Execute):
             self._flag_truncation(cell, index)
         return cell, self.resources
 
+    def _hidden_cell(self, cell: NotebookNode, index: int) -> NotebookNode:
+        """Run a hidden test cell's check in this (trusted) process; see
+        :mod:`autograder.kernel.remote`. The cell's outputs and trusted score come from here
+        only; a cell the kernel cannot serve scores 0."""
+        points = float(cell.metadata.get("nbgrader", {}).get("points", 0) or 0)
+        if self._stopped is not None:
+            cell.outputs = [error_output("CellNotRun", f"not run: {self._stopped}",
+                                         [f"This cell was not run: {self._stopped}."])]
+            notebooks.set_score(cell, 0.0, points)
+            return cell
+        if self._channel is None:
+            self._channel = KernelChannel(self, float(self.timeout or 60))
+        result = run_hidden_cell(cell.source, points, self._channel)
+        cell.outputs = [stream_output(result.report)] if result.report else []
+        cell.outputs.append(NotebookNode(
+            output_type="execute_result", execution_count=None, metadata={},
+            data={"text/plain": repr(result.score)}))
+        notebooks.set_score(cell, result.score, points)
+        for kind, reason in result.flags:
+            notebooks.add_flag(cell, kind, f"{_label(cell, index)}: {reason}")
+        if result.stopped is not None:
+            reason = f"{_label(cell, index)}: {result.stopped.reason}"
+            cell.outputs.append(error_output(type(result.stopped).__name__,
+                                             flag_line(result.stopped.kind, reason),
+                                             [flag_line(result.stopped.kind, reason)]))
+            if result.stopped.stopped:
+                if result.stopped.kind == "kernel-died" and isinstance(self.km,
+                                                                       SandboxedKernelManager):
+                    reason = f"{reason} ({self.km.exit_reason()})"
+                self._stopped = reason
+                self.log.warning("%s", reason)
+        return cell
+
     def _kernel_died(self, cell: NotebookNode, index: int) -> None:
         if isinstance(self.km, SandboxedKernelManager):
             reason = self.km.exit_reason()
@@ -165,6 +204,7 @@ class SandboxedExecute(Execute):
                for o in cell.get("outputs", [])):
             reason += " after running out of memory (memory limit)"
         reason = f"the kernel died in {_label(cell, index)}: {reason}"
+        notebooks.add_flag(cell, "kernel-died", reason)
         cell.outputs.append(error_output(
             "DeadKernelError", flag_line("kernel-died", reason),
             [flag_line("kernel-died", reason),
@@ -179,6 +219,7 @@ class SandboxedExecute(Execute):
                   "interrupted; the kernel was stopped")
         if self.km is not None:
             run_sync(self.km.shutdown_kernel)(now=True)
+        notebooks.add_flag(cell, "cell-timeout", reason)
         cell.outputs.append(error_output(
             "CellTimeoutError", flag_line("cell-timeout", reason),
             [flag_line("cell-timeout", reason)],
@@ -189,6 +230,8 @@ class SandboxedExecute(Execute):
     async def _async_handle_timeout(self, timeout: int, cell: NotebookNode | None = None):
         label = "a cell" if cell is None else _label(cell, self.nb.cells.index(cell))
         reason = f"{label} ran longer than {timeout} s and was interrupted"
+        if cell is not None:
+            notebooks.add_flag(cell, "cell-timeout", reason)
         self.error_on_timeout = {
             "ename": "CellTimeoutError",
             "evalue": flag_line("cell-timeout", reason),
@@ -233,6 +276,7 @@ class SandboxedExecute(Execute):
         reason = (f"{_label(cell, index)} printed about {dropped} characters more than the "
                   f"{self.max_output_bytes}-character limit per cell (or the notebook's "
                   f"{self.max_notebook_output_bytes}); the rest was dropped")
+        notebooks.add_flag(cell, "output-truncated", reason)
         self._insert_first(cell, index, stream_output(flag_line("output-truncated", reason)
                                                       + "\n"))
 
@@ -245,6 +289,26 @@ class SandboxedExecute(Execute):
         for cell_map in self._display_id_map.values():
             if index in cell_map:
                 cell_map[index] = [i + 1 for i in cell_map[index]]
+
+
+class TrustedSaveAutoGrades(SaveAutoGrades):
+    """nbgrader's ``SaveAutoGrades``, with a hidden test cell's score taken from the trusted side.
+
+    nbgrader scores a test cell from its outputs (``nbgrader.utils.determine_grade``): no output
+    at all counts as full marks. Here a test cell scores what :class:`SandboxedExecute` recorded
+    in its trusted metadata (:func:`autograder.notebooks.trusted_score`), and 0 when it recorded
+    nothing (a skipped or unexecuted cell). Other cells are scored as nbgrader does.
+    """
+
+    def _add_score(self, cell: NotebookNode, resources: t.Any) -> None:
+        if not notebooks.is_test_cell(cell):
+            return super()._add_score(cell, resources)
+        grade = self.gradebook.find_grade(cell.metadata["nbgrader"]["grade_id"], self.notebook_id,
+                                          self.assignment_id, self.student_id)
+        score = notebooks.trusted_score(cell)
+        grade.auto_score = 0.0 if score is None else min(score, float(grade.max_score))
+        grade.needs_manual_grade = grade.manual_score is not None
+        self.gradebook.db.commit()
 
 
 class SandboxCheckedExporter(NotebookExporter):
@@ -265,4 +329,5 @@ class SandboxCheckedExporter(NotebookExporter):
             raise NbGraderException(str(exc)) from exc
 
 
-__all__ = ["SandboxCheckedExporter", "SandboxedExecute", "error_output", "stream_output"]
+__all__ = ["SandboxCheckedExporter", "SandboxedExecute", "TrustedSaveAutoGrades", "error_output",
+           "stream_output"]

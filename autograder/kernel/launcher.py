@@ -1,10 +1,9 @@
-"""``python -m autograder.kernel.launcher -f CONNECTION_FILE``: an IPython kernel with the trusted preamble.
+"""``python -m autograder.kernel.launcher -f CONNECTION_FILE``: the grading kernel.
 
 A drop-in replacement for ``python -m ipykernel_launcher -f CONNECTION_FILE`` (same arguments,
-same protocol) that first runs :func:`autograder.kernel.guard.install`, so that the audit hooks, the
-reference guard and the pristine copies of numpy and the checks exist before any student code,
-and then, once the kernel has initialized, :func:`autograder.kernel.guard.attach_shell`, which watches
-the IPython machinery that decides what a test cell outputs.
+same protocol) that first runs :func:`autograder.kernel.guard.install`, so that its audit hook
+sees everything the student's code does, and imports :mod:`autograder.kernel.shim`, which serves
+the hidden checks' calls (the checks themselves run in the grader's process).
 
 Start it with ``python -P`` (Python 3.11+, or ``PYTHONSAFEPATH=1``): then the kernel's working
 directory, the submission's folder, is not put on ``sys.path`` before ``autograder`` itself is
@@ -32,8 +31,9 @@ def main(argv: list[str] | None = None) -> None:
     from autograder.kernel import guard
 
     guard.install()
-
     from ipykernel.kernelapp import IPKernelApp
+
+    from autograder.kernel import shim  # noqa: F401 - imported before any student code
 
     app = IPKernelApp.instance()
     app.initialize(argv)
@@ -44,7 +44,6 @@ def main(argv: list[str] | None = None) -> None:
         site = [i for i, p in enumerate(sys.path)
                 if os.path.basename(p) in ("site-packages", "dist-packages")]
         sys.path.insert(site[0] if site else 0, "")
-    guard.attach_shell(app.shell)
     app.start()
 
 

@@ -9,10 +9,15 @@ kernel inside `bubblewrap <https://github.com/containers/bubblewrap>`_ (``bwrap`
   (``--unshare-net``). The kernel talks to nbgrader over ZeroMQ ``ipc`` sockets, which are unix
   socket files in a private run directory bound into the sandbox, instead of TCP;
 - a private filesystem view: a fresh root with the system (``/usr``), the Python installation,
-  the course's ``course/``, ``autograder/`` and ``data/`` read-only; the submission's own folder
-  (``autograded/<student>/<assignment>/``, the working directory) read-write; a private ``/tmp``.
-  ``source/``, ``release/``, ``submitted/``, ``feedback/``, ``gradebook.db``, other students'
-  folders and the instructor's home are not there at all;
+  the course's ``course/``, ``autograder/`` and ``data/`` read-only; a private ``/tmp``; and, as
+  the working directory, a private scratch copy of the submission's folder
+  (``autograded/<student>/<assignment>/``, copied into the kernel's run directory with regular
+  files only, bound at that folder's path; :mod:`autograder.kernel.scratch`). The real folder,
+  which nbgrader writes the graded notebook into, is never visible, so nothing the kernel
+  creates (symlinks, FIFOs, deep trees) is ever where nbgrader reads or writes; the scratch copy
+  is removed, whatever it holds, when the kernel's resources are cleaned up.
+  ``source/``, ``release/``, ``submitted/``, ``autograded/``, ``feedback/``, ``gradebook.db``,
+  ``nbgrader_config.py``, other students' folders and the instructor's home are not there;
 - resource limits set with ``prlimit`` (util-linux) on the kernel process: address space
   (memory), CPU time, number of processes, size of any file written, no core dumps;
 - its own PID, IPC and UTS namespaces, a new session (no controlling terminal), no capabilities,
@@ -26,8 +31,8 @@ user, so the kernel never runs as root:
 - when the grader is root (containers, CI), this module creates the user namespace itself, with
   uid/gid 0 and :attr:`~SandboxedKernelManager.sandbox_uid` (65534, ``nobody``) mapped to
   themselves, lets bwrap set the sandbox up as root in it (``--userns``), and drops to
-  ``nobody`` with ``setpriv`` before the kernel starts. The submission folder and the run
-  directory are handed to that uid for the kernel's lifetime, and given back afterwards.
+  ``nobody`` with ``setpriv`` before the kernel starts. The run directory (with the scratch
+  copy) is handed to that uid; nothing of the course is.
 
 Opting out: ``BN_UNSANDBOXED=1`` runs the same kernel command without the sandbox (over loopback
 TCP), with a warning on stderr and a ``sandbox-off`` flag in each autograded notebook.
@@ -51,17 +56,27 @@ from pathlib import Path
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Bool, Integer, List, Unicode, default
 
+from autograder.kernel.scratch import copy_regular_tree, remove_tree
+
 #: The environment variable that turns the sandbox off (``1``, ``true``, ``yes`` or ``on``).
 UNSANDBOXED_ENV = "BN_UNSANDBOXED"
 
 #: The course root: the folder holding ``autograder/`` (this file's package) and ``course/``.
-from autograder.course_dir import ROOT  # noqa: E402
+from autograder.course_dir import ROOT, is_inside  # noqa: E402
 
 MiB = 1024**2
 GiB = 1024**3
 
 #: Course folders the kernel may read: the support package, the hidden checks and the data.
-COURSE_READABLE = ("course", "autograder", "data")
+COURSE_READABLE = ("course", "data")
+
+#: The only files of ``autograder/`` the kernel may read: the launcher, what remains of the
+#: guard, and the shim that serves the hidden checks' calls. The checks, the reference, the
+#: samples and the tools are not in the sandbox at all; the checks run in the grader's process
+#: (autograder/kernel/remote.py).
+KERNEL_FILES = ("autograder/__init__.py", "autograder/kernel/__init__.py",
+                "autograder/kernel/launcher.py", "autograder/kernel/guard.py",
+                "autograder/kernel/shim.py")
 
 #: Files and folders of ``/etc`` that the kernel's programs read (dynamic linker, users, time
 #: zone, fonts); the rest of ``/etc`` is not visible.
@@ -184,10 +199,6 @@ class Limits:
         ]
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
 def python_paths() -> list[Path]:
     """Folders of the running Python installation that a kernel started from it must read.
 
@@ -228,6 +239,7 @@ def bwrap_command(
     sandbox_uid: int = 65534,
     sandbox_gid: int = 65534,
     seed_files: t.Mapping[int, Path] | None = None,
+    work: Path | None = None,
 ) -> list[str]:
     """The ``bwrap`` command line that runs ``kernel_cmd`` in the sandbox.
 
@@ -260,6 +272,9 @@ def bwrap_command(
         Files to copy into the private ``/tmp`` (``--file FD DEST``): an open file descriptor
         (passed to bwrap) for each destination under ``/tmp``, whose folder is created
         world-writable. Used for matplotlib's font cache.
+    work : Path, optional
+        The folder bound read-write at ``cwd`` (the kernel's private scratch copy of the
+        submission); ``cwd`` itself when None.
 
     Returns
     -------
@@ -292,13 +307,14 @@ def bwrap_command(
             mounts.append(("ro", name, Path(name)))
     readonly = [*python_paths(), *map(Path, extra_readonly)]
     readonly += [course_root / sub for sub in course_readable if (course_root / sub).is_dir()]
+    readonly += [course_root / f for f in KERNEL_FILES if (course_root / f).is_file()]
     for p in readonly:
-        if not _inside(p, Path("/usr")):
+        if not is_inside(p, Path("/usr")):
             mounts.append(("ro", str(p), p))
     mounts.append(("tmpfs", "", Path("/tmp")))
     mounts.append(("tmpfs", "", course_root))
     mounts.append(("rw", str(run_dir), run_dir))
-    mounts.append(("rw", str(cwd), cwd))
+    mounts.append(("rw", str(work or cwd), cwd))
     mounts.sort(key=lambda m: len(m[2].parts))
 
     args = [bwrap]
@@ -316,7 +332,7 @@ def bwrap_command(
     bound: list[Path] = []
     for kind, src, dest in mounts:
         for parent in reversed(dest.parents):
-            if parent in made or any(_inside(parent, b) for b in bound):
+            if parent in made or any(is_inside(parent, b) for b in bound):
                 continue
             args += ["--perms", "0755", "--dir", str(parent)]
             made.add(parent)
@@ -332,7 +348,7 @@ def bwrap_command(
         made.add(dest)
     for fd, dest in (seed_files or {}).items():
         dest = Path(dest)
-        if not _inside(dest.parent, Path("/tmp")):
+        if not is_inside(dest.parent, Path("/tmp")):
             raise ValueError(f"seed_files destinations must be under /tmp, got {str(dest)!r}")
         for parent in reversed([dest.parent, *dest.parent.parents]):
             if parent not in made:
@@ -356,8 +372,8 @@ def sandbox_env(environ: t.Mapping[str, str], course_root: Path) -> dict[str, st
     environ : mapping
         The grader's environment (what jupyter_client would give the kernel).
     course_root : Path
-        The course directory; it goes first on ``PYTHONPATH`` so hidden test cells can
-        ``import autograder``.
+        The course directory; it goes first on ``PYTHONPATH`` so notebooks can ``import course``
+        (and the kernel its launcher, the only part of ``autograder/`` in the sandbox).
 
     Returns
     -------
@@ -641,7 +657,6 @@ class SandboxedKernelManager(AsyncKernelManager):
     def __init__(self, **kwargs: t.Any):
         super().__init__(**kwargs)
         self._run_dir: Path | None = None
-        self._given_away: tuple[Path, int, int] | None = None
         self._userns: _RootUserNamespace | None = None
         self._open_fds: list[int] = []  # passed to bwrap, closed once it has started
 
@@ -674,7 +689,7 @@ class SandboxedKernelManager(AsyncKernelManager):
             p = Path(os.path.abspath(entry)) if entry else None
             # The course root itself is masked (only course_readable shows); a folder holding
             # the course would expose all of it.
-            if p is None or _inside(p, root) or _inside(root, p) or not p.is_dir():
+            if p is None or is_inside(p, root) or is_inside(root, p) or not p.is_dir():
                 continue
             extra.append(p)
         return extra
@@ -696,27 +711,39 @@ class SandboxedKernelManager(AsyncKernelManager):
             self.connection_file = str(self._run_dir / "kernel.json")
             self.ip = str(self._run_dir / "ipc")
         cwd = Path(kw.get("cwd") or self._run_dir / "work").resolve()
-        cwd.mkdir(exist_ok=True)
-        kw["cwd"] = str(cwd)
+        work = self._scratch(cwd)
+        kw["cwd"] = str(work)
         kernel_cmd, kw = await super()._async_pre_start_kernel(**kw)
         try:
-            return self._sandboxed(kernel_cmd, kw, cwd)
+            return self._sandboxed(kernel_cmd, kw, cwd, work)
         except BaseException:
             self._release()
             raise
 
+    def _scratch(self, cwd: Path) -> Path:
+        """The kernel's private copy of ``cwd`` (``<run dir>/work``), made on first start.
+
+        The kernel works there, seen at ``cwd``'s path inside the sandbox, so nothing it creates
+        (symlinks, FIFOs, deep trees) is ever in the folder nbgrader writes the graded notebook
+        into (:mod:`autograder.kernel.scratch`); a restart keeps the copy.
+        """
+        assert self._run_dir is not None
+        work = self._run_dir / "work"
+        if not work.exists():
+            if cwd.is_dir() and cwd != work:
+                copy_regular_tree(cwd, work)
+            else:
+                work.mkdir()
+        return work
+
     def _sandboxed(self, kernel_cmd: list[str], kw: dict[str, t.Any],
-                   cwd: Path) -> tuple[list[str], dict[str, t.Any]]:
+                   cwd: Path, work: Path) -> tuple[list[str], dict[str, t.Any]]:
         """Wrap ``kernel_cmd`` in bwrap; set the kernel's environment and the fds to pass."""
         assert self._run_dir is not None
         environ = kw.get("env") or dict(os.environ)
         root = Path(self.course_root)
         if os.geteuid() == 0:
             uid = self.sandbox_uid
-            if self._given_away is None:
-                stat = cwd.stat()
-                self._given_away = (cwd, stat.st_uid, stat.st_gid)
-            _chown_tree(cwd, uid, uid)
             _chown_tree(self._run_dir, uid, uid)
             self._userns = _RootUserNamespace(uid, uid)
             self._open_fds.append(self._userns.fd)
@@ -732,7 +759,9 @@ class SandboxedKernelManager(AsyncKernelManager):
             course_readable=self.course_readable,
             userns_fd=None if self._userns is None else self._userns.fd,
             sandbox_uid=self.sandbox_uid, sandbox_gid=self.sandbox_uid, seed_files=seeds,
+            work=work,
         )
+        kw["cwd"] = str(work)
         kw["env"] = env
         kw["pass_fds"] = tuple(self._open_fds)
         return cmd, kw
@@ -766,16 +795,15 @@ class SandboxedKernelManager(AsyncKernelManager):
         self._userns = None
 
     def _release(self) -> None:
-        """Give the submission folder back, remove the run directory, close passed fds."""
+        """Remove the run directory (scratch copy included, whatever the kernel left in it),
+        close passed fds."""
         self._close_fds()
-        if self._given_away is not None:
-            path, uid, gid = self._given_away
-            self._given_away = None
-            if path.exists():
-                _chown_tree(path, uid, gid)
         if self._run_dir is not None:
-            shutil.rmtree(self._run_dir, ignore_errors=True)
-            self._run_dir = None
+            run_dir, self._run_dir = self._run_dir, None
+            try:
+                remove_tree(run_dir)
+            except OSError as exc:
+                self.log.warning("could not remove the kernel's folder %s: %s", run_dir, exc)
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart=restart)

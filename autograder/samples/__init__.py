@@ -3,6 +3,9 @@
 Each module here (named after a notebook) defines ``NOTEBOOK`` and ``STUDENTS``; every student
 declares what grading must find in ``expect``. :func:`unmet_expectations` is the one judge of
 that, for the demo's table and for the tests alike.
+
+Imports only the standard library: samples are data, read by ``autograder.tools.demo`` and
+the tests; nothing in ``checks/`` or ``kernel/`` may import them.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """Sample submissions for assignment 04 (BatchNorm in a deep network).
 
-ada: complete and correct, in her own style (a dict for the cache, the layers named her way),
-with answers to the written questions.
-ben: a buggy sandwich: the forward pass hands ``batchnorm_forward`` a copy of ``bn_param``, so
-the network never sees its running statistics (M9).
+ada: complete and correct, in her own style (a dict for the cache, the layers named her way, a
+loop over modes of her own in ``mode_accuracies``), with answers to the written questions.
+ben: one mistake: the forward pass hands ``batchnorm_forward`` a copy of ``bn_param``, so the
+network never sees its running statistics (M9); his ``mode_accuracies`` is right.
 cyd: several mistakes: the BatchNorm backward pass written out inside the sandwich, with dgamma
-and dbeta not summed over the batch (M15) and the path through the mean dropped (M17).
+and dbeta not summed over the batch (M15) and the path through the mean dropped (M17), and a
+``mode_accuracies`` that never switches BatchNorm to test mode (M8).
 dee: the untouched release notebook.
 """
 
@@ -72,42 +73,101 @@ def affine_bn_relu_backward(dout, cache):
     return dx, dw, db, dgamma, dbeta
 '''
 
+_ADA_MODES = '''
+def mode_accuracies(params, bn_params, X, y, batch_size):
+    """Both modes, batch by batch; copies of bn_params so nothing is written back."""
+    layers = len(bn_params)
+    n = (len(X) // batch_size) * batch_size
+    hits = {"train": 0.0, "test": 0.0}
+    for mode in hits:
+        for s in range(0, n, batch_size):
+            h = X[s:s + batch_size]
+            for i in range(layers):
+                settings = {**bn_params[i], "mode": mode}
+                h, _ = affine_bn_relu_forward(h, params["W%d" % (i + 1)], params["b%d" % (i + 1)],
+                                              params["gamma%d" % (i + 1)], params["beta%d" % (i + 1)],
+                                              settings)
+            scores = h @ params["W%d" % (layers + 1)] + params["b%d" % (layers + 1)]
+            hits[mode] += np.sum(scores.argmax(axis=1) == y[s:s + batch_size])
+    return hits["train"] / n, hits["test"] / n
+'''
+
+_REF_MODES = '''
+def mode_accuracies(params, bn_params, X, y, batch_size):
+    L = len(bn_params) + 1
+    n = len(y) // batch_size * batch_size
+
+    def scores(xb, mode):
+        h = xb
+        for i in range(1, L):
+            bn = dict(bn_params[i - 1], mode=mode)
+            h, _ = affine_bn_relu_forward(h, params[f"W{i}"], params[f"b{i}"],
+                                          params[f"gamma{i}"], params[f"beta{i}"], bn)
+        return affine_forward(h, params[f"W{L}"], params[f"b{L}"])[0]
+
+    correct = {"train": 0, "test": 0}
+    for start in range(0, n, batch_size):
+        xb, yb = X[start:start + batch_size], y[start:start + batch_size]
+        for mode in correct:
+            correct[mode] += int(np.sum(np.argmax(scores(xb, mode), axis=1) == yb))
+    return correct["train"] / n, correct["test"] / n
+'''
+
+# M8: the copies keep bn_params' own mode ('train'), so "test mode" normalizes with batch statistics
+_CYD_MODES = _REF_MODES.replace("bn = dict(bn_params[i - 1], mode=mode)", "bn = dict(bn_params[i - 1])")
+
 _ADA_WRITTEN = {
     "answer_weight_scale": (
-        "Without BN every layer multiplies the activations by about s*sqrt(50). For s = 1e-3 that "
-        "is 0.007 per layer, so the last layers see nothing but zeros and the gradients vanish on "
-        "the way back: the loss stays at log 10 and accuracy at 0.1. For s = 1 activations grow "
-        "by 7 per layer and the logits explode. BN rescales every layer's output to unit variance "
-        "whatever s is, so the signal and the gradients keep their size."
+        "Without BN every layer multiplies the activations by about s*sqrt(50). For s = 1e-3 the "
+        "weight gradients are about 1e-15, far below Adam's eps = 1e-8, so each Adam step is about "
+        "lr*g/eps: the first layers' weights do not move, only the last biases do, and the output "
+        "is the same for every image (accuracy 0.1). For s = 1 the baseline does train (training "
+        "accuracy near 1) but with huge logits and a huge loss on its mistakes: it overfits. BN "
+        "rescales every hidden layer's output whatever s is, so it trains everywhere; at s = 1 the "
+        "unnormalized last layer gives an initial loss of 8.6 and the effective step is lr/s."
     ),
     "answer_batch_size": (
-        "With 5 examples the batch mean and variance are very noisy (the spread plot drops like "
-        "1/sqrt(B)), so each example is normalized differently depending on its batch mates. At "
-        "test time the running averages replace them, and they do not match what the layers were "
-        "trained on, so test accuracy suffers most for small batches."
+        "In my figure the two modes agree for B = 50 and 200 but differ by more than 0.1 at B = 5 "
+        "and 10. In train mode every example is normalized with the mean and variance of its 4 "
+        "batch mates, which are very noisy (the spread plot: 0.45 sigma for the mean, about a "
+        "whole sigma^2 for the variance at B = 5), and |x_hat| can never exceed 2; test mode uses "
+        "the running averages. The network trained at B = 5 learned from these noisy "
+        "normalizations, so with the same number of updates it is below the baseline, whose "
+        "outputs do not depend on the batch."
     ),
     "answer_non_iid": (
-        "A batch of one class is centred on that class's mean, which removes what distinguishes "
-        "it from the other classes. The running averages at the end of an epoch mostly hold the "
-        "last classes' statistics, so test mode normalizes wrongly. Shuffle the data."
+        "The baseline only sees each example on its own, and the batches come in random order, so "
+        "it still learns, just more slowly. A single-class batch is centred on that class's mean "
+        "by BatchNorm, which removes what distinguishes it from the other classes, so the BN "
+        "network cannot learn to separate them. The running averages mix all classes, which is not "
+        "how the layers were normalized in training, so test mode is at chance too."
+    ),
+    "answer_why": (
+        "(a) Without BN the histograms slide by orders of magnitude from layer to layer; with BN "
+        "every layer keeps unit scale, so the mean and variance of the layer inputs are fixed. "
+        "That does not fix the whole distribution and does not prove this is why training is "
+        "faster. (b) The learning-rate sweep: at 0.1 the baseline is at chance and BN still "
+        "trains. Santurkar et al. add noise after BN (more covariate shift) and it still trains; "
+        "they explain BN by a smoother loss whose gradients stay predictive, so larger steps work."
     ),
 }
 
 STUDENTS = {
     "ada": {
         "answers": {"affine_bn_relu_forward": _ADA_FORWARD,
-                    "affine_bn_relu_backward": _ADA_BACKWARD, **_ADA_WRITTEN},
+                    "affine_bn_relu_backward": _ADA_BACKWARD, "mode_accuracies": _ADA_MODES,
+                    **_ADA_WRITTEN},
         "expect": {"full_marks": True, "zero": False, "diagnoses": []},
     },
     "ben": {
         "answers": {"affine_bn_relu_forward": _BEN_FORWARD,
-                    "affine_bn_relu_backward": _REF_BACKWARD},
+                    "affine_bn_relu_backward": _REF_BACKWARD, "mode_accuracies": _REF_MODES},
         "expect": {"full_marks": False, "zero": False, "diagnoses": ["M9"]},
     },
     "cyd": {
         "answers": {"affine_bn_relu_forward": _REF_FORWARD,
-                    "affine_bn_relu_backward": _CYD_BACKWARD},
-        "expect": {"full_marks": False, "zero": False, "diagnoses": ["M15", "M17"]},
+                    "affine_bn_relu_backward": _CYD_BACKWARD, "mode_accuracies": _CYD_MODES},
+        "expect": {"full_marks": False, "zero": False, "diagnoses": ["M15", "M17", "M8"]},
     },
     "dee": {"answers": {}, "expect": {"full_marks": False, "zero": True, "diagnoses": []}},
 }

@@ -1,7 +1,7 @@
 """Files that an assignment hands to students, generated from the hidden reference.
 
-Assignment 04 trains networks with BatchNorm, but BatchNorm is the solution of 02 and 03, so
-``source/04_experiments/provided_batchnorm.py`` is *generated* here from
+Assignments 04 and 05 train networks with BatchNorm, but BatchNorm is the solution of 02 and 03,
+so ``source/04_experiments/provided_batchnorm.py`` (and 05's copy) is *generated* here from
 :mod:`autograder.reference` (the exact source of the functions, not a copy that could drift).
 nbgrader copies it into ``release/`` with the notebook. In a real course, release 04 only after
 the deadlines of 02 and 03.
@@ -18,8 +18,8 @@ from pathlib import Path
 from autograder import reference as ref
 from autograder.course_dir import ROOT  # noqa: E402
 
-_HEADER = '''\
-"""BatchNorm forward and backward passes, provided for assignment 04.
+_BN_HEADER = '''\
+"""BatchNorm forward and backward passes, provided for assignments 04 and 05.
 
 These are the course's reference solutions of notebooks 02 and 03, with PyTorch's semantics
 (``torch.nn.BatchNorm1d``): normalize with the biased batch variance, update ``running_var`` with
@@ -33,23 +33,55 @@ import numpy as np
 from course.validate import as_float_array, check_real, check_vector
 '''
 
-#: What each provided file holds, in order: reference functions, or (name, value) constants.
+_GRADCHECK_HEADER = '''\
+"""A numerical gradient, provided for assignment 04.
+
+This is the course's reference solution of notebook 03's ``numerical_gradient`` (centered
+differences of ``sum(f(x) * dout)``), so it is released with 04, after 03's deadline, and never
+placed in ``course/``, which students have from day one.
+
+Generated from autograder/reference.py by ``python -m autograder.tools.provided``; do not edit.
+"""
+
+import numpy as np
+
+from course.validate import as_float_array, check_real
+'''
+
+#: What each provided file holds, in order: its header, then reference functions or
+#: (name, value) constants.
 PROVIDED = {
     Path("source/04_experiments/provided_batchnorm.py"): [
+        _BN_HEADER,
         ref._bn_settings,
         ref.batchnorm_forward,
         ("_CACHE_KEYS", ref._CACHE_KEYS),
         ref._backward_inputs,
         ref.batchnorm_backward,
     ],
+    # 05 compares Batch Renorm with BatchNorm and trains the BatchNorm network with this file
+    Path("source/05_beyond_batchnorm/provided_batchnorm.py"): [
+        _BN_HEADER,
+        ref._bn_settings,
+        ref.batchnorm_forward,
+        ("_CACHE_KEYS", ref._CACHE_KEYS),
+        ref._backward_inputs,
+        ref.batchnorm_backward,
+    ],
+    Path("source/04_experiments/provided_gradcheck.py"): [
+        _GRADCHECK_HEADER,
+        ref.numerical_gradient,
+    ],
 }
 
 
 def render(items) -> str:
     """The text of a provided file: the header, then each function's exact source."""
-    parts = [_HEADER]
+    parts = []
     for item in items:
-        if isinstance(item, tuple):
+        if isinstance(item, str):
+            parts.append(item)
+        elif isinstance(item, tuple):
             name, value = item
             parts.append(f"{name} = {value!r}\n")
         else:

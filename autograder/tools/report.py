@@ -27,29 +27,29 @@ from __future__ import annotations
 import argparse
 import base64
 import csv
+import functools
 import glob
-import html
 import io
 import json
 import math
 import re
 import statistics
 import sys
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib as mpl
 import nbformat
 import numpy as np
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup, escape
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-from nbconvert.filters import strip_ansi
 
-from autograder.checks.framework import diagnoses_in, flags_in
-from autograder.course_dir import ROOT, course_directory  # noqa: E402
-from autograder.tools.demo import load_assignments
+from autograder.course_dir import ROOT, assignments, course_directory
+from autograder.notebooks import diagnoses as notebook_diagnoses
+from autograder.notebooks import trusted_flags
 
 #: The instructor copy of the misconception catalogue; its table names each mistake.
 CATALOGUE = ROOT / "autograder" / "MISCONCEPTIONS.md"
@@ -163,33 +163,6 @@ def misconception_titles(path: Path = CATALOGUE) -> dict[str, str]:
     return titles
 
 
-def output_text(cells: Iterable) -> str:
-    """The text of the cells' outputs where diagnoses and flags are written.
-
-    Stream outputs (stdout/stderr) and error outputs (``ename: evalue`` and the traceback),
-    with ANSI colour codes removed, one output after the other.
-    """
-    parts: list[str] = []
-    for cell in cells:
-        for out in cell.get("outputs", []):
-            kind = out.get("output_type")
-            if kind == "stream":
-                parts.append(out.get("text", ""))
-            elif kind == "error":
-                parts.append(f"{out.get('ename', '')}: {out.get('evalue', '')}\n")
-                parts.extend(f"{line}\n" for line in out.get("traceback", []))
-            parts.append("\n")
-    return strip_ansi("".join(parts))
-
-
-def _test_cells(nb) -> list:
-    """The autograded test cells (nbgrader grade cells of type code) of a notebook."""
-    return [
-        c for c in nb.cells
-        if c.cell_type == "code" and c.get("metadata", {}).get("nbgrader", {}).get("grade")
-    ]
-
-
 def read_runs(path: Path, assignment: str) -> tuple[dict | None, list[str]]:
     """The runner's ``runs.json`` for ``assignment``, or None; plus notes on what was wrong.
 
@@ -261,12 +234,10 @@ def collect(assignment: str, root: Path = ROOT) -> ReportData:
 
     root = Path(root).resolve()
     course = _course_directory(root)
-    assignments = load_assignments(root)
-    if assignment not in assignments:
-        raise ValueError(
-            f"unknown assignment {assignment!r}; the course has: {', '.join(assignments)}"
-        )
-    notebooks = [Path(assignments[assignment]).stem]
+    known = assignments(root)
+    if assignment not in known:
+        raise ValueError(f"unknown assignment {assignment!r}; the course has: {', '.join(known)}")
+    notebooks = [Path(known[assignment]).stem]
     runs, notes = read_runs(root / "reports" / assignment / RUNS_FILE, assignment)
     run_students = {k: v for k, v in runs["students"].items() if isinstance(v, dict)} if runs else {}
 
@@ -359,8 +330,8 @@ def _student_result(student: str, notebooks: list[str], autograded: Path,
         except Exception as exc:  # any unreadable notebook is reported, never a crash
             flags.append(("malformed-notebook", f"autograded {path.name} is unreadable: {exc}"))
             continue
-        diagnoses |= diagnoses_in(output_text(_test_cells(nb)))
-        flags += flags_in(output_text(nb.cells))
+        diagnoses |= notebook_diagnoses(nb)
+        flags += trusted_flags(nb)  # never text that looks like a flag: only the grader writes these
 
     if run:
         status, reason = str(run.get("status", GRADED)), str(run.get("reason", ""))
@@ -440,13 +411,9 @@ def _num(x: float | None) -> str:
     return "" if x is None else f"{round(x, 6):.10g}"
 
 
-def _e(text: object) -> str:
-    return html.escape(str(text), quote=True)
-
-
-def _title_html(title: str) -> str:
-    """A catalogue title with its `code` spans, escaped."""
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", _e(title))
+def _code_spans(title: str) -> Markup:
+    """A catalogue title with its `code` spans as ``<code>`` elements, everything else escaped."""
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(title))))
 
 
 def _pass_rate(cell: CellRate) -> str:
@@ -455,23 +422,16 @@ def _pass_rate(cell: CellRate) -> str:
     return f"{100 * cell.full / n:.0f}%" if n else "-"
 
 
-def _table(table_id: str, headers: list[str], rows: list[list[str]]) -> str:
-    """An HTML table; ``rows`` hold ready-made HTML (escape before)."""
-    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>\n" for row in rows)
-    return f'<table id="{table_id}">\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody></table>'
+#: The report's page template (autoescaped), next to this module.
+TEMPLATE = Path(__file__).resolve().parent / "templates" / "report.html.j2"
 
 
-_CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 60rem;
-       margin: 2rem auto; padding: 0 1rem; color: #222; line-height: 1.45; }
-h1 { font-size: 1.6rem; } h2 { font-size: 1.25rem; margin-top: 2rem; }
-table { border-collapse: collapse; margin: 0.5rem 0 1rem; }
-th, td { border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: left; vertical-align: top; }
-th { background: #f0f0f0; }
-.note { color: #555; } code { background: #f4f4f4; padding: 0 0.2rem; }
-.flag { color: #D55E00; font-weight: 600; }
-"""
+@functools.lru_cache(maxsize=1)
+def _template():
+    env = Environment(loader=FileSystemLoader(TEMPLATE.parent), autoescape=True,
+                      undefined=StrictUndefined, keep_trailing_newline=True)
+    env.filters["num"] = _num
+    return env.get_template(TEMPLATE.name)
 
 
 def summary(data: ReportData) -> str:
@@ -492,101 +452,31 @@ def summary(data: ReportData) -> str:
 
 
 def render_html(data: ReportData) -> str:
-    """The report as one self-contained HTML page (no scripts, no external resources)."""
-    a = _e(data.assignment)
-    parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>Grade report: {a}</title><style>{_CSS}</style></head><body>",
-        f"<h1>Grade report: {a}</h1>", f"<p>{_e(summary(data))}</p>",
-    ]
-    if data.run:
-        r = data.run
-        parts.append(
-            f'<p class="note">Graded by <code>python -m autograder grade</code> with '
-            f"{_e(r.get('workers', '?'))} workers, sandboxed: "
-            f"{_e('yes' if r.get('sandboxed') else 'no')}, started {_e(r.get('started', '?'))}, "
-            f"{_e(_num(r.get('seconds')) or '?')} s.</p>"
-        )
-    for note in data.notes:
-        parts.append(f'<p class="note">Note: {_e(note)}</p>')
-    if not data.students:
-        parts.append(
-            f"<p><strong>No submissions for {a}</strong>: nothing in <code>submitted/*/{a}/</code>"
-            " and no graded submission in the gradebook.</p></body></html>"
-        )
-        return "\n".join(parts)
-
-    pending = sum(s.manual_pending for s in data.students)
-    if pending:
-        parts.append(
-            f'<p class="note">{pending} submissions still have written answers waiting for manual '
-            "grading (Formgrader); their totals count those answers as 0 until graded.</p>"
-        )
-
-    parts.append("<h2>Scores</h2>")
-    if data.scores:
-        uri = png_data_uri(score_histogram(data.scores, data.max_score, data.assignment))
-        parts.append(
-            f'<img src="{uri}" alt="Histogram of the total scores of {a}" width="640">'
-            f'<p class="note">Total score per student (autograded tests and graded written '
-            f"answers), out of {data.max_score:g} points; students without a score are left "
-            "out.</p>"
-        )
-    else:
-        parts.append("<p>No student has a score yet.</p>")
-
-    parts.append("<h2>Test cells</h2>")
-    if data.cells:
-        rows = [
-            [_e(c.notebook), f"<code>{_e(c.cell)}</code>", _num(c.max_score), _e(c.full),
-             _e(c.partial), _e(c.zero), _pass_rate(c), _num(c.mean)]
-            for c in data.cells
-        ]
-        parts.append(_table("cells", ["notebook", "test cell", "points", "full", "partial",
-                                      "zero", "pass rate", "mean points"], rows))
-        parts.append('<p class="note">Counts of graded submissions with full, partial and zero '
-                     "points on each autograded test cell.</p>")
-    else:
-        parts.append("<p>No autograded test cells in the gradebook.</p>")
-
-    parts.append("<h2>Mistakes</h2>")
-    mistakes = data.mistake_counts()
-    if mistakes:
-        n = len(data.students)
-        rows = [
-            [_e(m), _title_html(title), _e(len(who)), f"{100 * len(who) / n:.0f}%",
-             _e(", ".join(who))]
-            for m, title, who in mistakes
-        ]
-        parts.append(_table("mistakes", ["id", "mistake", "students", "share", "who"], rows))
-        parts.append('<p class="note">Diagnoses found by the hidden checks; ids and titles from '
-                     "<code>autograder/MISCONCEPTIONS.md</code>.</p>")
-    else:
-        parts.append("<p>No mistake was diagnosed.</p>")
-
-    parts.append("<h2>Flagged submissions</h2>")
+    """The report as one self-contained HTML page (no scripts, no external resources), rendered
+    from ``templates/report.html.j2`` with autoescaping: student-controlled text (reasons,
+    ids) is always escaped."""
+    n = len(data.students)
     flag_rows = []
     for s in data.flagged:
         if s.status != GRADED:
-            flag_rows.append([_e(s.student), _e(s.status), _e(s.status), _e(s.reason)])
+            flag_rows.append([s.student, s.status, s.status, s.reason])
         for kind, reason in s.flags:
-            flag_rows.append([_e(s.student), _e(s.status), f'<span class="flag">{_e(kind)}</span>',
-                              _e(reason)])
-    if flag_rows:
-        parts.append(_table("flagged", ["student", "status", "flag", "reason"], flag_rows))
-    else:
-        parts.append("<p>No submission was flagged.</p>")
-
-    parts.append("<h2>All students</h2>")
-    rows = [
-        [_e(s.student), _e(s.status), _num(s.score), _e(" ".join(s.diagnoses)),
-         _e(" ".join(dict.fromkeys(k for k, _ in s.flags)))]
-        for s in data.students
-    ]
-    parts.append(_table("students", ["student", "status", f"score / {data.max_score:g}",
-                                     "diagnoses", "flags"], rows))
-    parts.append("</body></html>")
-    return "\n".join(parts)
+            flag_rows.append([s.student, s.status,
+                              Markup('<span class="flag">{}</span>').format(kind), reason])
+    return _template().render(
+        data=data,
+        summary=summary(data),
+        pending=sum(s.manual_pending for s in data.students),
+        histogram=png_data_uri(score_histogram(data.scores, data.max_score, data.assignment))
+        if data.students and data.scores else None,
+        cell_rows=[[c.notebook, Markup("<code>{}</code>").format(c.cell), _num(c.max_score),
+                    c.full, c.partial, c.zero, _pass_rate(c), _num(c.mean)] for c in data.cells],
+        mistake_rows=[[m, _code_spans(title), len(who), f"{100 * len(who) / n:.0f}%",
+                       ", ".join(who)] for m, title, who in data.mistake_counts()],
+        flag_rows=flag_rows,
+        student_rows=[[s.student, s.status, _num(s.score), " ".join(s.diagnoses),
+                       " ".join(dict.fromkeys(k for k, _ in s.flags))] for s in data.students],
+    )
 
 
 def csv_rows(data: ReportData) -> list[dict[str, str]]:

@@ -78,12 +78,21 @@ def nbgrader_app(root: Path, assignment: str, db_url: str | None = None):
     config paths), with ``--force``, and the gradebook URL (``db_url`` when given, else the
     config's) with a SQLite busy timeout (:func:`with_busy_timeout`). The current directory
     becomes ``root``.
+
+    Raises
+    ------
+    autograder.kernel.trusted_config.UntrustedConfigError
+        If ``nbgrader_config.py`` cannot be loaded or no longer names the sandbox.
     """
     from nbgrader.apps.autogradeapp import AutogradeApp
 
+    from autograder.kernel.trusted_config import check_config, load_trusted_config
+
+    load_trusted_config(Path(root))  # refuses (UntrustedConfigError) rather than fall back
     os.chdir(root)
     app = AutogradeApp()
     app.initialize([assignment, "--force"], root=str(root))
+    check_config(app.config)
     app.coursedir.assignment_id = assignment
     app.coursedir.db_url = with_busy_timeout(db_url or app.coursedir.db_url)
     # INFO, as `nbgrader autograde` prints: DEBUG would copy every kernel message into the logs

@@ -330,7 +330,8 @@ def _tampering(name: str, nb, reference: ReleaseNotebook | None):
 
 
 def stage_submission(files: dict[str, Path | nbformat.NotebookNode], target: Path) -> None:
-    """Lay out ``files`` in ``target``: name -> file to hard-link (or copy), or notebook to write."""
+    """Lay out ``files`` in ``target``: name -> file to copy, or notebook to write. Copies, not
+    hard links: the sanitizer nbgrader runs (autograder.kernel.submission) rejects hard links."""
     shutil.rmtree(target, ignore_errors=True)
     for rel, src in files.items():
         dst = target / rel
@@ -338,10 +339,7 @@ def stage_submission(files: dict[str, Path | nbformat.NotebookNode], target: Pat
         if isinstance(src, nbformat.NotebookNode):
             nbformat.write(src, dst)
             continue
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
+        shutil.copy2(src, dst)
 
 
 # ----------------------------------------------------------------------------- gradebook

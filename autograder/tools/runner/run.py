@@ -28,8 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from autograder.checks.framework import flags_in
-from autograder.notebooks import output_text, trusted_flags
+from autograder.notebooks import trusted_flags
 from autograder.tools.runner.app import DEFAULT_TIMEOUT, nbgrader_app
 from autograder.tools.runner.gradebook import has_grades, record_zero, restore, snapshot
 from autograder.tools.runner.inspect import (
@@ -64,12 +63,11 @@ def list_students(root: Path, assignment: str, submitted_dir: str = "submitted")
 def notebook_flags(nb: Mapping) -> list[Flag]:
     """The flags of an autograded notebook (a ``NotebookNode`` or its file's plain JSON).
 
-    Read from the trusted metadata that the grading side writes
-    (:func:`autograder.notebooks.trusted_flags`) and, until the grading side writes all of them
-    there, from ``Flag [kind]: reason`` lines in the outputs. When it does, drop the second term:
-    that is the one line to change.
+    Read from the trusted metadata that only the grading side writes
+    (:func:`autograder.notebooks.trusted_flags`); a ``Flag [kind]: reason`` line that a student
+    printed is only text.
     """
-    return [*trusted_flags(nb), *flags_in(output_text(nb.get("cells", [])))]
+    return list(trusted_flags(nb))
 
 
 def _merge_flags(*groups: Iterable[Flag]) -> list[list[str]]:
@@ -375,7 +373,7 @@ def grade(
         If ``workers`` < 1, ``timeout`` <= 0, ``scheduler`` is malformed, the assignment is not
         in the gradebook, or another run is grading the same assignment of the same course.
     """
-    from autograder.course_dir import ROOT
+    from autograder.course_dir import ROOT, put_tools_on_path
     from autograder.kernel.sandbox import unsandboxed_requested
 
     if not isinstance(workers, int) or workers < 1:
@@ -383,9 +381,7 @@ def grade(
     if not timeout > 0:
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
     root = Path(root or ROOT).resolve()
-    bindir = str(Path(sys.executable).parent)  # nbgrader runs `alembic` from PATH
-    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = os.pathsep.join([bindir, os.environ.get("PATH", "")])
+    put_tools_on_path()  # nbgrader runs `alembic` from PATH
     if unsandboxed:
         print("WARNING: --unsandboxed: student code runs without the sandbox (BN_UNSANDBOXED=1), "
               "with the instructor's rights.", file=sys.stderr)
