@@ -138,7 +138,7 @@ def identify(path: Path, root: Path, name: str):
     -------
     (nb, release, notes)
         The notebook (with deleted locked cells put back when needed), its
-        :class:`~autograder.tools.runner.ReleaseNotebook`, and one line per edited or deleted
+        :class:`~autograder.tools.runner.inspect.ReleaseNotebook`, and one line per edited or deleted
         locked cell (nbgrader grades the instructor's version of each).
 
     Raises
@@ -146,7 +146,7 @@ def identify(path: Path, root: Path, name: str):
     SelfCheckError
         If the file is not a readable notebook or is none of the course's.
     """
-    from autograder.tools.runner import _owner, _read_notebook, _tampering, release_notebooks
+    from autograder.tools.runner.inspect import _owner, _read_notebook, _tampering, release_notebooks
 
     nb, error = _read_notebook(path)
     if nb is None:
