@@ -146,7 +146,12 @@ def identify(path: Path, root: Path, name: str):
     SelfCheckError
         If the file is not a readable notebook or is none of the course's.
     """
-    from autograder.tools.runner.inspect import _owner, _read_notebook, _tampering, release_notebooks
+    from autograder.tools.runner.inspect import (
+        _owner,
+        _read_notebook,
+        _tampering,
+        release_notebooks,
+    )
 
     nb, error = _read_notebook(path)
     if nb is None:
