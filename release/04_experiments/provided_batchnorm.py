@@ -1,4 +1,4 @@
-"""BatchNorm forward and backward passes, provided for assignment 04.
+"""BatchNorm forward and backward passes, provided for assignments 04 and 05.
 
 These are the course's reference solutions of notebooks 02 and 03, with PyTorch's semantics
 (``torch.nn.BatchNorm1d``): normalize with the biased batch variance, update ``running_var`` with
