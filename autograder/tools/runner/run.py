@@ -130,7 +130,7 @@ class Run:
         self.started_at, self.t0 = dt.datetime.now(dt.UTC), time.perf_counter()
         self.runs: dict[str, StudentRun] = {}
         self.snaps: dict[str, dict | None] = {}
-        self.failures = 0
+        self.failures, self.progress = 0, progress
         self.bar = tqdm(total=len(self.students), desc=f"autograde {assignment}", unit="student",
                         disable=not progress, file=sys.stderr)
         self.gb = Gradebook(cd.db_url, cd.course_id)
@@ -293,7 +293,7 @@ class Run:
         for run in report["students"].values():
             run["seconds"] = round(run["seconds"], 3)
         (self.out_dir / "runs.json").write_text(json.dumps(report, indent=2) + "\n")
-        if not self.bar.disable and self.students:
+        if self.progress and self.students:
             print(f"this machine's share of the run (inspection, gradebook snapshots, autograded/ "
                   f"files): {self.client_seconds / len(self.students) * 1000:.0f} ms per student",
                   file=sys.stderr)
