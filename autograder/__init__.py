@@ -5,8 +5,9 @@ with one concern (``ARCHITECTURE.md`` draws the map):
 
 - ``checks/``: what hidden test cells import; may import ``reference``, ``notebooks`` and
   ``course`` (the public support package), never ``tools/``, ``kernel/`` or ``samples/``;
-- ``kernel/``: running student code (sandbox, launcher, guard, execute preprocessor); may import
-  ``course_dir``, and ``checks/`` only in the guard and the execute preprocessor; never ``tools/``;
+- ``kernel/``: running student code (sandbox, launcher, guard, execute preprocessor, the remote
+  proxy and the kernel-side shim); may import ``course_dir``, and ``checks/`` only in the execute
+  preprocessor and the remote proxy; never ``tools/``;
 - ``tools/``: the instructor's commands; may import everything above;
 - ``samples/``: the demo's sample submissions (plain data, imports nothing of ours);
 - ``course_dir.py``, ``notebooks.py``: leaves that import nothing from ``autograder``.

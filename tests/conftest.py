@@ -59,14 +59,22 @@ def require_bwrap() -> None:
 #: out). Tests that run nbgrader by themselves carry ``@pytest.mark.nbgrader``.
 NBGRADER_FIXTURES = frozenset({
     "demo_run", "formgrader", "course", "course_template", "rendered", "graded", "kernels",
-    "autograded_course", "hostile_run",
+    "autograded_course", "hostile_run", "scratch", "postgres", "edited_config", "html_graded",
 })
+
+#: Fixtures that grade in the bubblewrap sandbox: every test using one is marked
+#: ``requires_bwrap`` (the fixtures may also call :func:`require_bwrap` themselves).
+SANDBOX_FIXTURES = frozenset({"graded", "html_graded", "hostile_run", "autograded_course",
+                              "scratch", "postgres"})
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if NBGRADER_FIXTURES & set(getattr(item, "fixturenames", ())):
+        used = set(getattr(item, "fixturenames", ()))
+        if NBGRADER_FIXTURES & used:
             item.add_marker(pytest.mark.nbgrader)
+        if SANDBOX_FIXTURES & used:
+            item.add_marker(requires_bwrap)
 
 
 def pytest_runtest_setup(item):
@@ -183,3 +191,44 @@ def postgres():
 
     with PostgresServer() as server:
         yield server
+
+
+#: Hidden checks of the tests' throw-away assignments (runner, sandbox): hidden test cells are
+#: trusted checks run by the grader (autograder/kernel/remote.py), so these assignments need
+#: checks of their own, added to a scratch course as an instructor would add one.
+FIXTURE_CHECKS = '''"""Hidden checks of the tests' throw-away assignments."""
+
+from autograder.checks.framework import hidden_check
+
+__all__ = ["check_answer", "check_f_at_1", "check_f_at_2"]
+
+
+@hidden_check("answer", points=1)
+def check_answer(g, answer):
+    """answer() returns 42.0."""
+    with g.part("answer() returns 42.0"):
+        g.compare("answer()", g.call(answer), 42.0, rtol=1e-12)
+
+
+@hidden_check("f", points=1)
+def check_f_at_1(g, f):
+    """f(1) == 2."""
+    with g.part("f(1) == 2"):
+        g.compare("f(1)", g.call(f, 1), 2, rtol=0)
+
+
+@hidden_check("f", points=1)
+def check_f_at_2(g, f):
+    """f(2) == 3."""
+    with g.part("f(2) == 3"):
+        g.compare("f(2)", g.call(f, 2), 3, rtol=0)
+'''
+
+
+def add_fixture_checks(root: Path) -> None:
+    """Give a scratch course :data:`FIXTURE_CHECKS` (``autograder/checks/fixture.py``)."""
+    (root / "autograder" / "checks" / "fixture.py").write_text(FIXTURE_CHECKS)
+    with open(root / "autograder" / "checks" / "__init__.py", "a") as fh:
+        fh.write("\nfrom autograder.checks.fixture import *  # noqa: F403,E402\n"
+                 "from autograder.checks.fixture import __all__ as _fixture  # noqa: E402\n\n"
+                 "__all__ = [*__all__, *_fixture]\n")

@@ -27,11 +27,14 @@ FORBIDDEN = [
     ("course", "autograder", ()),
     ("autograder.kernel", "autograder.tools", ()),
     ("autograder.kernel", "autograder.samples", ()),
-    # the guard protects what the checks hand to student code; the execute preprocessor runs them
+    # the trusted side runs the checks: the execute preprocessor and its proxy to the kernel
     ("autograder.kernel", "autograder.checks", ("autograder.kernel.remote", "autograder.kernel.execute")),
     ("autograder.reference", "autograder.tools", ()),
     ("autograder.course_dir", "autograder", ()),
     ("autograder.notebooks", "autograder", ()),
+    # the one file mounted into the sandboxed kernel: nothing else of ours is there
+    ("autograder.kernel.shim", "autograder", ()),
+    ("autograder.kernel.shim", "course", ()),
 ]
 
 

@@ -1,6 +1,7 @@
 """The Binder environment (environment.yml) and the pip path (pyproject.toml) agree."""
 
 import ast
+import functools
 import importlib.metadata
 import json
 import re
@@ -79,16 +80,18 @@ def _top_level_imports(source: str) -> set[str]:
     return names
 
 
-def _local_modules() -> set[str]:
+@functools.cache
+def _local_modules() -> frozenset[str]:
     """Top-level names that are the repository's own (packages, test helpers, generated files)."""
     local = {"__future__"}
     for where in RUNTIME_CODE + DEV_CODE:
         for file, _ in _sources(where):
             local.add(file.stem)
             local |= {p.name for p in file.relative_to(ROOT).parents if p.name}
-    return local
+    return frozenset(local)
 
 
+@functools.cache
 def _third_party(where: tuple[str, ...]) -> dict[str, set[str]]:
     """``{distribution name: {files importing it}}`` for the code in ``where``."""
     dists = importlib.metadata.packages_distributions()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import cell_metadata, copy_course, load_hostile_cases
+from conftest import add_fixture_checks, cell_metadata, copy_course, load_hostile_cases
 from nbgrader.api import Gradebook
 from test_sandbox import (
     ASSIGNMENT,
@@ -67,6 +67,7 @@ def snapshot(root: Path, skip: set[Path]) -> dict[str, tuple]:
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
     root = copy_course(tmp_path_factory.mktemp("hygiene") / "course")
+    add_fixture_checks(root)
     (root / "source" / ASSIGNMENT).mkdir(parents=True)
     nbformat.write(source_notebook(), root / "source" / ASSIGNMENT / f"{NOTEBOOK}.ipynb")
     result = nbgrader(root, "generate_assignment", ASSIGNMENT, "--force")

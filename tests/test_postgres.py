@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nbformat
 import psutil
-from conftest import copy_course
+from conftest import add_fixture_checks, copy_course
 from test_runner import _outputs, nbgrader
 
 from autograder.tools import runner
@@ -80,12 +80,14 @@ def test_forty_submissions_on_dask_into_postgres_equal_sequential_sqlite(postgre
     samples = load_samples(NOTEBOOK).STUDENTS
     names = sorted(samples)
     sequential = copy_course(tmp_path / "sqlite")
+    add_fixture_checks(sequential)
     nbgrader(sequential, "generate_assignment", ASSIGNMENT, "--force")
     for name in names:
         write_submission(sequential, name, samples[name]["answers"])
     nbgrader(sequential, "autograde", ASSIGNMENT, "--force")
 
     root = copy_course(tmp_path / "postgres")
+    add_fixture_checks(root)
     url = postgres.create_database("forty")
     use_database(root, url)
     nbgrader(root, "generate_assignment", ASSIGNMENT, "--force")

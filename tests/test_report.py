@@ -25,6 +25,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 from nbgrader.api import Gradebook
 
 from autograder.checks.framework import diagnoses_in
+from autograder.notebooks import add_flag
 from autograder.tools import report
 from autograder.tools.demo import DEMO_PREFIX, load_samples
 from course.plots import COLORS
@@ -50,7 +51,8 @@ AUTO = {
 MANUAL = {"bob": 1.5}
 # outputs of the test cells, and of alice's answer cell (a student's own print of a fake diagnosis)
 STREAMS = {
-    "alice": {"answer": "Diagnosis M3: I printed this myself\n"},
+    "alice": {"answer": "Diagnosis M3: I printed this myself\n"
+                        "Flag [tampering]: and this, which is only text\n"},
     "bob": {
         "test_a": "f: part 1 failed\nDiagnosis M1: the output matches the unbiased variance\n",
         "test_b": "Diagnosis M1: again\nDiagnosis M7: running_var biased\n",
@@ -62,6 +64,12 @@ ERRORS = {  # error outputs (ename, evalue, traceback) in test_a
               [f"{RED}RuntimeError{RESET}: grading stopped",
                f"{RED}Flag [tampering]: numpy.allclose was replaced{RESET}"]),
     "frank": ("DeadKernelError", "Flag [kernel-died]: the kernel died (SIGSEGV)", []),
+}
+# flags as the trusted grading process records them in the test cell's metadata
+# (autograder.notebooks.add_flag); the report reads only these, never output text
+TRUSTED_FLAGS = {
+    "carol": [("tampering", "numpy.allclose was replaced")],
+    "frank": [("kernel-died", "the kernel died (SIGSEGV)")],
 }
 RUNS = {
     "assignment": ASSIGNMENT, "workers": 2, "sandboxed": True,
@@ -114,6 +122,8 @@ def _autograded_notebook(student: str) -> nbformat.NotebookNode:
         ename, evalue, tb = ERRORS[student]
         cells["test_a"].outputs.append(new_output("error", ename=ename, evalue=evalue,
                                                   traceback=tb))
+    for kind, reason in TRUSTED_FLAGS.get(student, []):
+        add_flag(cells["test_a"], kind, reason)
     written = _nbgrader_cell(new_markdown_cell("YOUR ANSWER HERE"), "answer_q", True, True, 2.0)
     return new_notebook(cells=[cells["answer"], cells["test_a"], cells["test_b"], written])
 
@@ -270,7 +280,7 @@ def test_flagged_students_with_their_reasons(rendered):
     flagged = {(row[0], row[2], row[3]) for row in _Tables(html).tables["flagged"]}
     assert flagged == {
         ("carol", "reference-access", "imported autograder.reference"),
-        ("carol", "tampering", "numpy.allclose was replaced"),  # ANSI codes stripped
+        ("carol", "tampering", "numpy.allclose was replaced"),  # from trusted metadata
         ("dan", "timeout", "exceeded the 120 s wall-clock limit"),
         ("dan", "timeout", "killed after 120 s"),
         ("erin", "not graded", "no autograded notebook in autograded/erin/"),

@@ -24,6 +24,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from conftest import (
+    add_fixture_checks,
     cell_metadata,
     copy_course,
     load_hostile_cases,
@@ -73,9 +74,9 @@ def source_notebook() -> nbformat.NotebookNode:
             f"### BEGIN SOLUTION\n# {cases.SECRET}\n{GOOD_ANSWER}### END SOLUTION",
             metadata=cell_metadata("answer", grade=False, solution=True),
         ),
-        nbformat.v4.new_code_cell("assert f(1) == 2",
+        nbformat.v4.new_code_cell("from autograder.checks import check_f_at_1; check_f_at_1(f)",
                                   metadata=cell_metadata("test_f", grade=True, solution=False, points=1)),
-        nbformat.v4.new_code_cell("assert f(2) == 3",
+        nbformat.v4.new_code_cell("from autograder.checks import check_f_at_2; check_f_at_2(f)",
                                   metadata=cell_metadata("test_g", grade=True, solution=False, points=1)),
     ]
     nb = nbformat.v4.new_notebook(cells=cells)
@@ -158,6 +159,7 @@ class Listener:
 def course(tmp_path_factory):
     """A scratch course with the 99_sandbox assignment released."""
     root = copy_course(tmp_path_factory.mktemp("sandbox") / "course")
+    add_fixture_checks(root)
     (root / "source" / ASSIGNMENT).mkdir(parents=True)
     nbformat.write(source_notebook(), root / "source" / ASSIGNMENT / f"{NOTEBOOK}.ipynb")
     result = nbgrader(root, "generate_assignment", ASSIGNMENT, "--force")

@@ -327,7 +327,7 @@ def test_silent_unless_verbose(digits, capsys):
         ({"seed": -2}, ValueError, "seed must be an int >= 0"),
         ({"verbose": "yes"}, TypeError, "verbose must be a bool"),
         ({"shuffle": "no"}, ValueError, "shuffle must be True, False or 'batches'"),
-        ({"max_iterations": 0}, ValueError, "max_iterations must be >= 1"),
+        ({"max_iterations": 0}, ValueError, "max_iterations must be an int >= 1"),
         ({"shuffle": 1}, TypeError, "shuffle must be a bool or 'batches'"),
     ],
 )

@@ -185,6 +185,11 @@ def _call(g: Grader, fn, case, B: int) -> tuple[float, float]:
 
 
 def _as_number(value):
+    """A real number as a float; anything else (complex, objects, strings) as it came, so that
+    the comparison rejects it instead of float() quietly dropping an imaginary part."""
+    if type(value) not in (int, float) and not (
+            isinstance(value, (np.integer, np.floating)) and type(value).__module__ == "numpy"):
+        return value
     try:
         return float(value)
     except (TypeError, ValueError):

@@ -235,9 +235,7 @@ class Grader:
         reported as the diagnosis.
         """
         expected = _asarray(expected)
-        plain = _type(got) in (np.ndarray, int, float, bool) or _isinstance(got, np.generic) and \
-            _type(got).__module__ == "numpy"
-        if not plain and not _isinstance(got, (list, _tuple)):
+        if not is_plain_number(got):
             raise Failure(f"{what}: expected a numpy array of numbers, got a "
                           f"{_type(got).__name__}; return a plain numpy array")
         try:
@@ -350,6 +348,20 @@ class Grader:
         elif score < self.points and not any(DIAGNOSIS in m for m in messages):
             print("  No known mistake explains this; compare your values with the expected ones above.")
         return score
+
+
+def is_plain_number(value, depth: int = 0) -> bool:
+    """Whether ``value`` is plain numeric data: an ``int``, ``float`` or ``bool``, a numpy scalar,
+    an ndarray of exactly type ``numpy.ndarray`` (no subclass, no masked array), or a list or
+    tuple of those. Only these are compared with the reference; dtypes are checked after."""
+    kind = _type(value)
+    if kind in (np.ndarray, int, float, bool):
+        return True
+    if _isinstance(value, np.generic) and kind.__module__ == "numpy":
+        return True
+    if kind in (list, _tuple) and depth < 8:
+        return all(is_plain_number(v, depth + 1) for v in value)
+    return False
 
 
 def close(a, b, rtol: float, atol: float = 0.0) -> bool:

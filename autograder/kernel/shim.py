@@ -51,7 +51,14 @@ _KINDS = "biufc"  # numpy dtype kinds that are numbers (bool, int, uint, float, 
 
 
 class NotPlainData(TypeError):
-    """A value that may not cross between the kernel and the grader; the message says why."""
+    """A value that may not cross between the kernel and the grader; the message says why.
+
+    ``value`` is the offending object, when there is one.
+    """
+
+    def __init__(self, message: str, value: Any = None):
+        super().__init__(message)
+        self.value = value
 
 
 def _type_name(value: Any) -> str:
@@ -93,7 +100,7 @@ def _encode(value: Any, depth: int, budget: dict) -> Any:
     if kind is np.ndarray or isinstance(value, np.generic) and kind.__module__ == "numpy":
         arr = np.asarray(value)
         if arr.dtype.kind not in _KINDS or arr.dtype.fields is not None:
-            raise NotPlainData(f"an array of dtype {arr.dtype}, not of numbers")
+            raise NotPlainData(f"an array of dtype {arr.dtype}, not of numbers", value)
         budget["bytes"] -= arr.nbytes
         if budget["bytes"] < 0:
             raise NotPlainData(f"more than {MAX_BYTES} bytes of array data")
@@ -111,7 +118,7 @@ def _encode(value: Any, depth: int, budget: dict) -> Any:
                 raise NotPlainData(f"a dict key of type {_type_name(key)}; use str keys")
             items.append([key, _encode(v, depth + 1, budget)])
         return {"$d": items}
-    raise NotPlainData(f"a {_type_name(value)}")
+    raise NotPlainData(f"a {_type_name(value)}", value)
 
 
 def decode(data: Any) -> Any:
@@ -244,7 +251,7 @@ def _call(request: dict, namespace: dict) -> dict:
     try:
         response["value"] = encode(value)
     except NotPlainData as exc:
-        hint = "; return a numpy array" if hasattr(value, "__array__") else ""
+        hint = "; return a numpy array" if hasattr(exc.value, "__array__") else ""
         return {"refused": f"{name} returned {exc}{hint} (plain numbers, numpy arrays, and "
                            "tuples, lists and dicts of those)"}
     after = []

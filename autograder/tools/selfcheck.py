@@ -29,6 +29,7 @@ Exit status: 0 at full marks on the autograded cells of an untampered notebook, 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -275,19 +276,21 @@ def _alembic_head() -> str:
     return ScriptDirectory.from_config(config).get_current_head()
 
 
-def run_nbgrader_here(assignment: str, student: str, feedback: bool) -> None:
-    """nbgrader's ``generate_assignment`` (which fills the scratch gradebook from ``source/``),
-    ``autograde`` (and ``generate_feedback``) for one student, in this process, in the current
-    directory, as ``nbgrader`` on the command line runs them."""
+def run_nbgrader(steps: list[list[str]]) -> None:
+    """Run nbgrader commands (``["autograde", "02_batchnorm_forward", "--force"]``, ...) in this
+    process, one after the other, in the current directory, as ``nbgrader`` on the command line
+    runs them; nbgrader is imported once.
+
+    Raises
+    ------
+    SystemExit
+        When a command fails (nbgrader's own way of failing).
+    """
     import nbgrader.api
     from jupyter_core.application import NoStart
     from nbgrader.apps import NbGraderApp
 
     nbgrader.api.get_alembic_version = _alembic_head
-    steps = [["generate_assignment", assignment, "--force"],
-             ["autograde", assignment, "--force", f"--student={student}"]]
-    if feedback:
-        steps.append(["generate_feedback", assignment, "--force", f"--student={student}"])
     for args in steps:
         app = NbGraderApp.instance()
         try:
@@ -297,6 +300,16 @@ def run_nbgrader_here(assignment: str, student: str, feedback: bool) -> None:
             pass
         finally:
             app.reset()
+
+
+def run_nbgrader_here(assignment: str, student: str, feedback: bool) -> None:
+    """nbgrader's ``generate_assignment`` (which fills the scratch gradebook from ``source/``),
+    ``autograde`` (and ``generate_feedback``) for one student, in the current directory."""
+    steps = [["generate_assignment", assignment, "--force"],
+             ["autograde", assignment, "--force", f"--student={student}"]]
+    if feedback:
+        steps.append(["generate_feedback", assignment, "--force", f"--student={student}"])
+    run_nbgrader(steps)
 
 
 def cell_score(cell) -> float:
@@ -371,6 +384,9 @@ def self_check(path: Path, html: Path | None = None, root: Path = ROOT) -> SelfC
     start = time.perf_counter()
     path = Path(path)
     require_full_course(root)
+    if importlib.util.find_spec("nbgrader") is None:
+        raise SelfCheckError(f"nbgrader is not installed for {sys.executable}: run `make check "
+                             "NB=...`, or activate the course's environment (.venv) first")
     require_json(path)
     with tempfile.TemporaryDirectory(prefix="bn-selfcheck-") as tmp:
         scratch = make_scratch(root, Path(tmp))

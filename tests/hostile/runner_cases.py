@@ -6,7 +6,7 @@ by ``tests/test_runner.py``), whose release notebook is::
     setup        read-only     import math
     answer       answer cell   def answer(): ...          <- a correct answer returns 42.0
     visible      read-only     assert callable(answer)
-    test_answer  test, 1 pt    (hidden) assert math.isclose(answer(), 42.0)
+    test_answer  test, 1 pt    (hidden) check_answer(answer): answer() == 42.0, run by the grader
 
 A second assignment, ``tiny2`` (notebook ``tiny2.ipynb``, cells ``setup2``, ``answer2``,
 ``test_answer2``), exists so that a notebook can be submitted under the wrong assignment.

@@ -4,8 +4,8 @@ Each case is the answer cell of a throw-away assignment (``99_sandbox``, built b
 ``tests/test_sandbox.py``) whose notebook is::
 
     answer (solution cell)       def f(x): return x + 1            <- replaced by ``answer``
-    test_f (1 point)             assert f(1) == 2
-    test_g (1 point)             assert f(2) == 3
+    test_f (1 point)             check_f_at_1(f): f(1) == 2 (tests/conftest.py FIXTURE_CHECKS)
+    test_g (1 point)             check_f_at_2(f): f(2) == 3
 
 Tokens in ``answer`` that the test fills in: ``PORT`` (a TCP port a server on the grading host
 listens on), ``HOST_SECRET`` (a file outside the course, readable by the grader),
