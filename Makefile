@@ -25,7 +25,7 @@ help:
 	@echo "make check NB=release/02_batchnorm_forward/batchnorm_forward.ipynb [HTML=feedback.html]   self-check one notebook: hidden checks and diagnoses, as nbgrader would grade it"
 	@echo "make screenshots   refresh the README's pictures (docs/*.png) from the browser tests"
 	@echo "make bench    run the BatchNorm speed benchmark"
-	@echo "make bench-grading [REPEATS=3]   seconds per submission: nbgrader autograde vs the parallel runner"
+	@echo "make bench-grading [REPEATS=3]   seconds per submission: nbgrader autograde, the runner, Dask local:2 on SQLite and PostgreSQL"
 	@echo "make bench-notebooks  each notebook's run time and peak memory on one core"
 
 # Any Python from 3.11 on (3.11, 3.12 and 3.13 are tested): `make demo PYTHON=python3.13`.

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -92,15 +93,16 @@ def totals(db_url: str, assignment: str) -> dict[str, float]:
         }
 
 
-def timed(cmd: list[str], root: Path) -> float:
-    """Wall-clock seconds of one command run from the course root (which must succeed)."""
+def timed(cmd: list[str], root: Path) -> tuple[float, str]:
+    """Wall-clock seconds of one command run from the course root (which must succeed), and
+    what it printed on stderr."""
     start = time.perf_counter()
     result = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if result.returncode != 0:
         sys.stderr.write(result.stdout[-3000:] + result.stderr[-3000:])
         raise SystemExit(f"{' '.join(cmd[:4])} failed with exit code {result.returncode}")
-    return seconds
+    return seconds, result.stderr
 
 
 def write_seconds(db_url: str, root: Path, assignment: str, ids: list[str]) -> float:
@@ -175,13 +177,15 @@ def main(argv: list[str] | None = None) -> int:
             "dask postgres": ([*grade, "--scheduler", "local:2"], pg_root, pg_url),
         }
         rounds: dict[str, list[float]] = {name: [] for name in modes}
-        grades = {}
+        grades, share = {}, {}
         names = list(modes)
         for round_ in range(args.repeats):
             for name in names[round_ % len(names):] + names[: round_ % len(names)]:
                 print(f"round {round_ + 1}: grading {len(ids)} submissions: {name} ...", flush=True)
                 cmd, course, url = modes[name]
-                rounds[name].append(timed(cmd, course))
+                sec, err = timed(cmd, course)
+                rounds[name].append(sec)
+                share[name] = re.findall(r"files\): (\d+) ms per student", err)
                 grades[name] = totals(url, args.assignment)
         seconds = {name: min(rounds[name]) for name in names}
         writes = {"sqlite": write_seconds(sqlite_url, root, args.assignment, ids),
@@ -200,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     print("gradebook writes of one submission (nbgrader's init_assignment + SaveAutoGrades, "
           f"one process): SQLite {writes['sqlite'] * 1000:.0f} ms, "
           f"PostgreSQL {writes['postgres'] * 1000:.0f} ms")
+    print("the runner's own share, in its process, per student: " + ", ".join(
+        f"{name} {share[name][-1]} ms" for name in names if share.get(name)))
     if args.repeats > 1:
         print("\nevery round (s/submission; a shared machine drifts between rounds):")
         for name in names:

@@ -1,4 +1,4 @@
-"""The parallel grading runner (autograder/runner.py), graded for real with nbgrader.
+"""The parallel grading runner (autograder/tools/runner/), graded for real with nbgrader.
 
 Every test grades in a scratch copy of the course (conftest.copy_course) holding throw-away
 assignments: ``tiny`` (one answer cell, one hidden test cell worth 1 point; see
@@ -573,7 +573,15 @@ def test_notebook_text_reads_files_as_plain_json(tmp_path):
     read = nbformat.read(path, as_version=4)
     expected = output_text(read.cells)
     assert output_text(raw["cells"]) == expected
-    assert runner.notebook_flags(raw) == runner.notebook_flags(read) == [("tampering", "one")]
+    # a flag line in an output is only text; flags come from the trusted metadata alone
+    assert runner.notebook_flags(raw) == runner.notebook_flags(read) == []
+    from autograder.notebooks import add_flag
+
+    add_flag(read.cells[0], "kernel-died", "the kernel died")
+    nbformat.write(read, path)
+    raw = json.loads(path.read_text())
+    expected_flags = [("kernel-died", "the kernel died")]
+    assert runner.notebook_flags(raw) == runner.notebook_flags(nbformat.read(path, 4)) == expected_flags
     assert "Flag [tampering]: one\nsecond line" in expected and "bad x" in expected
 
 

@@ -139,7 +139,7 @@ def identify(path: Path, root: Path, name: str):
     -------
     (nb, release, notes)
         The notebook (with deleted locked cells put back when needed), its
-        :class:`~autograder.tools.runner.ReleaseNotebook`, and one line per edited or deleted
+        :class:`~autograder.tools.runner.inspect.ReleaseNotebook`, and one line per edited or deleted
         locked cell (nbgrader grades the instructor's version of each).
 
     Raises

@@ -18,6 +18,7 @@ Everything except the dispatch is here, so the process pool (:mod:`.pool`) and D
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import shutil
@@ -88,6 +89,18 @@ def _failure_kind(result: dict) -> tuple[str, str]:
     return "failed", f"nbgrader autograde failed: {detail.strip()[:300]}"
 
 
+def _timed(method):
+    """Count the time spent in a :class:`Run` method in ``Run.client_seconds``."""
+    @functools.wraps(method)
+    def timed(self, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self.client_seconds += time.perf_counter() - start
+    return timed
+
+
 class Run:
     """The state of one run: course config, gradebook, inspections, results, progress bar."""
 
@@ -106,14 +119,18 @@ class Run:
         self.expected = _expected_notebooks(cd, assignment)
         release = release_notebooks(root, cd.release_directory)
         self.students = sorted(set(students)) if students else list_students(root, assignment, cd.submitted_directory)
+        #: Seconds this process spent on the students (inspection, snapshots, staging, writing
+        #: autograded/, settling): the serial part of a run, whatever the number of workers.
+        self.client_seconds = -time.perf_counter()
         self.inspections = {
             s: inspect_submission(self.submitted(s), assignment, self.expected, release, cd.max_file_size)
             for s in self.students
         }
+        self.client_seconds += time.perf_counter()
         self.started_at, self.t0 = dt.datetime.now(dt.UTC), time.perf_counter()
         self.runs: dict[str, StudentRun] = {}
         self.snaps: dict[str, dict | None] = {}
-        self.failures = 0
+        self.failures, self.progress = 0, progress
         self.bar = tqdm(total=len(self.students), desc=f"autograde {assignment}", unit="student",
                         disable=not progress, file=sys.stderr)
         self.gb = Gradebook(cd.db_url, cd.course_id)
@@ -170,6 +187,7 @@ class Run:
             self.finish(s, StudentRun("failed", f"{insp.problem}; {outcome}", 0.0,
                                       _merge_flags(insp.flags, self.extra)))
 
+    @_timed
     def prepare(self, student: str) -> dict:
         """Snapshot, move the earlier autograded folder aside, stage; return the task to send:
         ``{"student", "folder"}`` (the folder nbgrader grades) and ``"submitted_directory"``
@@ -186,6 +204,7 @@ class Run:
             task.update(submitted_directory=str(self.work / "staged"), folder=str(staged))
         return task
 
+    @_timed
     def receive(self, student: str, files: Mapping[str, bytes]) -> None:
         """Write the autograded folder that a remote worker sent back."""
         dest = self.autograded(student)
@@ -197,6 +216,7 @@ class Run:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
 
+    @_timed
     def settle(self, student: str, result: dict, seconds: float) -> None:
         """Record what came back for ``student``: nbgrader's result, or ``{"timeout": True}``,
         ``{"died": reason}`` when the worker was killed, died or the run was interrupted."""
@@ -278,6 +298,10 @@ class Run:
         for run in report["students"].values():
             run["seconds"] = round(run["seconds"], 3)
         (self.out_dir / "runs.json").write_text(json.dumps(report, indent=2) + "\n")
+        if self.progress and self.students:
+            print(f"this machine's share of the run (inspection, gradebook snapshots, autograded/ "
+                  f"files): {self.client_seconds / len(self.students) * 1000:.0f} ms per student",
+                  file=sys.stderr)
         return report
 
 

@@ -58,6 +58,22 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="die-with-parent").start()
 
 
+def _use_course_code(root: str) -> None:
+    """Make ``root``'s own ``autograder`` package the one this process imports.
+
+    A forked worker inherits its parent's modules: a parent that imported ``autograder`` from
+    another copy of the course (a test run, a notebook) would otherwise grade with that copy's
+    hidden checks, which nbgrader now runs in this process.
+    """
+    base = Path(root).resolve()
+    for name, module in list(sys.modules.items()):
+        where = getattr(module, "__file__", None)
+        if (name == "autograder" or name.startswith("autograder.")) and where \
+                and not Path(where).resolve().is_relative_to(base):
+            del sys.modules[name]
+    sys.path.insert(0, str(base))
+
+
 def _redirect(log_path: str) -> None:
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)  # kernels inherit these: their noise goes to the log, not the progress bar
@@ -83,6 +99,7 @@ def serve(conn: Connection, root: str, assignment: str, log_path: str, unsandbox
     if unsandboxed:
         os.environ["BN_UNSANDBOXED"] = "1"
     _redirect(log_path)
+    _use_course_code(root)
     try:
         app = nbgrader_app(Path(root), assignment, db_url)
     except BaseException as exc:  # report and stop: the parent marks the student failed
