@@ -48,35 +48,25 @@ import numpy as np
 from course.validate import as_float_array, check_real
 '''
 
+#: The BatchNorm file: 04 trains its network with it; 05 compares Batch Renorm with BatchNorm.
+_BATCHNORM = [
+    _BN_HEADER,
+    ref._bn_settings,
+    ref.batchnorm_forward,
+    ("_CACHE_KEYS", ref._CACHE_KEYS),
+    ref._backward_inputs,
+    ref.batchnorm_backward,
+]
+#: The numerical gradient: 04's and 05's visible gradient checks.
+_GRADCHECK = [_GRADCHECK_HEADER, ref.numerical_gradient]
+
 #: What each provided file holds, in order: its header, then reference functions or
 #: (name, value) constants.
 PROVIDED = {
-    Path("source/04_experiments/provided_batchnorm.py"): [
-        _BN_HEADER,
-        ref._bn_settings,
-        ref.batchnorm_forward,
-        ("_CACHE_KEYS", ref._CACHE_KEYS),
-        ref._backward_inputs,
-        ref.batchnorm_backward,
-    ],
-    # 05 compares Batch Renorm with BatchNorm and trains the BatchNorm network with this file
-    Path("source/05_beyond_batchnorm/provided_batchnorm.py"): [
-        _BN_HEADER,
-        ref._bn_settings,
-        ref.batchnorm_forward,
-        ("_CACHE_KEYS", ref._CACHE_KEYS),
-        ref._backward_inputs,
-        ref.batchnorm_backward,
-    ],
-    Path("source/04_experiments/provided_gradcheck.py"): [
-        _GRADCHECK_HEADER,
-        ref.numerical_gradient,
-    ],
-    # 05's visible gradient checks (LayerNorm, GroupNorm, Batch Renorm) use it too
-    Path("source/05_beyond_batchnorm/provided_gradcheck.py"): [
-        _GRADCHECK_HEADER,
-        ref.numerical_gradient,
-    ],
+    Path("source/04_experiments/provided_batchnorm.py"): _BATCHNORM,
+    Path("source/05_beyond_batchnorm/provided_batchnorm.py"): _BATCHNORM,
+    Path("source/04_experiments/provided_gradcheck.py"): _GRADCHECK,
+    Path("source/05_beyond_batchnorm/provided_gradcheck.py"): _GRADCHECK,
 }
 
 
