@@ -511,7 +511,23 @@ def test_eight_workers_hundred_students_no_database_locked(tmp_path):
 
 
 @requires_bwrap
-def test_worker_dying_before_it_is_ready_stops_the_run(course, monkeypatch):
+@pytest.fixture()
+def only_this_thread(monkeypatch):
+    """Threads that earlier tests left behind in this pytest process (Dask's, a browser
+    driver's) are not the caller's: the runner counts threads from here on, as in a fresh
+    process, where it forks its workers when the caller runs no thread of its own."""
+    baseline = threading.active_count()
+    real = threading.active_count
+
+    class _Threading:
+        @staticmethod
+        def active_count() -> int:
+            return real() - baseline + 1
+
+    monkeypatch.setattr(pool, "threading", _Threading)
+
+
+def test_worker_dying_before_it_is_ready_stops_the_run(course, monkeypatch, only_this_thread):
     """A worker that dies while loading the course config would die again if respawned: the run
     stops with a clear error instead of looping, and leaves no worker or lock behind."""
     root, release = course
@@ -539,7 +555,7 @@ def test_worker_dying_before_it_is_ready_stops_the_run(course, monkeypatch):
 
 
 @requires_bwrap
-def test_workers_start_afresh_when_the_caller_runs_threads(course, monkeypatch):
+def test_workers_start_afresh_when_the_caller_runs_threads(course, monkeypatch, only_this_thread):
     """Forking copies only the calling thread, and any lock another thread held at that moment
     stays locked in the child: with a thread of the caller's running, workers are spawned."""
     root, release = course
