@@ -510,7 +510,6 @@ def test_eight_workers_hundred_students_no_database_locked(tmp_path):
 # ----------------------------------------------------------------------------- small pieces
 
 
-@requires_bwrap
 @pytest.fixture()
 def only_this_thread(monkeypatch):
     """Threads that earlier tests left behind in this pytest process (Dask's, a browser
@@ -527,6 +526,7 @@ def only_this_thread(monkeypatch):
     monkeypatch.setattr(pool, "threading", _Threading)
 
 
+@requires_bwrap
 def test_worker_dying_before_it_is_ready_stops_the_run(course, monkeypatch, only_this_thread):
     """A worker that dies while loading the course config would die again if respawned: the run
     stops with a clear error instead of looping, and leaves no worker or lock behind."""
