@@ -31,6 +31,36 @@ _KIND_RE = re.compile(r"[a-z][a-z0-9-]*")
 _ANSI_RE = re.compile(r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 
 
+#: Prefix of every flag line: something the instructor must look at (a crash, a timeout, ...),
+#: written as ``Flag [kind]: reason`` for people to read. Only :func:`trusted_flags` counts.
+FLAG = "Flag"
+_FLAG_RE = re.compile(rf"{FLAG} \[([a-z][a-z0-9-]*)\]: ([^\n<]*)")
+
+
+def flag_line(kind: str, reason: str) -> str:
+    """The one-line flag ``Flag [kind]: reason`` for a report or an error output.
+
+    ``kind`` is a short lowercase slug (``"kernel-died"``, ...).
+
+    Raises
+    ------
+    ValueError
+        If ``kind`` is not a lowercase slug.
+    """
+    if not isinstance(kind, str) or not _KIND_RE.fullmatch(kind):
+        raise ValueError(f"kind must be a lowercase slug like 'kernel-died', got {kind!r}")
+    return f"{FLAG} [{kind}]: {' '.join(reason.split())}"
+
+
+def flags_in(text: str) -> list[tuple[str, str]]:
+    """The ``(kind, reason)`` flag lines in a text, in order, deduplicated. For people and tests
+    only: grading decisions read :func:`trusted_flags`, never text."""
+    seen: dict[tuple[str, str], None] = {}
+    for kind, reason in _FLAG_RE.findall(text):
+        seen.setdefault((kind, reason.strip()), None)
+    return list(seen)
+
+
 def strip_ansi(text: str) -> str:
     """``text`` without terminal escape sequences (colours, cursor moves, OSC titles)."""
     return _ANSI_RE.sub("", text)
@@ -116,8 +146,7 @@ def add_flag(node: Mapping, kind: str, reason: str) -> tuple[str, str]:
     ValueError
         If ``kind`` is not a lowercase slug.
     """
-    if not isinstance(kind, str) or not _KIND_RE.fullmatch(kind):
-        raise ValueError(f"kind must be a lowercase slug like 'kernel-died', got {kind!r}")
+    flag_line(kind, str(reason))  # the same rule for the kind
     flag = (kind, " ".join(str(reason).split()))
     trusted = _trusted(node)
     flags = [list(f) for f in trusted.get("flags", [])]

@@ -28,8 +28,7 @@ FORBIDDEN = [
     ("autograder.kernel", "autograder.tools", ()),
     ("autograder.kernel", "autograder.samples", ()),
     # the trusted side runs the checks: the execute preprocessor and its proxy to the kernel
-    ("autograder.kernel", "autograder.checks", ("autograder.kernel.remote", "autograder.kernel.execute",
-                                              "autograder.kernel.output_limits")),
+    ("autograder.kernel", "autograder.checks", ("autograder.kernel.remote", "autograder.kernel.execute")),
     ("autograder.reference", "autograder.tools", ()),
     ("autograder.course_dir", "autograder", ()),
     ("autograder.notebooks", "autograder", ()),

@@ -36,39 +36,9 @@ import numpy as np
 _asarray, _allclose, _array_equal = np.asarray, np.allclose, np.array_equal
 _isinstance, _len, _type, _tuple = isinstance, len, type, tuple
 
-#: Prefix of every diagnosis line; the demo and the tests look for it in the feedback.
-DIAGNOSIS = "Diagnosis"
-_DIAGNOSIS_RE = re.compile(rf"{DIAGNOSIS} (M\d+)")
-
-
-def diagnoses_in(text: str) -> set[str]:
-    """The misconception ids (``"M1"``, ...) diagnosed in a report, notebook output or HTML."""
-    return set(_DIAGNOSIS_RE.findall(text))
-
-
-#: Prefix of every flag line: something the instructor must look at (tampering, reaching past the
-#: submission, a crash, a timeout). Written as ``Flag [kind]: reason`` on a line of its own in a
-#: check's report or in an error output that the grading machinery adds to a notebook.
-FLAG = "Flag"
-_FLAG_RE = re.compile(rf"{FLAG} \[([a-z][a-z0-9-]*)\]: ([^\n<]*)")
-
-
-def flag_line(kind: str, reason: str) -> str:
-    """The one-line flag ``Flag [kind]: reason`` that :func:`flags_in` finds again.
-
-    ``kind`` is a short lowercase slug (``"reference-access"``, ``"kernel-died"``, ...).
-    """
-    if not re.fullmatch(r"[a-z][a-z0-9-]*", kind):
-        raise ValueError(f"kind must be a lowercase slug like 'kernel-died', got {kind!r}")
-    return f"{FLAG} [{kind}]: {' '.join(reason.split())}"
-
-
-def flags_in(text: str) -> list[tuple[str, str]]:
-    """The ``(kind, reason)`` flags in a report, notebook output or HTML, in order, deduplicated."""
-    seen: dict[tuple[str, str], None] = {}
-    for kind, reason in _FLAG_RE.findall(text):
-        seen.setdefault((kind, reason.strip()), None)
-    return list(seen)
+# The report's text conventions (diagnosis and flag lines) live with the one notebook reader,
+# which finds them again; the checks write them.
+from autograder.notebooks import DIAGNOSIS, FLAG, diagnoses_in, flag_line, flags_in  # noqa: E402,F401
 
 
 class Failure(AssertionError):

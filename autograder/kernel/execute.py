@@ -39,7 +39,6 @@ from nbgrader.preprocessors import Execute, SaveAutoGrades
 from traitlets import List, Unicode, default
 
 from autograder import notebooks
-from autograder.checks.framework import flag_line
 from autograder.kernel.output_limits import OutputLimits, stream_output
 from autograder.kernel.output_limits import label as _label
 from autograder.kernel.remote import KernelChannel, load_check_files, run_hidden_cell
@@ -49,6 +48,7 @@ from autograder.kernel.sandbox import (
     SandboxUnavailableError,
     describe_exit,
 )
+from autograder.notebooks import flag_line
 
 
 def error_output(ename: str, evalue: str, lines: list[str]) -> NotebookNode:

@@ -37,8 +37,7 @@ from nbformat.notebooknode import NotebookNode
 from traitlets import HasTraits, Integer
 from zmq.utils.monitor import parse_monitor_message
 
-from autograder.checks.framework import flag_line
-from autograder.notebooks import add_flag
+from autograder.notebooks import add_flag, flag_line
 
 MiB = 1024**2
 
