@@ -40,6 +40,7 @@ from autograder.kernel.sandbox import (
     bwrap_command,
     check_sandbox,
     describe_exit,
+    holds_hidden_half,
     matplotlib_font_caches,
     python_paths,
     sandbox_env,
@@ -289,6 +290,40 @@ def test_kernel_runs_unprivileged_and_sees_only_what_it_needs(course):
     assert seen["cwd"] == str(course / "autograded" / "probe" / ASSIGNMENT)
     assert seen["tmp"] == [p.name for p in matplotlib_font_caches()]  # seeded: no rebuild
     assert score(course, "probe") == 2
+
+
+@requires_bwrap
+def test_another_course_checkout_on_pythonpath_is_not_mounted(course):
+    """The repository this suite runs from is on the grader's PYTHONPATH (as the grader's own
+    package often is): the kernel must not see its reference, checks or source notebooks, and a
+    checkout in a folder only its owner may enter (``mktemp -d``, as CI clones) must not stop
+    the kernel from starting."""
+    repo = Path(__file__).resolve().parents[1]
+    assert (repo / "autograder" / "reference.py").is_file()
+    probe = (
+        "import os, sys\n"
+        f"repo = {str(repo)!r}\n"
+        "seen = [p for p in ('autograder/reference.py', 'autograder/checks', 'source')"
+        " if os.path.exists(os.path.join(repo, p))]\n"
+        "print('REPO-SEEN', seen, repo in sys.path)\n\n" + GOOD_ANSWER
+    )
+    submit(course, "other_checkout", probe)
+    run = nbgrader(course, "autograde", ASSIGNMENT, "--student=other_checkout", BARE_KERNEL,
+                   env={"PYTHONPATH": os.pathsep.join([str(repo), str(course)])})
+    assert run.returncode == 0, run.stderr
+    assert "REPO-SEEN [] True" in output_text(autograded(course, "other_checkout"))
+    assert score(course, "other_checkout") == 2
+
+
+def test_holds_hidden_half_recognises_a_course_folder(tmp_path):
+    assert not holds_hidden_half(tmp_path)
+    (tmp_path / "source").mkdir()
+    assert holds_hidden_half(tmp_path)
+    lib = tmp_path / "lib"
+    (lib / "autograder").mkdir(parents=True)
+    assert not holds_hidden_half(lib)  # a folder named autograder is not yet a package
+    (lib / "autograder" / "__init__.py").write_text("")
+    assert holds_hidden_half(lib)
 
 
 def test_refuses_without_bubblewrap_and_runs_unsandboxed_on_request(course):

@@ -200,6 +200,25 @@ class Limits:
         ]
 
 
+def holds_hidden_half(folder: Path) -> bool:
+    """Whether ``folder`` holds a course's hidden half, which no sandbox may mount.
+
+    Parameters
+    ----------
+    folder : Path
+        A folder the kernel's environment names (a ``PYTHONPATH`` entry).
+
+    Returns
+    -------
+    bool
+        True when it has an ``autograder/`` package, a ``source/`` folder, a
+        ``nbgrader_config.py`` or a ``gradebook.db``: a course directory or a copy of one.
+    """
+    folder = Path(folder)
+    return ((folder / "autograder" / "__init__.py").is_file() or (folder / "source").is_dir()
+            or (folder / "nbgrader_config.py").is_file() or (folder / "gradebook.db").exists())
+
+
 def python_paths() -> list[Path]:
     """Folders of the running Python installation that a kernel started from it must read.
 
@@ -697,6 +716,11 @@ class SandboxedKernelManager(AsyncKernelManager):
             # The course root itself is masked (only course_readable shows); a folder holding
             # the course would expose all of it.
             if p is None or is_inside(p, root) or is_inside(root, p) or not p.is_dir():
+                continue
+            # Another checkout of the course (the grader's own package on PYTHONPATH, a test's
+            # source tree): binding it would show its reference, checks and source notebooks.
+            if holds_hidden_half(p):
+                self.log.debug("sandbox: not mounting PYTHONPATH entry %s (a course folder)", p)
                 continue
             extra.append(p)
         return extra
