@@ -21,6 +21,7 @@ from conftest import release_stub
 from autograder import reference as R
 from autograder.checks import batchnorm_backward as CB
 from autograder.checks.framework import DIAGNOSIS, diagnoses_in
+from autograder.reference import batchnorm as R_bn
 from autograder.samples import batchnorm_backward as samples
 from autograder.samples import unmet_expectations
 from course.gradcheck import rel_error
@@ -280,8 +281,8 @@ def test_provided_forward_is_identical_to_the_reference():
     defs = {n.name: ast.get_source_segment(src, n) for n in tree.body if isinstance(n, ast.FunctionDef)}
     assert set(defs) == PROVIDED, f"the provided cell defines {sorted(defs)}, expected {sorted(PROVIDED)}"
     for name, text in defs.items():
-        ref_src = inspect.getsource(getattr(R, name)).rstrip()
-        assert text == ref_src, f"{name} in the notebook differs from autograder.reference.{name}"
+        ref_src = inspect.getsource(getattr(R_bn, name)).rstrip()
+        assert text == ref_src, f"{name} in the notebook differs from autograder.reference.batchnorm.{name}"
 
 
 def test_hidden_cell_points_equal_check_points():

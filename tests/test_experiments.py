@@ -33,7 +33,7 @@ def test_provided_batchnorm_is_generated_from_the_reference():
     for rel, items in provided.PROVIDED.items():
         path = ROOT / rel
         assert path.read_text() == provided.render(items), (
-            f"{rel} differs from autograder/reference.py; run `make release` and commit it"
+            f"{rel} differs from autograder/reference/; run `make release` and commit it"
         )
 
 

@@ -299,11 +299,11 @@ def test_another_course_checkout_on_pythonpath_is_not_mounted(course):
     checkout in a folder only its owner may enter (``mktemp -d``, as CI clones) must not stop
     the kernel from starting."""
     repo = Path(__file__).resolve().parents[1]
-    assert (repo / "autograder" / "reference.py").is_file()
+    assert (repo / "autograder" / "reference" / "__init__.py").is_file()
     probe = (
         "import os, sys\n"
         f"repo = {str(repo)!r}\n"
-        "seen = [p for p in ('autograder/reference.py', 'autograder/checks', 'source')"
+        "seen = [p for p in ('autograder/reference', 'autograder/checks', 'source')"
         " if os.path.exists(os.path.join(repo, p))]\n"
         "print('REPO-SEEN', seen, repo in sys.path)\n\n" + GOOD_ANSWER
     )

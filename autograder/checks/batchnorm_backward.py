@@ -41,6 +41,7 @@ from autograder.checks.framework import (
     rng,
     unpack,
 )
+from autograder.reference import batchnorm as ref_batchnorm
 
 __all__ = [
     "check_numerical_gradient",
@@ -205,7 +206,7 @@ def _rows_of(value, shape):
     if np.shape(value) != tuple(shape):
         return None
     try:
-        return ref._nchw_to_rows(np.asarray(value, dtype=np.float64))
+        return ref_batchnorm._nchw_to_rows(np.asarray(value, dtype=np.float64))
     except (TypeError, ValueError):
         return None
 
@@ -451,9 +452,9 @@ def check_spatial_batchnorm_backward(g, fn):
         # M14: dout reshaped to (-1, C) without moving C last, or dx reshaped back that way
         flat = d64.reshape(-1, C)
         m14_dx = ref.batchnorm_backward(flat, c64)[0].reshape(dout.shape)
-        m14_dx2 = ref.batchnorm_backward(ref._nchw_to_rows(d64), c64)[0].reshape(dout.shape)
+        m14_dx2 = ref.batchnorm_backward(ref_batchnorm._nchw_to_rows(d64), c64)[0].reshape(dout.shape)
         m14_dg = (flat * c64["x_hat"]).sum(axis=0)
-        x_hat4 = ref._rows_to_nchw(c64["x_hat"], dout.shape)
+        x_hat4 = ref_batchnorm._rows_to_nchw(c64["x_hat"], dout.shape)
         m14 = "channels are mixed: (N, C, H, W) was reshaped to (-1, C) without moving C last. "
         m14 += "Transpose to (N, H, W, C) first (and back after), then reshape."
         m13 = "the sums are per activation (over N only), not per channel: sum over N, H and W "
@@ -461,7 +462,7 @@ def check_spatial_batchnorm_backward(g, fn):
         # M15-M18 and M11 as in batchnorm_backward, made on the (N*H*W, C) rows; a wrong 1/N
         # may also count the images (N) or the pixels (H*W) instead of N*H*W
         not_summed = (dout.shape, (rows, C))
-        d_rows = ref._nchw_to_rows(d64)
+        d_rows = ref_batchnorm._nchw_to_rows(d64)
         dx_rows = _rows_of(dx, dout.shape)
         per_row = _dx_mistakes(dx_rows, d_rows, c64, counts=(N, H * W))
         g.compare("dbeta", dbeta, e_db, rtol=rtol, atol=atol_sum, mistakes={
@@ -472,7 +473,7 @@ def check_spatial_batchnorm_backward(g, fn):
             **_dgamma_mistakes(dgamma, not_summed, d_rows, c64)})
         g.compare("dx", dx, e_dx, rtol=rtol, atol=atol, mistakes={
             "M14": (_closest(dx, [lambda: m14_dx, lambda: m14_dx2]), m14),
-            **{k: (lambda w=w: ref._rows_to_nchw(np.asarray(w() if callable(w) else w),
+            **{k: (lambda w=w: ref_batchnorm._rows_to_nchw(np.asarray(w() if callable(w) else w),
                                                  dout.shape), text)
                for k, (w, text) in per_row.items()}})
 

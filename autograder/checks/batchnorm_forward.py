@@ -49,6 +49,7 @@ from autograder.checks.framework import (
     rng,
     unpack,
 )
+from autograder.reference import batchnorm as ref_batchnorm
 
 __all__ = [
     "check_batch_stats",
@@ -628,9 +629,9 @@ def _spatial_wrong(x, gamma, beta, bn, kind):
 def _spatial_rows_wrong(x, gamma, beta, bn, **mistake):
     """(out, running_mean, running_var) of per-channel BN with one of ``_bn_wrong``'s mistakes
     (M1, M3, M4, M8, M11, M12, ...) made on the (N*H*W, C) rows, float64."""
-    out, rm, rv = _bn_wrong(ref._nchw_to_rows(np.asarray(x, np.float64)), gamma, beta, bn,
+    out, rm, rv = _bn_wrong(ref_batchnorm._nchw_to_rows(np.asarray(x, np.float64)), gamma, beta, bn,
                             **mistake)
-    return ref._rows_to_nchw(out, x.shape), rm, rv
+    return ref_batchnorm._rows_to_nchw(out, x.shape), rm, rv
 
 
 def _spatial_formula_mistakes(x, gamma, beta, bn, **only) -> dict:
@@ -671,7 +672,7 @@ def check_spatial_batchnorm_forward(g: Grader, spatial_batchnorm_forward) -> Non
         _, c, h, w_ = xx.shape
         if "broadcast" in str(err.exc) and any(sh == (c, h, w_) or c * h * w_ in sh
                                                for sh in shapes):
-            rows = ref._nchw_to_rows(np.asarray(xx, np.float64))
+            rows = ref_batchnorm._nchw_to_rows(np.asarray(xx, np.float64))
             raise Failure(
                 f"{g._describe_student_error(err)}\n      gamma, beta and the running "
                 f"statistics have shape (C,) = ({c},).\n      yours:    statistics of shape "

@@ -33,6 +33,7 @@ from autograder.checks.framework import (
     rng,
     unpack,
 )
+from autograder.reference import beyond as ref_beyond
 
 __all__ = [
     "check_layernorm_forward",
@@ -202,7 +203,7 @@ def _ln_dx(dout, cache, *, axis=1, mean_path=True, var_path=True):
     gdx = np.asarray(dout, np.float64) * cache["gamma"]
     inv_std = np.asarray(cache["inv_std"], np.float64)[:, None]
     if axis == 0:  # BatchNorm's backward on LayerNorm's cache
-        return ref._centered_backward(gdx, x_hat, inv_std, axis=0)
+        return ref_beyond._centered_backward(gdx, x_hat, inv_std, axis=0)
     dx = gdx.copy()
     if mean_path:
         dx -= gdx.mean(axis=1, keepdims=True)

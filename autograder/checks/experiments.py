@@ -35,6 +35,7 @@ from autograder.checks.framework import (
     rng,
     unpack,
 )
+from autograder.reference import experiments as ref_experiments
 
 __all__ = ["check_mode_accuracies"]
 
@@ -89,7 +90,7 @@ def _case(seed: int = 500, N: int = 50, D: int = 6, hidden=(7, 5), C: int = 4):
                               "running_var": r.uniform(0.3, 3.0, sizes[i])})
     X = 0.5 + 1.5 * r.normal(size=(N, D))
     y = r.integers(0, C, size=N)
-    pred = np.concatenate([np.argmax(ref._network_scores(params, bn_params, X[s:s + 8], "train"),
+    pred = np.concatenate([np.argmax(ref_experiments._network_scores(params, bn_params, X[s:s + 8], "train"),
                                      axis=1) for s in range(0, N - N % 8, 8)])
     keep = r.random(len(pred)) < 0.6
     y[:len(pred)][keep] = pred[keep]
@@ -108,7 +109,7 @@ def _accuracy(params, bn_params, X, y, mode: str, batch: int | None = None, writ
                 bn["mode"] = mode
             scores = _scores_in_place(params, bn_params, Xb)
         else:
-            scores = ref._network_scores(params, bn_params, Xb, mode)
+            scores = ref_experiments._network_scores(params, bn_params, Xb, mode)
         correct += int(np.count_nonzero(np.argmax(scores, axis=1) == yb))
     return correct / len(y)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from autograder import reference as ref
 from autograder.course_dir import ROOT  # noqa: E402
+from autograder.reference import batchnorm as ref_batchnorm
 
 _BN_HEADER = '''\
 """BatchNorm forward and backward passes, provided for assignments 04 and 05.
@@ -25,7 +26,7 @@ These are the course's reference solutions of notebooks 02 and 03, with PyTorch'
 (``torch.nn.BatchNorm1d``): normalize with the biased batch variance, update ``running_var`` with
 the unbiased one, ``running = (1 - momentum) * running + momentum * batch_stat``.
 
-Generated from autograder/reference.py by ``python -m autograder.tools.provided``; do not edit.
+Generated from autograder/reference/batchnorm.py by ``python -m autograder.tools.provided``; do not edit.
 """
 
 import numpy as np
@@ -40,7 +41,7 @@ This is the course's reference solution of notebook 03's ``numerical_gradient`` 
 differences of ``sum(f(x) * dout)``), so it is released with 04 and 05, after 03's deadline, and never
 placed in ``course/``, which students have from day one.
 
-Generated from autograder/reference.py by ``python -m autograder.tools.provided``; do not edit.
+Generated from autograder/reference/batchnorm.py by ``python -m autograder.tools.provided``; do not edit.
 """
 
 import numpy as np
@@ -51,10 +52,10 @@ from course.validate import as_float_array, check_real
 #: The BatchNorm file: 04 trains its network with it; 05 compares Batch Renorm with BatchNorm.
 _BATCHNORM = [
     _BN_HEADER,
-    ref._bn_settings,
+    ref_batchnorm._bn_settings,
     ref.batchnorm_forward,
-    ("_CACHE_KEYS", ref._CACHE_KEYS),
-    ref._backward_inputs,
+    ("_CACHE_KEYS", ref_batchnorm._CACHE_KEYS),
+    ref_batchnorm._backward_inputs,
     ref.batchnorm_backward,
 ]
 #: The numerical gradient: 04's and 05's visible gradient checks.

@@ -4,7 +4,7 @@ This is the course's reference solution of notebook 03's ``numerical_gradient`` 
 differences of ``sum(f(x) * dout)``), so it is released with 04 and 05, after 03's deadline, and never
 placed in ``course/``, which students have from day one.
 
-Generated from autograder/reference.py by ``python -m autograder.tools.provided``; do not edit.
+Generated from autograder/reference/batchnorm.py by ``python -m autograder.tools.provided``; do not edit.
 """
 
 import numpy as np

@@ -4,7 +4,7 @@ These are the course's reference solutions of notebooks 02 and 03, with PyTorch'
 (``torch.nn.BatchNorm1d``): normalize with the biased batch variance, update ``running_var`` with
 the unbiased one, ``running = (1 - momentum) * running + momentum * batch_stat``.
 
-Generated from autograder/reference.py by ``python -m autograder.tools.provided``; do not edit.
+Generated from autograder/reference/batchnorm.py by ``python -m autograder.tools.provided``; do not edit.
 """
 
 import numpy as np
