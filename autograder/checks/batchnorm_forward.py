@@ -42,6 +42,7 @@ from autograder.checks.framework import (
     Grader,
     StudentError,
     close,
+    copy_param,
     fmt,
     hidden_check,
     quiet,
@@ -144,10 +145,6 @@ def _diagnose(key: str) -> str:
     return f"{DIAGNOSIS} {_m(key)}: {EXPLAIN[key]}"
 
 
-def _copy(bn_param: dict) -> dict:
-    return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in bn_param.items()}
-
-
 def _unchanged(originals: dict, now: dict) -> None:
     for name, before in originals.items():
         require_unchanged(name, before, now[name], EXPLAIN["M10"])
@@ -230,7 +227,7 @@ def _out_mistakes(x, gamma, beta, bn, *, rtol=RTOL64, atol=ATOL64, **first) -> d
 
 def _ref_bn(x, gamma, beta, bn):
     """Reference forward on float64 copies: (out, updated bn_param)."""
-    bn = _copy(bn)
+    bn = copy_param(bn)
     out, _ = ref.batchnorm_forward(np.asarray(x, dtype=np.float64), gamma, beta, bn)
     return out, bn
 
@@ -422,7 +419,7 @@ def _bn_case(r, N=8):
 
 def _call_bn(g, fn, x, gamma, beta, bn):
     """Call the student on copies; return (out, the student's bn_param dict after the call)."""
-    bn_in = _copy(bn)
+    bn_in = copy_param(bn)
     out, _cache = unpack(g.call(fn, x.copy(), gamma.copy(), beta.copy(), bn_in), 2, "out, cache")
     return out, bn_in
 
@@ -470,8 +467,8 @@ def check_batchnorm_forward(g: Grader, batchnorm_forward) -> None:
                 "4, 6, 3)", weight=1):
         bn_s = {"mode": "train", "momentum": 0.3, "eps": 1e-5,
                 "running_mean": np.zeros(5), "running_var": np.ones(5)}
-        exp_bn = _copy(bn_s)
-        wrong = {"M6": (_copy(bn_s), {"flip": True}), "M7": (_copy(bn_s), {"run_ddof": 0})}
+        exp_bn = copy_param(bn_s)
+        wrong = {"M6": (copy_param(bn_s), {"flip": True}), "M7": (copy_param(bn_s), {"run_ddof": 0})}
         for n in (4, 6, 3):
             xs = _bn_case(r, N=n)[0]
             out, _ = unpack(g.call(batchnorm_forward, xs.copy(), gamma.copy(), beta.copy(),
@@ -505,7 +502,7 @@ def check_batchnorm_forward(g: Grader, batchnorm_forward) -> None:
 
     with g.part("test mode normalizes with the running statistics and leaves them unchanged",
                 weight=1.5):
-        bn_t = dict(_copy(bn), mode="test")
+        bn_t = dict(copy_param(bn), mode="test")
         xt = _bn_case(r, N=6)[0]
         out, bn_after = _call_bn(g, batchnorm_forward, xt, gamma, beta, bn_t)
         g.compare("out", out, _ref_bn(xt, gamma, beta, bn_t)[0], rtol=RTOL64, atol=ATOL64,
@@ -531,7 +528,7 @@ def check_batchnorm_forward(g: Grader, batchnorm_forward) -> None:
         wrong = {k: _bn_wrong(x32, g32, b32, bn32, **kw)[1:] for k, kw in
                  {"M6": {"flip": True}, "M7": {"run_ddof": 0}}.items()}
         _compare_running(g, bn_after, exp_bn, bn32, wrong, RTOL32, ATOL32)
-        bn32t = dict(_copy(bn_after), mode="test")
+        bn32t = dict(copy_param(bn_after), mode="test")
         out, _ = _call_bn(g, batchnorm_forward, x32, g32, b32, bn32t)
         _dtype("out (test)", out, np.float32)
         g.compare("out (test)", out, _ref_bn(x32, g32, b32, bn32t)[0], rtol=RTOL32,
@@ -583,14 +580,14 @@ def check_batchnorm_forward(g: Grader, batchnorm_forward) -> None:
                 weight=1):
         for bad in ("eval", "training"):
             g.expect_raises(ValueError, batchnorm_forward, x.copy(), gamma, beta,
-                            dict(_copy(bn), mode=bad), what=f"mode={bad!r}")
+                            dict(copy_param(bn), mode=bad), what=f"mode={bad!r}")
         g.expect_raises(ValueError, batchnorm_forward, x[:1].copy(), gamma, beta,
-                        _copy(bn), what="train mode with N=1 (a variance needs two samples)")
+                        copy_param(bn), what="train mode with N=1 (a variance needs two samples)")
 
     with g.part("x, gamma and beta are left unchanged (train and test mode)", weight=0.5):
         for mode in ("train", "test"):
             args = (x.copy(), gamma.copy(), beta.copy())
-            g.call(batchnorm_forward, *args, dict(_copy(bn), mode=mode))
+            g.call(batchnorm_forward, *args, dict(copy_param(bn), mode=mode))
             _unchanged({"x": x, "gamma": gamma, "beta": beta},
                        {"x": args[0], "gamma": args[1], "beta": args[2]})
 
@@ -615,13 +612,13 @@ def _spatial_wrong(x, gamma, beta, bn, kind):
         return g4 * (x - mu) / np.sqrt(var + eps) + b4, None, None
     if kind == "M14":  # reshape(-1, C) without transposing, and back the same way
         rows = x.reshape(-1, C)
-        out, _ = ref.batchnorm_forward(rows, gamma, beta, _copy(bn))
-        bn_w = _copy(bn)
+        out, _ = ref.batchnorm_forward(rows, gamma, beta, copy_param(bn))
+        bn_w = copy_param(bn)
         ref.batchnorm_forward(rows, gamma, beta, bn_w)
         return out.reshape(N, C, H, W), bn_w["running_mean"], bn_w["running_var"]
     if kind == "M14_back":  # right rows, wrong way back
         rows = x.transpose(0, 2, 3, 1).reshape(-1, C)
-        out, _ = ref.batchnorm_forward(rows, gamma, beta, _copy(bn))
+        out, _ = ref.batchnorm_forward(rows, gamma, beta, copy_param(bn))
         return out.reshape(N, C, H, W), None, None
     raise ValueError(kind)
 
@@ -657,7 +654,7 @@ def check_spatial_batchnorm_forward(g: Grader, spatial_batchnorm_forward) -> Non
           "running_mean": r.normal(size=C), "running_var": r.uniform(0.5, 2.0, size=C)}
 
     def reference(xx, bb):
-        bb = _copy(bb)
+        bb = copy_param(bb)
         out, _ = ref.spatial_batchnorm_forward(np.asarray(xx, np.float64), gamma, beta, bb)
         return out, bb
 
@@ -716,7 +713,7 @@ def check_spatial_batchnorm_forward(g: Grader, spatial_batchnorm_forward) -> Non
         _compare_running(g, bn_after, exp_bn, bn, wrong, RTOL64, ATOL64)
 
     with g.part("test mode uses the running statistics per channel", weight=1):
-        bn_t = dict(_copy(bn), mode="test")
+        bn_t = dict(copy_param(bn), mode="test")
         out, _ = call(x, bn_t)
         g.compare("out", out, reference(x, bn_t)[0], rtol=RTOL64, atol=ATOL64,
                   mistakes=_mistakes(M8_test=lambda: reference(x, bn)[0],

@@ -26,10 +26,9 @@ from autograder.checks.beyond_batchnorm import (
     _backward_compare,
     _call_forward,
     _closest,
-    _copy,
     _dtype,
 )
-from autograder.checks.framework import DIAGNOSIS, Failure, fmt, hidden_check, rng
+from autograder.checks.framework import DIAGNOSIS, Failure, copy_param, fmt, hidden_check, rng
 
 __all__ = ["check_batchrenorm_forward", "check_batchrenorm_backward"]
 
@@ -112,7 +111,7 @@ def _case(seed, N=8, dtype=np.float64, momentum=0.3):
 
 
 def _reference(x, gamma, beta, brn):
-    p = _copy(brn)
+    p = copy_param(brn)
     out = ref.batchrenorm_forward(np.asarray(x, np.float64), gamma, beta, p)[0]
     return out, p
 
@@ -178,7 +177,7 @@ def check_batchrenorm_forward(g, fn):
             state = dict(after, mode="train")
     with g.part("test mode: running statistics only, no r and d, brn_param unchanged",
                 weight=1.5):
-        test = dict(_copy(brn), mode="test")
+        test = dict(copy_param(brn), mode="test")
         xt = _case(544, N=6)[0]
         _, after, _ = _compare_out(g, fn, xt, gamma, beta, test)
         for name in ("running_mean", "running_std"):
@@ -188,7 +187,7 @@ def check_batchrenorm_forward(g, fn):
                               f"\n      {DIAGNOSIS} M31: {EXPLAIN['M31']}")
         _compare_out(g, fn, xt[:1], gamma, beta, test)
     with g.part("rmax = 1 and dmax = 0 give BatchNorm's train-mode output", weight=0.5):
-        bn_like = dict(_copy(brn), rmax=1.0, dmax=0.0)
+        bn_like = dict(copy_param(brn), rmax=1.0, dmax=0.0)
         out, _, _ = _compare_out(g, fn, x, gamma, beta, bn_like)
         g.compare("out vs batchnorm_forward", out,
                   ref.batchnorm_forward(x, gamma, beta, {"mode": "train"})[0],
@@ -206,7 +205,7 @@ def check_batchrenorm_forward(g, fn):
                           ({}, "train mode with N = 1")):
             xs = x[:1] if not bad else x
             g.expect_raises(ValueError, fn, xs.copy(), gamma.copy(), beta.copy(),
-                            dict(_copy(brn), **bad), what=what)
+                            dict(copy_param(brn), **bad), what=what)
 
 
 def _brn_dx(dout, cache, *, mean_path=True, var_path=True, through_rd=None):

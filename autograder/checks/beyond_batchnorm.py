@@ -27,6 +27,7 @@ from autograder.checks.framework import (
     DIAGNOSIS,
     Failure,
     StudentError,
+    copy_param,
     hidden_check,
     quiet,
     require_unchanged,
@@ -100,15 +101,11 @@ def _closest(got, **candidates):
     return out
 
 
-def _copy(param: dict) -> dict:
-    return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in param.items()}
-
-
 def _call_forward(g, fn, arrays: dict, *extra, param: dict):
     """Call ``fn(*arrays.values(), *extra, param)`` on copies; fail with M10 if an array
     changed; return (out, the dict the student received, after the call)."""
     copies = [a.copy() for a in arrays.values()]
-    p = _copy(param)
+    p = copy_param(param)
     out, _cache = unpack(g.call(fn, *copies, *extra, p), 2, "out, cache")
     for (name, before), after in zip(arrays.items(), copies, strict=True):
         require_unchanged(name, before, after, EXPLAIN["M10"])
@@ -154,7 +151,7 @@ def _ln_out(x, gamma, beta, eps=1e-5, axis=1, **kw):
 
 def _ln_compare(g, fn, x, gamma, beta, param, rtol=RTOL64, atol=ATOL64):
     out, after = _call_forward(g, fn, {"x": x, "gamma": gamma, "beta": beta}, param=param)
-    exp = ref.layernorm_forward(x.astype(np.float64), gamma, beta, _copy(param))[0]
+    exp = ref.layernorm_forward(x.astype(np.float64), gamma, beta, copy_param(param))[0]
     wrong = _closest(out, M22=[lambda: _ln_out(x, gamma, beta, axis=0)],
                      **_formula_mistakes(lambda **kw: _ln_out(x, gamma, beta, **kw)))
     g.compare("out", out, exp, rtol=rtol, atol=atol, mistakes=_mistakes(**wrong))
@@ -315,7 +312,7 @@ def _gn_compare(g, fn, x, gamma, beta, G, param, rtol=RTOL64, atol=ATOL64):
         raise Failure(f"{g._describe_student_error(err)}\n      yours:    works with gamma and "
                       f"beta of shape ({G},), one per group\n      expected: gamma and beta of "
                       f"shape ({x.shape[1]},), one per channel\n      {_diag('M25')}") from None
-    exp = ref.spatial_groupnorm_forward(x.astype(np.float64), gamma, beta, G, _copy(param))[0]
+    exp = ref.spatial_groupnorm_forward(x.astype(np.float64), gamma, beta, G, copy_param(param))[0]
 
     def w(**kw):
         return _gn_out(x, gamma, beta, G, param.get("eps", 1e-5), **kw)

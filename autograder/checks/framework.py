@@ -471,6 +471,23 @@ def same_value(before, after) -> bool:
     return bool(before == after)
 
 
+def copy_param(param: dict) -> dict:
+    """A copy of a layer's parameter dict (``bn_param``, ``ln_param``, ...) whose arrays are
+    copies too (``running_mean``, ``running_var``), so the call's updates can be compared with
+    the state before it.
+
+    Parameters
+    ----------
+    param : dict
+        str keys; ndarray values are copied, anything else (``mode``, ``eps``) is shared.
+
+    Returns
+    -------
+    dict
+    """
+    return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in param.items()}
+
+
 def kernel_function(source: str, name: str, **constants):
     """A function of the check's own that a student function receives as an argument.
 

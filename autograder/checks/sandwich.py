@@ -28,6 +28,7 @@ from autograder.checks.framework import (
     Failure,
     Grader,
     companion,
+    copy_param,
     hidden_check,
     require_unchanged,
     rng,
@@ -97,13 +98,9 @@ def _case(seed: int, N: int = 12, D: int = 6, M: int = 5, x_shape: tuple | None 
     return x, w, b, gamma, beta, bn, dout
 
 
-def _copy_bn(bn: dict) -> dict:
-    return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in bn.items()}
-
-
 def _reference(x, w, b, gamma, beta, bn):
     """Reference forward on copies: (out, cache, the updated bn_param)."""
-    bn = _copy_bn(bn)
+    bn = copy_param(bn)
     out, cache = ref.affine_bn_relu_forward(x.copy(), w, b, gamma, beta, bn)
     return out, cache, bn
 
@@ -132,7 +129,7 @@ def _forward_mistakes(x, w, b, gamma, beta, bn) -> dict:
 def _call_forward(g: Grader, fn, x, w, b, gamma, beta, bn):
     """Call the student on copies; check the inputs survive; return (out, cache, bn_param)."""
     args = [a.copy() for a in (x, w, b, gamma, beta)]
-    bn_in = _copy_bn(bn)
+    bn_in = copy_param(bn)
     out, cache = unpack(g.call(fn, *args, bn_in), 2, "out, cache")
     for name, before, after in zip(("x", "w", "b", "gamma", "beta"), (x, w, b, gamma, beta), args,
                                    strict=True):
@@ -167,7 +164,7 @@ def check_affine_bn_relu_forward(g: Grader, fn) -> None:
             g.compare(f"bn_param['{key}']", got, bn_exp[key], rtol=RTOL, atol=ATOL)
 
     with g.part("test mode uses bn_param's running statistics", weight=0.5):
-        bn_test = {**_copy_bn(bn), "mode": "test"}
+        bn_test = {**copy_param(bn), "mode": "test"}
         out, _, _ = _call_forward(g, fn, x, w, b, gamma, beta, bn_test)
         expected, _, _ = _reference(x, w, b, gamma, beta, bn_test)
         g.compare("out (test mode)", out, expected, rtol=RTOL, atol=ATOL,
@@ -250,7 +247,7 @@ def _numeric_grads(fwd, x, w, b, gamma, beta, bn, dout, h=1e-6):
         def f(v):
             args = [p.copy() for p in params]
             args[i] = v
-            return fwd(*args, _copy_bn(bn))[0]
+            return fwd(*args, copy_param(bn))[0]
         return f
 
     return [_fd(f_of(i), p, dout, h=h) for i, p in enumerate(params)]
