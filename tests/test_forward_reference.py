@@ -18,6 +18,7 @@ import pytest
 import torch
 from conftest import answer_cells, release_stub
 
+from autograder import checks
 from autograder import reference as ref
 from autograder.checks import batchnorm_forward as cf
 from autograder.checks.framework import diagnoses_in
@@ -257,7 +258,7 @@ def test_reference_raises(call, exc):
 
 
 # =============================================================================== the checks
-CHECKS = {f: getattr(cf, f"check_{f}") for f in FUNCTIONS}
+CHECKS = {f: getattr(checks, f"check_{f}") for f in FUNCTIONS}
 
 
 def _grade(ns: dict, capsys) -> tuple[dict, str]:
@@ -308,7 +309,7 @@ def test_hidden_cells_points_and_call_match_the_checks():
         lines = cell.source.strip().splitlines()
         assert lines[-2] == f"from autograder.checks import check_{f}; check_{f}({f})"
         assert lines[-1] == "### END HIDDEN TESTS"
-    assert cf.__all__ == [f"check_{f}" for f in FUNCTIONS]
+    assert cf.__all__ + checks.spatial_batchnorm.__all__ == [f"check_{f}" for f in FUNCTIONS]
 
 
 @pytest.mark.parametrize("student", sorted(samples.STUDENTS))

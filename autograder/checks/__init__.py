@@ -3,8 +3,9 @@
 Each check compares the student's function with ``autograder.reference`` on seeded random
 inputs, names the mistake when the output matches a known one (``../shared/MISCONCEPTIONS.md``
 ids M1–M31), prints a report, and returns the points earned (nbgrader partial credit).
-The checks are grouped by assignment (``standardization.py``, ``batchnorm_forward.py``,
-``batchnorm_backward.py``, ``sandwich.py``, ``experiments.py``, ``beyond_batchnorm.py``, ``batchrenorm.py``) on top of ``framework.py`` (``Grader``); this
+The checks are grouped by assignment (``standardization.py``; ``batchnorm_forward.py`` and
+``spatial_batchnorm.py``; ``batchnorm_backward.py``; ``sandwich.py`` and ``experiments.py``;
+``beyond_batchnorm.py`` and ``batchrenorm.py``) on top of ``framework.py`` (``Grader``); this
 module is the single import point the notebooks use.
 
 May import ``autograder.reference``, ``autograder.notebooks``, ``autograder.course_dir`` and
@@ -23,8 +24,10 @@ from autograder.checks.experiments import *  # noqa: F403
 from autograder.checks.experiments import __all__ as _measuring
 from autograder.checks.sandwich import *  # noqa: F403
 from autograder.checks.sandwich import __all__ as _experiments
+from autograder.checks.spatial_batchnorm import *  # noqa: F403
+from autograder.checks.spatial_batchnorm import __all__ as _spatial
 from autograder.checks.standardization import *  # noqa: F403
 from autograder.checks.standardization import __all__ as _standardization
 
-__all__ = [*_standardization, *_forward, *_backward, *_experiments, *_measuring, *_beyond,
+__all__ = [*_standardization, *_forward, *_spatial, *_backward, *_experiments, *_measuring, *_beyond,
            *_batchrenorm]
