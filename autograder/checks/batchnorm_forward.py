@@ -437,12 +437,8 @@ def _compare_running(g, bn_after, exp_bn, bn_before, wrong_runs: dict, rtol, ato
                   mistakes=_mistakes(**runs))
 
 
-@hidden_check("batchnorm_forward", points=6)
-def check_batchnorm_forward(g: Grader, batchnorm_forward) -> None:
-    """Train and test mode, running statistics, defaults, dtypes, errors; PyTorch semantics."""
-    r = rng(204)
-    x, gamma, beta, bn = _bn_case(r)
-
+def _forward_train_output(g, batchnorm_forward, x, gamma, beta, bn) -> None:
+    """Part of ``check_batchnorm_forward``: train-mode output on an 8x5 batch."""
     with g.part("train-mode output on an 8x5 batch (one feature with variance below eps)",
                 weight=2):
         out, _ = _call_bn(g, batchnorm_forward, x, gamma, beta, bn)
@@ -450,6 +446,9 @@ def check_batchnorm_forward(g: Grader, batchnorm_forward) -> None:
         g.compare("out", out, exp, rtol=RTOL64, atol=ATOL64,
                   mistakes=_out_mistakes(x, gamma, beta, bn))
 
+
+def _forward_one_step(g, batchnorm_forward, x, gamma, beta, bn) -> None:
+    """Part of ``check_batchnorm_forward``: one train step updates bn_param's running_mean and running_var."""
     with g.part("one train step updates bn_param's running_mean and running_var "
                 "(momentum 0.1, unbiased variance)", weight=1.5):
         _, bn_after = _call_bn(g, batchnorm_forward, x, gamma, beta, bn)
@@ -458,6 +457,9 @@ def check_batchnorm_forward(g: Grader, batchnorm_forward) -> None:
                  {"M6": {"flip": True}, "M7": {"run_ddof": 0}}.items()}
         _compare_running(g, bn_after, exp_bn, bn, wrong, RTOL64, ATOL64)
 
+
+def _forward_three_steps(g, batchnorm_forward, r, gamma, beta) -> None:
+    """Part of ``check_batchnorm_forward``: running statistics after three train steps."""
     with g.part("running statistics after three train steps (momentum 0.3, batch sizes "
                 "4, 6, 3)", weight=1):
         bn_s = {"mode": "train", "momentum": 0.3, "eps": 1e-5,
@@ -477,6 +479,9 @@ def check_batchnorm_forward(g: Grader, batchnorm_forward) -> None:
                                            "running_var": np.ones(5)},
                          wrong_runs, RTOL64, ATOL64)
 
+
+def _forward_defaults(g, batchnorm_forward, x, gamma, beta) -> None:
+    """Part of ``check_batchnorm_forward``: defaults when bn_param holds only 'mode'."""
     with g.part("defaults when bn_param holds only 'mode': eps=1e-5, momentum=0.1, "
                 "running_mean=0, running_var=1", weight=1):
         bn_d = {"mode": "train"}
@@ -495,6 +500,9 @@ def check_batchnorm_forward(g: Grader, batchnorm_forward) -> None:
                   _ref_bn(x, gamma, beta, {"mode": "test"})[0], rtol=RTOL64, atol=ATOL64,
                   mistakes=_out_mistakes(x, gamma, beta, {"mode": "test"}))
 
+
+def _forward_test_mode(g, batchnorm_forward, r, gamma, beta, bn) -> None:
+    """Part of ``check_batchnorm_forward``: test mode normalizes with the running statistics and leaves them unchanged."""
     with g.part("test mode normalizes with the running statistics and leaves them unchanged",
                 weight=1.5):
         bn_t = dict(copy_param(bn), mode="test")
@@ -510,6 +518,9 @@ def check_batchnorm_forward(g: Grader, batchnorm_forward) -> None:
         g.compare("test-mode out for a single sample (N=1)", one,
                   _ref_bn(xt[:1], gamma, beta, bn_t)[0], rtol=RTOL64, atol=ATOL64)
 
+
+def _forward_float32(g, batchnorm_forward, r) -> None:
+    """Part of ``check_batchnorm_forward``: float32 in, float32 out."""
     with g.part("float32 in, float32 out (train and test mode)", weight=1):
         x32 = r.normal(loc=1.0, scale=2.0, size=(16, 3)).astype(np.float32)
         g32, b32 = np.float32([1.5, 0.5, -1.0]), np.float32([0.0, 1.0, -2.0])
@@ -530,6 +541,9 @@ def check_batchnorm_forward(g: Grader, batchnorm_forward) -> None:
                   atol=ATOL32,
                   mistakes=_out_mistakes(x32, g32, b32, bn32t, rtol=RTOL32, atol=ATOL32))
 
+
+def _forward_two_samples(g, batchnorm_forward) -> None:
+    """Part of ``check_batchnorm_forward``: N=2 samples, D=1 feature."""
     with g.part("N=2 samples, D=1 feature: output and running_var (N - 1 = 1)", weight=0.5):
         x2, g2, b2 = np.array([[1.0], [4.0]]), np.array([2.0]), np.array([0.5])
         bn2 = {"mode": "train", "running_mean": np.zeros(1), "running_var": np.ones(1)}
@@ -541,6 +555,9 @@ def check_batchnorm_forward(g: Grader, batchnorm_forward) -> None:
                  "M6": _bn_wrong(x2, g2, b2, bn2, flip=True)[1:]}
         _compare_running(g, bn_after, exp_bn, bn2, wrong, RTOL64, ATOL64)
 
+
+def _forward_constant_feature(g, batchnorm_forward, r) -> None:
+    """Part of ``check_batchnorm_forward``: a constant feature is mapped to beta."""
     with g.part("a constant feature is mapped to beta (no nan/inf)", weight=0.5):
         xc = np.column_stack([np.full(6, 3.0), r.normal(size=6)])
         gc, bc = np.array([2.0, 1.0]), np.array([-0.5, 0.0])
@@ -551,6 +568,9 @@ def check_batchnorm_forward(g: Grader, batchnorm_forward) -> None:
                       xc, gc, bc, bnc,
                       M5=lambda: _bn_wrong(xc, gc, bc, bnc, eps_mode="missing")[0]))
 
+
+def _forward_large_mean(g, batchnorm_forward, r) -> None:
+    """Part of ``check_batchnorm_forward``: features with a large mean."""
     with g.part("features with a large mean (1e4) and a small spread (std 1e-2), float64",
                 weight=0.5):
         # float64 on purpose (module docstring). var ~1e-4 vs eps 1e-5: the variance decides
@@ -571,6 +591,9 @@ def check_batchnorm_forward(g: Grader, batchnorm_forward) -> None:
                     raise Failure(f"{f}\n      {_diagnose('M4')}") from None
             raise
 
+
+def _forward_errors(g, batchnorm_forward, x, gamma, beta, bn) -> None:
+    """Part of ``check_batchnorm_forward``: ValueError for a mode other than 'train'/'test', and for N=1 in train mode."""
     with g.part("ValueError for a mode other than 'train'/'test', and for N=1 in train mode",
                 weight=1):
         for bad in ("eval", "training"):
@@ -579,6 +602,9 @@ def check_batchnorm_forward(g: Grader, batchnorm_forward) -> None:
         g.expect_raises(ValueError, batchnorm_forward, x[:1].copy(), gamma, beta,
                         copy_param(bn), what="train mode with N=1 (a variance needs two samples)")
 
+
+def _forward_inputs_unchanged(g, batchnorm_forward, x, gamma, beta, bn) -> None:
+    """Part of ``check_batchnorm_forward``: x, gamma and beta are left unchanged."""
     with g.part("x, gamma and beta are left unchanged (train and test mode)", weight=0.5):
         for mode in ("train", "test"):
             args = (x.copy(), gamma.copy(), beta.copy())
@@ -587,4 +613,19 @@ def check_batchnorm_forward(g: Grader, batchnorm_forward) -> None:
                        {"x": args[0], "gamma": args[1], "beta": args[2]})
 
 
-# ============================================================================= spatial
+@hidden_check("batchnorm_forward", points=6)
+def check_batchnorm_forward(g: Grader, batchnorm_forward) -> None:
+    """Train and test mode, running statistics, defaults, dtypes, errors; PyTorch semantics."""
+    r = rng(204)
+    x, gamma, beta, bn = _bn_case(r)
+    _forward_train_output(g, batchnorm_forward, x, gamma, beta, bn)
+    _forward_one_step(g, batchnorm_forward, x, gamma, beta, bn)
+    _forward_three_steps(g, batchnorm_forward, r, gamma, beta)
+    _forward_defaults(g, batchnorm_forward, x, gamma, beta)
+    _forward_test_mode(g, batchnorm_forward, r, gamma, beta, bn)
+    _forward_float32(g, batchnorm_forward, r)
+    _forward_two_samples(g, batchnorm_forward)
+    _forward_constant_feature(g, batchnorm_forward, r)
+    _forward_large_mean(g, batchnorm_forward, r)
+    _forward_errors(g, batchnorm_forward, x, gamma, beta, bn)
+    _forward_inputs_unchanged(g, batchnorm_forward, x, gamma, beta, bn)

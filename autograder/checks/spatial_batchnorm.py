@@ -93,56 +93,31 @@ def _spatial_formula_mistakes(x, gamma, beta, bn, **only) -> dict:
             for k, kw in kinds.items()}
 
 
-@hidden_check("spatial_batchnorm_forward", points=3)
-def check_spatial_batchnorm_forward(g: Grader, spatial_batchnorm_forward) -> None:
-    """Per-channel statistics over (N, H, W), as ``BatchNorm2d``."""
-    r = rng(205)
-    N, C, H, W = 3, 4, 2, 5
-    loc = np.array([0.0, 4.0, -2.0, 1.0])[None, :, None, None]
-    scale = np.array([1.0, 2.0, 0.5, 3.0])[None, :, None, None]
-    x = loc + scale * r.normal(size=(N, C, H, W))
-    gamma, beta = np.array([1.5, 0.5, 2.0, -1.0]), np.array([0.0, 1.0, -1.0, 0.5])
-    bn = {"mode": "train", "eps": 1e-5, "momentum": 0.1,
-          "running_mean": r.normal(size=C), "running_var": r.uniform(0.5, 2.0, size=C)}
+def _m13_from(g: Grader, err: StudentError, xx) -> None:
+    """Fail with M13 if the student's error is a broadcast that involves a per-activation
+    shape, (C, H, W) or C*H*W values; otherwise return (the caller re-raises)."""
+    shapes = [tuple(int(d) for d in re.findall(r"\d+", m))
+              for m in re.findall(r"\(([\d,\s]*)\)", str(err.exc))]
+    _, c, h, w_ = xx.shape
+    if "broadcast" in str(err.exc) and any(sh == (c, h, w_) or c * h * w_ in sh
+                                           for sh in shapes):
+        rows = ref_batchnorm._nchw_to_rows(np.asarray(xx, np.float64))
+        raise Failure(
+            f"{g._describe_student_error(err)}\n      gamma, beta and the running "
+            f"statistics have shape (C,) = ({c},).\n      yours:    statistics of shape "
+            f"{' and '.join(map(str, shapes))}, which do not broadcast\n      expected: "
+            f"one mean per channel over (N, H, W), shape ({c},): {fmt(rows.mean(axis=0))}"
+            f"\n      {_diagnose('M13')}") from None
+    if "broadcast" in str(err.exc) and (c,) in shapes and xx.shape in shapes:
+        raise Failure(
+            f"{g._describe_student_error(err)}\n      gamma, beta and the per-channel "
+            f"statistics have shape (C,) = ({c},); against an (N, C, H, W) array they line "
+            f"up with W, not with C. Reshape them to (1, C, 1, 1) first, e.g. "
+            f"gamma.reshape(1, -1, 1, 1).") from None
 
-    def reference(xx, bb):
-        bb = copy_param(bb)
-        out, _ = ref.spatial_batchnorm_forward(np.asarray(xx, np.float64), gamma, beta, bb)
-        return out, bb
 
-    def w(kind, i=0):
-        return lambda: _spatial_wrong(x, gamma, beta, bn, kind)[i]
-
-    def m13_from(err, xx):
-        """Fail with M13 if the student's error is a broadcast that involves a per-activation
-        shape, (C, H, W) or C*H*W values; otherwise return (the caller re-raises)."""
-        shapes = [tuple(int(d) for d in re.findall(r"\d+", m))
-                  for m in re.findall(r"\(([\d,\s]*)\)", str(err.exc))]
-        _, c, h, w_ = xx.shape
-        if "broadcast" in str(err.exc) and any(sh == (c, h, w_) or c * h * w_ in sh
-                                               for sh in shapes):
-            rows = ref_batchnorm._nchw_to_rows(np.asarray(xx, np.float64))
-            raise Failure(
-                f"{g._describe_student_error(err)}\n      gamma, beta and the running "
-                f"statistics have shape (C,) = ({c},).\n      yours:    statistics of shape "
-                f"{' and '.join(map(str, shapes))}, which do not broadcast\n      expected: "
-                f"one mean per channel over (N, H, W), shape ({c},): {fmt(rows.mean(axis=0))}"
-                f"\n      {_diagnose('M13')}") from None
-        if "broadcast" in str(err.exc) and (c,) in shapes and xx.shape in shapes:
-            raise Failure(
-                f"{g._describe_student_error(err)}\n      gamma, beta and the per-channel "
-                f"statistics have shape (C,) = ({c},); against an (N, C, H, W) array they line "
-                f"up with W, not with C. Reshape them to (1, C, 1, 1) first, e.g. "
-                f"gamma.reshape(1, -1, 1, 1).") from None
-
-    def call(xx, bb):
-        """(out, the student's bn_param after the call), on copies; M13 on its errors."""
-        try:
-            return _call_bn(g, spatial_batchnorm_forward, xx, gamma, beta, bb)
-        except StudentError as err:
-            m13_from(err, xx)
-            raise
-
+def _spatial_train_output(g, x, gamma, beta, bn, reference, w, call) -> None:
+    """Part of ``check_spatial_batchnorm_forward``: train-mode output."""
     with g.part("train-mode output: one mean and variance per channel over (N, H, W)",
                 weight=2):
         out, _ = call(x, bn)
@@ -150,6 +125,9 @@ def check_spatial_batchnorm_forward(g: Grader, spatial_batchnorm_forward) -> Non
             M13=w("M13"), M14=w("M14"), M14_back=w("M14_back"), M2_image=w("M2"),
             **_spatial_formula_mistakes(x, gamma, beta, bn)))
 
+
+def _spatial_running_stats(g, x, gamma, beta, bn, C, reference, w, call) -> None:
+    """Part of ``check_spatial_batchnorm_forward``: running_mean and running_var have shape."""
     with g.part("running_mean and running_var have shape (C,), unbiased over N*H*W - 1",
                 weight=1):
         _, bn_after = call(x, bn)
@@ -164,6 +142,9 @@ def check_spatial_batchnorm_forward(g: Grader, spatial_batchnorm_forward) -> Non
         }
         _compare_running(g, bn_after, exp_bn, bn, wrong, RTOL64, ATOL64)
 
+
+def _spatial_test_mode(g, x, gamma, beta, bn, reference, call) -> None:
+    """Part of ``check_spatial_batchnorm_forward``: test mode uses the running statistics per channel."""
     with g.part("test mode uses the running statistics per channel", weight=1):
         bn_t = dict(copy_param(bn), mode="test")
         out, _ = call(x, bn_t)
@@ -171,6 +152,9 @@ def check_spatial_batchnorm_forward(g: Grader, spatial_batchnorm_forward) -> Non
                   mistakes=_mistakes(M8_test=lambda: reference(x, bn)[0],
                                      M14=lambda: _spatial_wrong(x, gamma, beta, bn_t, "M14")[0]))
 
+
+def _spatial_float32(g, spatial_batchnorm_forward, r, gamma, beta, C, loc, scale, reference) -> None:
+    """Part of ``check_spatial_batchnorm_forward``: float32 in, float32 out; x is left unchanged."""
     with g.part("float32 in, float32 out; x is left unchanged", weight=0.5):
         x32 = (loc + scale * r.normal(size=(2, C, 3, 3))).astype(np.float32)
         x_in = x32.copy()
@@ -178,7 +162,7 @@ def check_spatial_batchnorm_forward(g: Grader, spatial_batchnorm_forward) -> Non
             out, _ = unpack(g.call(spatial_batchnorm_forward, x_in, gamma.astype(np.float32),
                                    beta.astype(np.float32), {"mode": "train"}), 2, "out, cache")
         except StudentError as err:
-            m13_from(err, x32)
+            _m13_from(g, err, x32)
             raise
         _unchanged({"x": x32}, {"x": x_in})
         _dtype("out", out, np.float32)
@@ -188,11 +172,17 @@ def check_spatial_batchnorm_forward(g: Grader, spatial_batchnorm_forward) -> Non
                                                      {"mode": "train"}, k)[0])
                       for k in ("M13", "M14", "M14_back")}))
 
+
+def _spatial_single_image(g, x, reference, call) -> None:
+    """Part of ``check_spatial_batchnorm_forward``: a single image."""
     with g.part("a single image (N=1, H*W > 1) trains: statistics over its pixels", weight=0.5):
         x1 = x[:1]
         out, _ = call(x1, {"mode": "train"})
         g.compare("out", out, reference(x1, {"mode": "train"})[0], rtol=RTOL64, atol=ATOL64)
 
+
+def _spatial_hard_channels(g, gamma, beta, C, reference, call) -> None:
+    """Part of ``check_spatial_batchnorm_forward``: a channel with a large mean."""
     with g.part("a channel with a large mean (1e4) and std 1e-2, and a constant channel "
                 "(float64)", weight=0.5):
         # As in batchnorm_forward's offset part: var ~1e-4 against eps 1e-5, so the variance
@@ -219,3 +209,39 @@ def check_spatial_batchnorm_forward(g: Grader, spatial_batchnorm_forward) -> Non
                 if close(centred, reference(xo - offset, bno)[0], 1e-6, 1e-8):
                     raise Failure(f"{f}\n      {_diagnose('M4')}") from None
             raise
+
+
+@hidden_check("spatial_batchnorm_forward", points=3)
+def check_spatial_batchnorm_forward(g: Grader, spatial_batchnorm_forward) -> None:
+    """Per-channel statistics over (N, H, W), as ``BatchNorm2d``."""
+    r = rng(205)
+    N, C, H, W = 3, 4, 2, 5
+    loc = np.array([0.0, 4.0, -2.0, 1.0])[None, :, None, None]
+    scale = np.array([1.0, 2.0, 0.5, 3.0])[None, :, None, None]
+    x = loc + scale * r.normal(size=(N, C, H, W))
+    gamma, beta = np.array([1.5, 0.5, 2.0, -1.0]), np.array([0.0, 1.0, -1.0, 0.5])
+    bn = {"mode": "train", "eps": 1e-5, "momentum": 0.1,
+          "running_mean": r.normal(size=C), "running_var": r.uniform(0.5, 2.0, size=C)}
+
+    def reference(xx, bb):
+        bb = copy_param(bb)
+        out, _ = ref.spatial_batchnorm_forward(np.asarray(xx, np.float64), gamma, beta, bb)
+        return out, bb
+
+    def w(kind, i=0):
+        return lambda: _spatial_wrong(x, gamma, beta, bn, kind)[i]
+
+    def call(xx, bb):
+        """(out, the student's bn_param after the call), on copies; M13 on its errors."""
+        try:
+            return _call_bn(g, spatial_batchnorm_forward, xx, gamma, beta, bb)
+        except StudentError as err:
+            _m13_from(g, err, xx)
+            raise
+
+    _spatial_train_output(g, x, gamma, beta, bn, reference, w, call)
+    _spatial_running_stats(g, x, gamma, beta, bn, C, reference, w, call)
+    _spatial_test_mode(g, x, gamma, beta, bn, reference, call)
+    _spatial_float32(g, spatial_batchnorm_forward, r, gamma, beta, C, loc, scale, reference)
+    _spatial_single_image(g, x, reference, call)
+    _spatial_hard_channels(g, gamma, beta, C, reference, call)

@@ -170,9 +170,8 @@ def _random_data(seed: int, m: int, D: int, dtype=np.float64):
 
 
 # --------------------------------------------------------------------------- fit_standardizer
-@hidden_check("fit_standardizer", points=4)
-def check_fit_standardizer(g: Grader, fit_standardizer) -> None:
-    """Hidden check of ``fit_standardizer(X) -> (mean, scale)``."""
+def _fit_mean_and_std(g, fit_standardizer) -> None:
+    """Part of ``check_fit_standardizer``: mean and population std per feature, float64, shapes."""
     with g.part("mean and population std per feature, float64, shapes (40, 5), (300, 3), (6, 1)", 3):
         for seed, (m, D) in enumerate([(40, 5), (300, 3), (6, 1)]):
             X = _random_data(seed, m, D)
@@ -187,6 +186,9 @@ def check_fit_standardizer(g: Grader, fit_standardizer) -> None:
                 mistakes=_scale_mistakes(scale, X, RTOL64, 0.0),
             )
 
+
+def _fit_single_row(g, fit_standardizer) -> None:
+    """Part of ``check_fit_standardizer``: a single row."""
     with g.part("a single row (m = 1): mean = that row, scale = 1.0 for every feature", 1):
         X = _random_data(10, 1, 4)
         mean, scale = unpack(g.call(fit_standardizer, X.copy()), 2, "mean, scale")
@@ -200,6 +202,9 @@ def check_fit_standardizer(g: Grader, fit_standardizer) -> None:
             },
         )
 
+
+def _fit_float32(g, fit_standardizer) -> None:
+    """Part of ``check_fit_standardizer``: float32 input, shape."""
     with g.part("float32 input, shape (60, 4): values to float32 precision", 1):
         X32 = _random_data(11, 60, 4, dtype=np.float32)
         mean, scale = unpack(g.call(fit_standardizer, X32.copy()), 2, "mean, scale")
@@ -212,6 +217,9 @@ def check_fit_standardizer(g: Grader, fit_standardizer) -> None:
             _scale_mistakes(scale, X64, RTOL32, 0.0),
         )
 
+
+def _fit_large_mean(g, fit_standardizer) -> None:
+    """Part of ``check_fit_standardizer``: features with a large mean."""
     with g.part("features with a large mean (1e4) and a small spread (std 0.01)", 1):
         r = rng(12)
         offset = 1e4
@@ -233,6 +241,9 @@ def check_fit_standardizer(g: Grader, fit_standardizer) -> None:
         # one-pass formula is off by ~1e-4 here.
         _compare_side_scale(g, "scale (offset data)", scale, exp_scale, X, RTOL64, mistakes)
 
+
+def _fit_constant_feature(g, fit_standardizer) -> None:
+    """Part of ``check_fit_standardizer``: a constant feature gets scale 1.0."""
     with g.part("a constant feature gets scale 1.0 (its standardized values are 0)", 1):
         X = _random_data(13, 8, 4)
         X[:, 1] = 3.0  # exactly representable: its mean is exactly 3.0 and its variance 0.0
@@ -246,19 +257,41 @@ def check_fit_standardizer(g: Grader, fit_standardizer) -> None:
         )
         _note_rounding_constant(g, fit_standardizer)
 
+
+def _fit_rejects_1d(g, fit_standardizer) -> None:
+    """Part of ``check_fit_standardizer``: ValueError for 1-D input."""
     with g.part("ValueError for 1-D input", 0.5):
         g.expect_raises(ValueError, fit_standardizer, rng(14).standard_normal(5),
                          what="1-D input of shape (5,)", hint="Check X.ndim and X.shape[0] first and raise ValueError with a clear message.")
 
+
+def _fit_rejects_empty(g, fit_standardizer) -> None:
+    """Part of ``check_fit_standardizer``: ValueError for input with no rows."""
     with g.part("ValueError for input with no rows", 0.5):
         g.expect_raises(ValueError, fit_standardizer, np.zeros((0, 3)),
                          what="input with no rows, shape (0, 3)", hint="Check X.ndim and X.shape[0] first and raise ValueError with a clear message.")
 
+
+def _fit_input_unchanged(g, fit_standardizer) -> None:
+    """Part of ``check_fit_standardizer``: X is not modified."""
     with g.part("X is not modified", 1):
         X = _random_data(15, 20, 3)
         X_arg = X.copy()
         g.call(fit_standardizer, X_arg)
         require_unchanged("X", X, X_arg, _M10)
+
+
+@hidden_check("fit_standardizer", points=4)
+def check_fit_standardizer(g: Grader, fit_standardizer) -> None:
+    """Hidden check of ``fit_standardizer(X) -> (mean, scale)``."""
+    _fit_mean_and_std(g, fit_standardizer)
+    _fit_single_row(g, fit_standardizer)
+    _fit_float32(g, fit_standardizer)
+    _fit_large_mean(g, fit_standardizer)
+    _fit_constant_feature(g, fit_standardizer)
+    _fit_rejects_1d(g, fit_standardizer)
+    _fit_rejects_empty(g, fit_standardizer)
+    _fit_input_unchanged(g, fit_standardizer)
 
 
 # --------------------------------------------------------------------------- standardize
