@@ -212,6 +212,7 @@ def test_interrupted_dask_run_puts_back_the_earlier_grades_and_can_be_rerun(tmp_
     assert nbformat.read(graded_nb, 4) != nbformat.reads(earlier.decode(), 4)
 
 
+@pytest.mark.nbgrader  # starts the grade command, which imports Dask and nbgrader
 def test_bad_scheduler_is_a_usage_error(tmp_path):
     root, _ = make_course(tmp_path)
     with pytest.raises(ValueError, match="local:N needs a positive N"):

@@ -20,6 +20,8 @@ import pytest
 from conftest import ROOT, nbgrader_meta
 from nbclient import NotebookClient
 
+pytestmark = pytest.mark.nbgrader  # each test runs notebook 04 in a Jupyter kernel
+
 SOURCE = ROOT / "source" / "04_experiments" / "experiments.ipynb"
 PASTE = {  # the functions the notebook tells a student to paste, by source notebook
     ROOT / "source" / "02_batchnorm_forward" / "batchnorm_forward.ipynb":

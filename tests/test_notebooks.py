@@ -104,6 +104,7 @@ def _graded_outputs(nb) -> dict[str, str]:
     }
 
 
+@pytest.mark.nbgrader  # runs each notebook twice
 @pytest.mark.parametrize("path", REDUCED, ids=_ids(REDUCED))
 def test_graded_results_do_not_depend_on_the_grading_mode(path, monkeypatch):
     """Issue 15 §3: under NBGRADER_EXECUTION=autograde, 01-03 skip their demos and figures, and
