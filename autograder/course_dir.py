@@ -43,13 +43,27 @@ def load_config(root: Path = ROOT):
     ------
     ValueError
         If ``root`` holds no ``nbgrader_config.py``.
+
+    Notes
+    -----
+    ``os.environ`` is left as it was: what the file sets there is for nbgrader's own process.
     """
     from traitlets.config.loader import PyFileConfigLoader
 
     root = Path(root)
     if not (root / CONFIG_FILE).is_file():
         raise ValueError(f"root must be an nbgrader course directory with {CONFIG_FILE}, got {root}")
-    return PyFileConfigLoader(CONFIG_FILE, path=str(root)).load_config()
+    # The file puts the course on os.environ's PYTHONPATH for the kernels of the nbgrader
+    # process that loads it. Read here only for its values, it must not change this process's
+    # environment: every later subprocess (a server, a terminal, a grading run of another
+    # course copy) would import the grader from this root.
+    before = os.environ.copy()
+    try:
+        return PyFileConfigLoader(CONFIG_FILE, path=str(root)).load_config()
+    finally:
+        for name in set(os.environ) - set(before):
+            del os.environ[name]
+        os.environ.update(before)
 
 
 def course_directory(root: Path = ROOT):

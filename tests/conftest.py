@@ -92,6 +92,21 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(requires_bwrap)
 
 
+def _restore_environ(before: dict) -> None:
+    for name in set(os.environ) - set(before):
+        del os.environ[name]
+    os.environ.update(before)
+
+
+@pytest.fixture(autouse=True)
+def _environ_kept():
+    """No test leaves its environment changes to the next one (on an xdist worker, the next is
+    any test of any file): servers and terminals started later inherit os.environ."""
+    before = os.environ.copy()
+    yield
+    _restore_environ(before)
+
+
 def pytest_runtest_setup(item):
     if item.get_closest_marker("requires_bwrap"):
         require_bwrap()
