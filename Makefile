@@ -59,17 +59,17 @@ lint: $(DEV_STAMP)
 	$(BIN)/ruff check course autograder tests benchmarks source nbgrader_config.py
 
 # Two pytest-xdist workers: most tests wait on kernels, nbgrader and servers, so two workers
-# share this 2-core machine well (measured: 10.3 min instead of 16). Tests are grouped by
-# file (and the demo's tests together), so each costly fixture is built once
-# (tests/conftest.py: xdist_group). TEST_WORKERS=0 runs them in this process.
+# share this 2-core machine well (measured: 10.3 min instead of 16). `--dist loadfile` keeps
+# each file's tests on one worker, in order, so a module's fixtures (a graded course, a
+# JupyterLab server) are built once. TEST_WORKERS=0 runs them in this process.
 TEST_WORKERS ?= 2
 
 test: lint
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # Tests marked `nbgrader` (nbgrader, a kernel or JupyterLab; see tests/conftest.py) are left out.
 test-fast: $(DEV_STAMP)
-	$(BIN)/python -m pytest -q -m "not nbgrader" -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -q -m "not nbgrader" -n $(TEST_WORKERS) --dist loadfile
 
 release: $(STAMP)
 	$(BIN)/python -m autograder release

@@ -69,23 +69,9 @@ SANDBOX_FIXTURES = frozenset({"graded", "html_graded", "hostile_run", "autograde
                               "scratch", "postgres"})
 
 
-#: Session fixtures costly enough that every test using one runs on the same pytest-xdist worker
-#: (``make test`` runs ``pytest -n 2 --dist loadgroup``): the demo grades every sample once.
-SHARED_SESSION_FIXTURES = ("demo_run",)
-
-
-def xdist_group(item) -> str:
-    """The pytest-xdist group of a test: the first shared session fixture it uses, else its file,
-    so that module-scoped fixtures (a graded course, a server) are built once, on one worker."""
-    used = set(getattr(item, "fixturenames", ()))
-    shared = [f for f in SHARED_SESSION_FIXTURES if f in used]
-    return shared[0] if shared else item.nodeid.split("::", 1)[0]
-
-
 def pytest_collection_modifyitems(config, items):
     for item in items:
         used = set(getattr(item, "fixturenames", ()))
-        item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
         if NBGRADER_FIXTURES & used:
             item.add_marker(pytest.mark.nbgrader)
         if SANDBOX_FIXTURES & used:

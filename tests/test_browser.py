@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -167,9 +168,15 @@ def output(page, grade_id: str) -> str:
     return cell(page, grade_id).locator(".jp-OutputArea").inner_text()
 
 
-def save(page) -> None:
+def save(page, notebook: Path, contains: str) -> None:
+    """Save with Ctrl+S and wait until the file on disk holds ``contains`` (what was typed)."""
     page.keyboard.press("ControlOrMeta+s")
     expect(page.locator(".lm-TabBar-tab.jp-mod-current.jp-mod-dirty")).to_have_count(0)
+    deadline = time.monotonic() + CELL_TIMEOUT / 1000
+    while contains not in notebook.read_text(encoding="utf-8"):  # the event: the file is written
+        if time.monotonic() > deadline:
+            pytest.fail(f"{notebook} was not saved with {contains!r} after Ctrl+S")
+        time.sleep(0.1)
 
 
 def validate(page, artifacts: Path, name: str) -> tuple[str, str]:
@@ -205,7 +212,7 @@ def _numbers(line: str) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- the workflows
-def test_1_student_reads_the_visible_test_message(page, artifacts):
+def test_1_student_reads_the_visible_test_message(page, artifacts, lab):
     for name in NB_PATH.split("/"):  # release, 02_batchnorm_forward, batchnorm_forward.ipynb
         listing = page.locator(".jp-DirListing-content")
         listing.locator(".jp-DirListing-itemText").get_by_text(name, exact=True).dblclick()
@@ -226,7 +233,7 @@ def test_1_student_reads_the_visible_test_message(page, artifacts):
     np.testing.assert_allclose(_numbers(yours), np.var(x, axis=0, ddof=1), rtol=1e-6)  # [4, 12]
     np.testing.assert_allclose(_numbers(expected), np.var(x, axis=0), rtol=1e-6)
     shot(page, artifacts, "visible-test", cell(page, "batch_stats_visible"))
-    save(page)
+    save(page, lab.root / NB_PATH, "x.var(axis=0, ddof=1)")
     kind, dialog = validate(page, artifacts, "validate-failed")
     assert kind == "error" and "The following cell failed" in dialog, dialog
     assert 'check_close("var (divided by N = 3' in dialog  # the failing visible test
@@ -254,7 +261,7 @@ def test_2_self_learner_reads_the_diagnosis_in_a_terminal(page, artifacts, lab):
     assert "Diagnosis M1" in batch_stats and "yours:" in batch_stats and "expected:" in batch_stats
 
 
-def test_3_student_fixes_it_and_validation_passes(page, artifacts):
+def test_3_student_fixes_it_and_validation_passes(page, artifacts, lab):
     page.locator(".lm-TabBar-tab", has_text=NOTEBOOK).click()
     type_into(page, "batch_stats", FIXED)
     run(page, "batch_stats")
@@ -265,7 +272,7 @@ def test_3_student_fixes_it_and_validation_passes(page, artifacts):
     shot(page, artifacts, "visible-test-passed", cell(page, "batch_stats_visible"))
     for grade_id in OTHER_ANSWERS:
         type_into(page, grade_id, instructor_solution(grade_id))
-    save(page)
+    save(page, lab.root / NB_PATH, "x.var(axis=0, ddof=0)")
     kind, dialog = validate(page, artifacts, "validate-passed")
     assert kind == "success" and "passes all the tests" in dialog, dialog
 
