@@ -31,6 +31,7 @@ from diagnoses import standardization as fx_standardization
 
 from autograder.checks import batchnorm_backward as checks_backward
 from autograder.checks import batchnorm_forward as checks_forward
+from autograder.checks import batchnorm_stages as checks_stages
 from autograder.checks import batchrenorm as checks_batchrenorm
 from autograder.checks import beyond_batchnorm as checks_beyond
 from autograder.checks import spatial_batchnorm as checks_spatial
@@ -45,6 +46,7 @@ CATALOGUE = ROOT / "autograder" / "MISCONCEPTIONS.md"
 NOTEBOOKS = {
     checks_standardization: ROOT / "source" / "01_standardization" / "standardization.ipynb",
     checks_forward: ROOT / "source" / "02_batchnorm_forward" / "batchnorm_forward.ipynb",
+    checks_stages: ROOT / "source" / "02_batchnorm_forward" / "batchnorm_forward.ipynb",
     checks_spatial: ROOT / "source" / "02_batchnorm_forward" / "batchnorm_forward.ipynb",
     checks_backward: ROOT / "source" / "03_batchnorm_backward" / "batchnorm_backward.ipynb",
     checks_beyond: ROOT / "source" / "05_beyond_batchnorm" / "beyond_batchnorm.ipynb",

@@ -309,7 +309,7 @@ def test_hidden_cells_points_and_call_match_the_checks():
         lines = cell.source.strip().splitlines()
         assert lines[-2] == f"from autograder.checks import check_{f}; check_{f}({f})"
         assert lines[-1] == "### END HIDDEN TESTS"
-    assert cf.__all__ + checks.spatial_batchnorm.__all__ == [f"check_{f}" for f in FUNCTIONS]
+    assert checks.batchnorm_stages.__all__ + cf.__all__ + checks.spatial_batchnorm.__all__ == [f"check_{f}" for f in FUNCTIONS]
 
 
 @pytest.mark.parametrize("student", sorted(samples.STUDENTS))
