@@ -58,10 +58,10 @@ demo: $(STAMP)
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check course autograder tests benchmarks source nbgrader_config.py
 
-# Three pytest-xdist workers: most tests wait on kernels, nbgrader and servers, so three workers
-# share this 2-core machine well (measured in a fresh clone: 10.9 min with two, 16 with one). `--dist loadfile` keeps
-# each file's tests on one worker, in order, so a module's fixtures (a graded course, a
-# JupyterLab server) are built once. TEST_WORKERS=0 runs them in this process.
+# Three pytest-xdist workers: most tests wait on kernels, nbgrader and servers (measured in a
+# fresh clone on 2 cores: 10.5 min with three, 10.9 with two, 16 with one; the longest files
+# bound it). `--dist loadfile` keeps each file's tests on one worker, in order, so a module's
+# fixtures (a graded course, a JupyterLab server) are built once. TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 3
 
 test: lint
