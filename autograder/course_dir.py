@@ -11,9 +11,10 @@ anything may import it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 #: The course root: the folder holding ``autograder/``, ``course/``, ``source/`` and ``release/``.
@@ -57,9 +58,18 @@ def load_config(root: Path = ROOT):
     # process that loads it. Read here only for its values, it must not change this process's
     # environment: every later subprocess (a server, a terminal, a grading run of another
     # course copy) would import the grader from this root.
+    with environ_kept():
+        return PyFileConfigLoader(CONFIG_FILE, path=str(root)).load_config()
+
+
+@contextlib.contextmanager
+def environ_kept() -> Iterator[None]:
+    """Inside the block, ``os.environ`` may change; afterwards it is exactly as it was
+    (variables added are removed, changed or removed ones put back), also after an exception.
+    """
     before = os.environ.copy()
     try:
-        return PyFileConfigLoader(CONFIG_FILE, path=str(root)).load_config()
+        yield
     finally:
         for name in set(os.environ) - set(before):
             del os.environ[name]

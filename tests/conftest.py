@@ -19,7 +19,12 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from autograder.course_dir import assignments, load_config, put_tools_on_path  # noqa: E402
+from autograder.course_dir import (  # noqa: E402
+    assignments,
+    environ_kept,
+    load_config,
+    put_tools_on_path,
+)
 
 ASSIGNMENTS = assignments(ROOT)
 
@@ -78,19 +83,12 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(requires_bwrap)
 
 
-def _restore_environ(before: dict) -> None:
-    for name in set(os.environ) - set(before):
-        del os.environ[name]
-    os.environ.update(before)
-
-
 @pytest.fixture(autouse=True)
 def _environ_kept():
     """No test leaves its environment changes to the next one (on an xdist worker, the next is
     any test of any file): servers and terminals started later inherit os.environ."""
-    before = os.environ.copy()
-    yield
-    _restore_environ(before)
+    with environ_kept():
+        yield
 
 
 def pytest_runtest_setup(item):
@@ -109,10 +107,9 @@ def execute_notebook(path: Path, root: Path, allow_errors: bool, timeout: int = 
     so the hidden tests can import ``autograder``.
     """
     nb = nbformat.read(path, as_version=4)
-    env_before = dict(os.environ)
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(root), env_before.get("PYTHONPATH", "")])
-    os.environ.pop("MPLBACKEND", None)  # the kernel's inline backend draws figures into outputs
-    try:
+    with environ_kept():
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])
+        os.environ.pop("MPLBACKEND", None)  # the kernel's inline backend draws figures into outputs
         client = NotebookClient(
             nb,
             timeout=timeout,
@@ -121,9 +118,6 @@ def execute_notebook(path: Path, root: Path, allow_errors: bool, timeout: int = 
             resources={"metadata": {"path": str(path.parent)}},
         )
         client.execute()
-    finally:
-        os.environ.clear()
-        os.environ.update(env_before)
     return nb
 
 
