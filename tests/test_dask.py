@@ -221,21 +221,72 @@ def test_bad_scheduler_is_a_usage_error(tmp_path):
         "tiny", root, students=["nobody"], progress=False)  # the lock was released
 
 
-def test_job_code_travels_by_value():
-    """A worker needs no copy of the course: the job function is pickled by value, so it loads
-    in a Python that cannot import ``autograder``."""
-    import cloudpickle
-    from distributed.protocol.pickle import dumps
+#: A ``dask worker --preload``: this worker's Python cannot import the course's ``autograder``
+#: package (as on a machine without the course); what it was asked for is written to LOG.
+NO_COURSE = """
+import sys
 
-    from autograder.tools.runner import job
+LOG = {log!r}
 
-    cloudpickle.register_pickle_by_value(job)
-    payload = dumps(job.grade_job)
-    code = ("import pickle, sys\n"
-            "assert not any('autograder' in str(p) for p in sys.modules)\n"
-            "f = pickle.loads(sys.stdin.buffer.read())\n"
-            "print(f.__name__, f.__module__)\n")
-    result = subprocess.run([sys.executable, "-I", "-c", code], input=payload,
-                            capture_output=True, cwd="/", timeout=120)
-    assert result.returncode == 0, result.stderr.decode()
-    assert result.stdout.decode().split() == ["grade_job", "autograder.tools.runner.job"]
+
+class NoCourse:
+    def find_spec(self, name, path=None, target=None):
+        if name == "autograder" or name.startswith("autograder."):
+            with open(LOG, "a") as fh:
+                fh.write(name + "\\n")
+            raise ImportError(f"{{name}}: this worker has no copy of the course")
+        return None
+
+
+sys.meta_path.insert(0, NoCourse())
+"""
+
+
+def _started(path: Path, process: subprocess.Popen, seconds: float = 120.0) -> dict:
+    """The scheduler file ``path`` once the process wrote it (it dies or times out: fail)."""
+    deadline = time.monotonic() + seconds
+    while not (path.exists() and path.read_text().strip()):
+        assert process.poll() is None, f"exited with {process.returncode} before writing {path}"
+        assert time.monotonic() < deadline, f"{path} not written within {seconds} s"
+        time.sleep(0.1)
+    return json.loads(path.read_text())
+
+
+def test_workers_without_a_copy_of_the_course_grade_it(tmp_path, scratch):
+    """`dask scheduler` and `dask worker` processes, as the README starts them on other machines,
+    and a worker whose Python cannot import ``autograder``: it grades with the code the job
+    brought, the same scores as nbgrader's, and never tries to import the course's package
+    (Dask pickles a task with plain pickle, which would name the job function by reference)."""
+    roots = []
+    for name in ("sequential", "remote"):
+        root, release = make_course(tmp_path / name)
+        submit(root, release, "good", cases.CORRECT)
+        submit(root, release, "wrong", cases.WRONG)
+        roots.append(root)
+    sequential, root = roots
+    nbgrader(sequential, "autograde", "tiny", "--force")
+    log, preload = tmp_path / "imports.log", tmp_path / "no_course.py"
+    log.write_text("")
+    preload.write_text(NO_COURSE.format(log=str(log)))
+    dask = str(Path(sys.executable).parent / "dask")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    procs = []
+    try:
+        procs.append(subprocess.Popen(
+            [dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+             "--scheduler-file", str(tmp_path / "scheduler.json")],
+            cwd="/", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        address = _started(tmp_path / "scheduler.json", procs[0])["address"]
+        procs.append(subprocess.Popen(
+            [dask, "worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard",
+             "--preload", str(preload)],
+            cwd="/", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        report = runner.grade("tiny", root, scheduler=address, progress=False)
+    finally:
+        for proc in procs[::-1]:
+            proc.terminate()
+            proc.wait(30)
+    assert {s: r["status"] for s, r in report["students"].items()} == {
+        "good": "graded", "wrong": "graded"}
+    assert scores(root) == scores(sequential) and total(root, "good") > total(root, "wrong")
+    assert log.read_text() == ""  # the worker never reached for the course's package

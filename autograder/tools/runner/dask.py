@@ -71,6 +71,32 @@ def _files(folder: Path) -> dict[str, bytes]:
             for p in sorted(folder.rglob("*")) if p.is_file() and not p.is_symlink()}
 
 
+class ByValue:
+    """``function``, pickled by value (cloudpickle) wherever it goes.
+
+    Dask pickles a task with plain ``pickle`` first, which names a function by reference
+    (``autograder.tools.runner.job.grade_job``): a worker would import it, and with it this
+    course's package and nbgrader (seconds of CPU per worker), or fail where the course is not
+    installed. ``cloudpickle.register_pickle_by_value`` alone does not help, as Dask consults it
+    for the task, not for the function inside. This object pickles as ``cloudpickle.loads(bytes)``,
+    so what a worker unpickles is the function itself, built from its code.
+    """
+
+    def __init__(self, function):
+        import cloudpickle
+
+        self.function = function
+        self.payload = cloudpickle.dumps(function)
+
+    def __call__(self, *args, **kwargs):
+        return self.function(*args, **kwargs)
+
+    def __reduce__(self):
+        import cloudpickle
+
+        return cloudpickle.loads, (self.payload,)
+
+
 class DaskBackend:
     """A Dask client (and, for ``local:N``, the cluster it started)."""
 
@@ -82,6 +108,7 @@ class DaskBackend:
             raise ValueError(f"scheduler must be an address or local:N, got {scheduler!r}")
         logging.getLogger("distributed").setLevel(logging.ERROR)
         cloudpickle.register_pickle_by_value(job_module)  # workers need no copy of this course
+        self.grade_job = ByValue(job_module.grade_job)
         self.timeout, self.unsandboxed, self.cluster = timeout, unsandboxed, None
         if scheduler.startswith("local:"):
             n = scheduler.removeprefix("local:")
@@ -93,6 +120,8 @@ class DaskBackend:
         else:
             self.client = Client(scheduler, timeout="30s")
         self.client.wait_for_workers(1, timeout=120)
+        # each worker starts importing nbgrader now, while this process inspects the submissions
+        self.client.register_plugin(job_module.spare_children())
         self.threads = sum(w["nthreads"] for w in self.client.scheduler_info()["workers"].values())
 
     def dispatch(self, run, queue: list[str]) -> None:
@@ -126,7 +155,7 @@ class DaskBackend:
         """Prepare ``student`` (:meth:`~.run.Run.prepare`) and send their job out."""
         task = run.prepare(student)
         job = dict(base, student=student, files=_files(Path(task["folder"])))
-        future = self.client.submit(job_module.grade_job, material, job, pure=False,
+        future = self.client.submit(self.grade_job, material, job, pure=False,
                                     key=f"autograde-{run.assignment}-{student}-{uuid.uuid4().hex[:8]}")
         flight[future.key] = (student, time.perf_counter(), future)
         return future
@@ -161,6 +190,7 @@ class DaskBackend:
 
     def close(self) -> None:
         with contextlib.suppress(Exception):  # scratch folders of dead workers go at the next run
+            self.client.unregister_worker_plugin(job_module.spare_children().name)
             self.client.run(job_module.cleanup)
         self.client.close()
         if self.cluster is not None:

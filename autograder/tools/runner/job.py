@@ -1,7 +1,7 @@
 """What runs on a Dask worker: :func:`grade_job`, one student's grading in a private scratch course.
 
 This module imports only the standard library and psutil (a dependency of ``distributed``): the
-client ships it *by value* (``cloudpickle.register_pickle_by_value``), so a worker needs the
+client ships it *by value* (:class:`autograder.tools.runner.dask.ByValue`), so a worker needs the
 Python environment (nbgrader, ipykernel, numpy, ...) but not a copy of this course. The course's
 grading code comes with each job as a tarball (``material``): ``nbgrader_config.py``,
 ``autograder/``, ``course/``, ``data/``, the assignment's non-notebook ``source/`` files and its
@@ -10,7 +10,11 @@ grading code comes with each job as a tarball (``material``): ``nbgrader_config.
 On a worker, each thread keeps one scratch course directory per material (by hash), under
 ``$AUTOGRADER_SCRATCH`` (default: the temporary directory), and one grading subprocess running
 :func:`autograder.tools.runner.worker.serve` in it, which imports nbgrader once and grades one
-student after another, sandboxed as on the instructor's machine. A job writes the student's
+student after another, sandboxed as on the instructor's machine. Importing nbgrader takes
+seconds of CPU, so the client registers :func:`spare_children` as soon as the cluster is up: each
+worker starts one subprocess per thread that imports nbgrader (:data:`BOOTSTRAP`) while the
+client is still inspecting the submissions, and the first job of each thread hands a spare its
+course (:meth:`GradingChild.configure`) instead of starting one from nothing. A job writes the student's
 files (and nothing of any other student) into ``submitted/<student>/<assignment>/``, has the
 subprocess grade them into the gradebook at ``db_url``, and returns nbgrader's result with the
 autograded folder's files; it then empties the scratch ``submitted/`` and ``autograded/``.
@@ -98,22 +102,54 @@ def unpack(material: bytes, base: Path) -> Path:
     return root
 
 
-class GradingChild:
-    """A grading subprocess (:func:`autograder.tools.runner.worker.serve`) in a scratch course."""
+#: What a grading subprocess runs (``python -P -c BOOTSTRAP FD``): nbgrader's imports first, the
+#: slow part, done before any job waits for it; then the course to grade, as the first message on
+#: the socket ``FD`` (``None`` or a closed socket: exit), whose ``autograder`` package it imports
+#: and whose :func:`~autograder.tools.runner.worker.serve` loop it runs.
+BOOTSTRAP = """
+import os, sys
+from multiprocessing.connection import Connection
+conn = Connection(int(sys.argv[1]))
+failed = None
+try:
+    import nbgrader.api, nbgrader.apps.autogradeapp, nbgrader.converters, nbgrader.utils
+except BaseException as exc:
+    failed = f"could not load nbgrader: {type(exc).__name__}: {exc}"
+try:
+    config = conn.recv()
+except (EOFError, OSError):
+    config = None
+if config is None:
+    sys.exit(0)
+if failed:
+    conn.send({"fatal": failed})
+    sys.exit(1)
+root = config["root"]
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+sys.path.insert(0, root)
+from autograder.tools.runner.worker import serve
+serve(conn, root, config["assignment"], config["log"], config["unsandboxed"], db_url=config["db_url"])
+"""
 
-    def __init__(self, root: Path, assignment: str, db_url: str, unsandboxed: bool):
-        self.key = (str(root), assignment, db_url, unsandboxed)
+
+class GradingChild:
+    """A grading subprocess: started with nbgrader alone (:data:`BOOTSTRAP`), then given one
+    scratch course to grade in (:meth:`configure`) and, from then on, one student per message."""
+
+    def __init__(self):
+        self.key: tuple | None = None
         ours, theirs = socket.socketpair()
-        cmd = [sys.executable, "-m", "autograder.tools.runner.worker", str(theirs.fileno()),
-               str(root), assignment, str(root / "worker.log"), "--db-url", db_url]
-        cmd += ["--unsandboxed"] if unsandboxed else []
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p))
-        self.process = subprocess.Popen(cmd, cwd=root, env=env, pass_fds=(theirs.fileno(),),
-                                        stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            [sys.executable, "-P", "-c", BOOTSTRAP, str(theirs.fileno())], cwd="/",
+            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
         theirs.close()
         self.conn = Connection(ours.detach())
-        self.ready = False
+
+    def configure(self, root: Path, assignment: str, db_url: str, unsandboxed: bool) -> None:
+        """Make this (spare) subprocess grade ``assignment`` of the scratch course ``root``."""
+        self.key = (str(root), assignment, db_url, unsandboxed)
+        self.conn.send({"root": str(root), "assignment": assignment, "db_url": db_url,
+                        "unsandboxed": unsandboxed, "log": str(root / "worker.log")})
 
     def receive(self, deadline: float, cancelled) -> dict:
         """The next message, or ``{"timeout": True}`` / ``{"died": ...}`` (then it is killed)."""
@@ -149,23 +185,54 @@ def _state(worker=None) -> dict:
     return worker._autograder_children
 
 
+def _spares(worker=None) -> list:
+    """The Dask worker's started, not yet configured grading subprocesses."""
+    from distributed import get_worker
+
+    worker = worker or get_worker()
+    if not hasattr(worker, "_autograder_spares"):
+        worker._autograder_spares = []
+    return worker._autograder_spares
+
+
+def spare_children():
+    """A ``distributed.WorkerPlugin`` that starts one spare grading subprocess per worker thread
+    when it is attached (registered, or a worker joins or restarts later) and stops every grading
+    subprocess of the worker when it is removed or the worker closes."""
+    from distributed import WorkerPlugin
+
+    class SpareChildren(WorkerPlugin):
+        name = "autograder-spare-children"
+
+        def setup(self, worker) -> None:
+            spares = _spares(worker)
+            while len(spares) < worker.state.nthreads:
+                spares.append(GradingChild())
+
+        def teardown(self, worker) -> None:
+            cleanup(worker, folders=False)
+
+    return SpareChildren()
+
+
 def _scratch_base() -> Path:
     return Path(os.environ.get("AUTOGRADER_SCRATCH") or tempfile.gettempdir())
 
 
-def cleanup(dask_worker=None) -> int:
-    """Stop this Dask worker's grading subprocesses and delete its scratch course directories
-    (the client runs it on every worker at the end of a run, ``Client.run`` passing
-    ``dask_worker``); return how many were deleted."""
-    children = _state(dask_worker)
-    for child in children.values():
+def cleanup(dask_worker=None, folders: bool = True) -> int:
+    """Stop this Dask worker's grading subprocesses (spares too) and, with ``folders``, delete
+    its scratch course directories (the client runs it on every worker at the end of a run,
+    ``Client.run`` passing ``dask_worker``); return how many folders were deleted."""
+    children = list(_state(dask_worker).values()) + _spares(dask_worker)
+    _state(dask_worker).clear()
+    _spares(dask_worker).clear()
+    for child in children:
         with contextlib.suppress(Exception):
             child.kill()
-    children.clear()
-    folders = list(_scratch_base().glob(f"autograder-{os.getpid()}-*"))
-    for folder in folders:
+    found = list(_scratch_base().glob(f"autograder-{os.getpid()}-*")) if folders else []
+    for folder in found:
         shutil.rmtree(folder, ignore_errors=True)
-    return len(folders)
+    return len(found)
 
 
 def _child(root: Path, job: dict, cancelled) -> GradingChild | dict:
@@ -178,7 +245,13 @@ def _child(root: Path, job: dict, cancelled) -> GradingChild | dict:
         del children[thread]
         child = None
     if child is None:
-        child = GradingChild(root, job["assignment"], job["db_url"], job["unsandboxed"])
+        spares = _spares()
+        while spares and child is None:  # started by spare_children while the client prepared
+            child = spares.pop()
+            if child.process.poll() is not None:
+                child = None
+        child = child or GradingChild()
+        child.configure(root, *key[1:])
         message = child.receive(time.monotonic() + START_SECONDS, cancelled)
         if not message.get("ready"):
             with contextlib.suppress(Exception):

@@ -2,9 +2,9 @@
 sent over a :class:`multiprocessing.connection.Connection`, one after another.
 
 Both backends run this loop (:func:`serve`): the process pool forks it from the runner once
-nbgrader is imported (:mod:`autograder.tools.runner.pool`), and each Dask worker starts it as a
-subprocess in its scratch course directory (``python -m autograder.tools.runner.worker FD ROOT
-ASSIGNMENT LOG [--unsandboxed] [--db-url URL]``, see :mod:`autograder.tools.runner.job`).
+nbgrader is imported (:mod:`autograder.tools.runner.pool`), and each Dask worker runs it in a
+subprocess that imported nbgrader before it was given its scratch course directory
+(:data:`autograder.tools.runner.job.BOOTSTRAP`).
 
 Messages: the process sends ``{"ready": True}`` once nbgrader is loaded (or ``{"fatal": why}``),
 then for each task ``{"student": id, "submitted_directory"?: path}`` it answers with nbgrader's
@@ -14,7 +14,6 @@ closed connection ends it.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import sys
@@ -120,21 +119,3 @@ def serve(conn: Connection, root: str, assignment: str, log_path: str, unsandbox
             result = {"success": False, "error": f"{type(exc).__name__}: {exc}"}
         result["seconds"] = time.perf_counter() - start
         conn.send(result)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of a grading subprocess: ``FD`` is its end of a socket pair."""
-    parser = argparse.ArgumentParser(prog="python -m autograder.tools.runner.worker")
-    parser.add_argument("fd", type=int)
-    parser.add_argument("root")
-    parser.add_argument("assignment")
-    parser.add_argument("log")
-    parser.add_argument("--unsandboxed", action="store_true")
-    parser.add_argument("--db-url")
-    args = parser.parse_args(argv)
-    serve(Connection(args.fd), args.root, args.assignment, args.log, args.unsandboxed,
-          db_url=args.db_url)
-
-
-if __name__ == "__main__":
-    main()
