@@ -23,8 +23,9 @@ so), same gradebook, so the grades and autograded notebooks equal those of a seq
   threads with ``--scheduler``. Flags: :func:`.run.notebook_flags` plus the runner's own. Logs of
   every student's nbgrader run go to ``reports/<assignment>/logs/``.
 
-Modules: ``app`` (nbgrader's app, the gradebook URL), ``inspect``, ``gradebook``, ``worker`` (the
-grading loop), ``pool``, ``job`` (what a Dask worker runs), ``dask``, ``run``, ``cli``.
+Modules: ``app`` (nbgrader's app, the gradebook URL), ``engines`` (one database engine per
+grading process), ``inspect``, ``gradebook``, ``worker`` (the grading loop), ``pool``, ``job``
+(what a Dask worker runs), ``dask``, ``run``, ``cli``.
 May import ``autograder.checks`` (flag lines), ``autograder.kernel`` and ``autograder.notebooks``.
 """
 

@@ -23,6 +23,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from autograder.tools.runner.app import nbgrader_app
+from autograder.tools.runner.engines import share_engines
 from autograder.tools.runner.job import kill_tree
 
 
@@ -100,6 +101,7 @@ def serve(conn: Connection, root: str, assignment: str, log_path: str, unsandbox
     _redirect(log_path)
     _use_course_code(root)
     try:
+        share_engines()  # nbgrader's ten Gradebooks a notebook: one engine, not ten connections
         app = nbgrader_app(Path(root), assignment, db_url)
     except BaseException as exc:  # report and stop: the parent marks the student failed
         conn.send({"fatal": f"could not load nbgrader: {type(exc).__name__}: {exc}"})
