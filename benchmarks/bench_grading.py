@@ -12,6 +12,8 @@ of them in each mode, one after the other on the same machine, each a full ``--f
 
 * ``sequential``: ``nbgrader autograde ASSIGNMENT --force``, one process, as the README shows;
 * ``runner -w2``: ``python -m autograder grade ASSIGNMENT --workers 2``;
+* ``runner pg``: the same into the PostgreSQL gradebook of the second copy (below), so that each
+  database is compared with Dask like for like;
 * ``dask sqlite``: ``python -m autograder grade ASSIGNMENT --scheduler local:2`` (a LocalCluster
   of 2 single-threaded workers, started and stopped inside the timed command);
 * ``dask postgres``: the same in a second copy of the course whose ``db_url`` points at a
@@ -54,6 +56,7 @@ from postgres import PostgresServer  # noqa: E402
 
 from autograder.course_dir import assignments, put_tools_on_path  # noqa: E402
 from autograder.tools.demo import build_submission, load_samples, nbgrader  # noqa: E402
+from autograder.tools.runner.engines import share_engines  # noqa: E402
 
 #: Runtime state that the scratch copy must not inherit from the working course.
 _SKIP = (".git", ".venv", "submitted", "autograded", "feedback", "reports", "gradebook.db",
@@ -173,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             "sequential": ([str(bindir / "nbgrader"), "autograde", args.assignment, "--force"],
                            root, sqlite_url),
             "runner -w2": ([*grade, "--workers", "2"], root, sqlite_url),
+            "runner pg": ([*grade, "--workers", "2"], pg_root, pg_url),
             "dask sqlite": ([*grade, "--scheduler", "local:2"], root, sqlite_url),
             "dask postgres": ([*grade, "--scheduler", "local:2"], pg_root, pg_url),
         }
@@ -190,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
         seconds = {name: min(rounds[name]) for name in names}
         writes = {"sqlite": write_seconds(sqlite_url, root, args.assignment, ids),
                   "postgres": write_seconds(pg_url, pg_root, args.assignment, ids)}
+        share_engines()  # as in the grading processes: one engine per gradebook URL
+        shared = {"sqlite": write_seconds(sqlite_url, root, args.assignment, ids),
+                  "postgres": write_seconds(pg_url, pg_root, args.assignment, ids)}
     start = cluster_start_seconds()
     n = len(ids)
     print(f"\n{args.assignment}, {n} submissions, {os.cpu_count()} CPUs; 1-minute load average "
@@ -198,12 +205,16 @@ def main(argv: list[str] | None = None) -> int:
     base = seconds["sequential"]
     for name, sec in seconds.items():
         print(f"{name:<14} {sec:>10.1f} {sec / n:>13.2f} {base / sec:>24.2f}x")
-    print(f"\ndask local:2 vs runner -w2: {seconds['dask sqlite'] / seconds['runner -w2'] - 1:+.1%} "
-          f"(SQLite), {seconds['dask postgres'] / seconds['runner -w2'] - 1:+.1%} (PostgreSQL); "
-          f"starting and stopping the LocalCluster alone takes {start:.1f} s of that")
+    print(f"\ndask local:2 vs runner -w2 on the same gradebook: "
+          f"{seconds['dask sqlite'] / seconds['runner -w2'] - 1:+.1%} (SQLite), "
+          f"{seconds['dask postgres'] / seconds['runner pg'] - 1:+.1%} (PostgreSQL); Dask on "
+          f"PostgreSQL vs the runner on SQLite {seconds['dask postgres'] / seconds['runner -w2'] - 1:+.1%}; "
+          f"starting and stopping the LocalCluster alone takes {start:.1f} s")
     print("gradebook writes of one submission (nbgrader's init_assignment + SaveAutoGrades, "
-          f"one process): SQLite {writes['sqlite'] * 1000:.0f} ms, "
-          f"PostgreSQL {writes['postgres'] * 1000:.0f} ms")
+          f"one process): SQLite {writes['sqlite'] * 1000:.0f} ms, PostgreSQL "
+          f"{writes['postgres'] * 1000:.0f} ms with an engine per Gradebook (nbgrader's own); "
+          f"SQLite {shared['sqlite'] * 1000:.0f} ms, PostgreSQL {shared['postgres'] * 1000:.0f} ms "
+          "with one shared engine (autograder.tools.runner.engines, as the workers grade)")
     print("the runner's own share, in its process, per student: " + ", ".join(
         f"{name} {share[name][-1]} ms" for name in names if share.get(name)))
     if args.repeats > 1:
