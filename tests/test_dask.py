@@ -290,3 +290,35 @@ def test_workers_without_a_copy_of_the_course_grade_it(tmp_path, scratch):
         "good": "graded", "wrong": "graded"}
     assert scores(root) == scores(sequential) and total(root, "good") > total(root, "wrong")
     assert log.read_text() == ""  # the worker never reached for the course's package
+
+
+class _Child:
+    """Stands in for a GradingChild: its scratch course and whether it was killed."""
+
+    def __init__(self, root: Path):
+        self.key, self.killed = (str(root), "tiny", "sqlite://", False), False
+
+    def kill(self):
+        self.killed = True
+
+
+def test_end_of_a_run_cleans_up_only_that_run(scratch):
+    """Two runs grading on one cluster: the end of one (``cleanup`` with its material's digest)
+    stops its grading subprocesses and deletes its scratch courses, and leaves the other's."""
+    from types import SimpleNamespace
+
+    from autograder.tools.runner import job
+
+    ours, theirs = job.material_digest(b"run one"), job.material_digest(b"run two")
+    assert ours != theirs and len(ours) == 16
+    roots = {d: scratch / f"autograder-{os.getpid()}-{i}" / d for i, d in enumerate((ours, theirs))}
+    for root in roots.values():
+        (root / "autograded").mkdir(parents=True)
+    worker = SimpleNamespace(_autograder_children={1: _Child(roots[ours]), 2: _Child(roots[theirs])},
+                             _autograder_spares=[])
+    mine, other = worker._autograder_children[1], worker._autograder_children[2]
+    assert job.cleanup(worker, digest=ours) == 1
+    assert mine.killed and not other.killed
+    assert worker._autograder_children == {2: other}
+    assert not roots[ours].exists() and (roots[theirs] / "autograded").is_dir()
+    assert job.cleanup(worker) == 1 and other.killed and not roots[theirs].exists()  # all of it

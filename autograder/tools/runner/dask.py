@@ -110,6 +110,7 @@ class DaskBackend:
         cloudpickle.register_pickle_by_value(job_module)  # workers need no copy of this course
         self.grade_job = ByValue(job_module.grade_job)
         self.timeout, self.unsandboxed, self.cluster = timeout, unsandboxed, None
+        self.digest: str | None = None  # the material's, once dispatch has packed it
         if scheduler.startswith("local:"):
             n = scheduler.removeprefix("local:")
             if not n.isdigit() or int(n) < 1:
@@ -121,7 +122,8 @@ class DaskBackend:
             self.client = Client(scheduler, timeout="30s")
         self.client.wait_for_workers(1, timeout=120)
         # each worker starts importing nbgrader now, while this process inspects the submissions
-        self.client.register_plugin(job_module.spare_children())
+        self.plugin = f"autograder-spare-children-{uuid.uuid4().hex}"
+        self.client.register_plugin(job_module.spare_children(self.plugin))
         self.threads = sum(w["nthreads"] for w in self.client.scheduler_info()["workers"].values())
 
     def dispatch(self, run, queue: list[str]) -> None:
@@ -130,9 +132,10 @@ class DaskBackend:
 
         cancel = f"autograder-cancel-{uuid.uuid4().hex}"
         event = Event(cancel, client=self.client)
-        material = self.client.scatter(
-            pack_material(run.root, run.assignment, run.cd.source_directory, run.cd.release_directory),
-            broadcast=True)
+        packed = pack_material(run.root, run.assignment, run.cd.source_directory,
+                               run.cd.release_directory)
+        self.digest = job_module.material_digest(packed)  # close() cleans up this run's only
+        material = self.client.scatter(packed, broadcast=True)
         base = {"assignment": run.assignment, "db_url": run.cd.db_url, "timeout": self.timeout,
                 "unsandboxed": self.unsandboxed, "cancel": cancel}
         flight: dict[str, tuple[str, float, object]] = {}  # key -> (student, start, future)
@@ -189,9 +192,11 @@ class DaskBackend:
         flight.clear()
 
     def close(self) -> None:
+        with contextlib.suppress(Exception):  # its spares stop with it
+            self.client.unregister_worker_plugin(self.plugin)
         with contextlib.suppress(Exception):  # scratch folders of dead workers go at the next run
-            self.client.unregister_worker_plugin(job_module.spare_children().name)
-            self.client.run(job_module.cleanup)
+            if self.digest is not None:  # nothing of this run's on the workers otherwise
+                self.client.run(job_module.cleanup, digest=self.digest)
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()

@@ -87,10 +87,14 @@ def _remove_stale(base: Path) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def material_digest(material: bytes) -> str:
+    """The name of ``material``'s scratch course directory: 16 hex digits of its SHA-256."""
+    return hashlib.sha256(material).hexdigest()[:16]
+
+
 def unpack(material: bytes, base: Path) -> Path:
     """The scratch course directory for ``material`` under ``base``, extracted once."""
-    digest = hashlib.sha256(material).hexdigest()[:16]
-    root = base / digest
+    root = base / material_digest(material)
     if (root / ".complete").exists():
         return root
     _remove_stale(base)
@@ -195,14 +199,17 @@ def _spares(worker=None) -> list:
     return worker._autograder_spares
 
 
-def spare_children():
-    """A ``distributed.WorkerPlugin`` that starts one spare grading subprocess per worker thread
-    when it is attached (registered, or a worker joins or restarts later) and stops every grading
-    subprocess of the worker when it is removed or the worker closes."""
+def spare_children(name: str):
+    """A ``distributed.WorkerPlugin`` called ``name`` that starts one spare grading subprocess
+    per worker thread when it is attached (registered, or a worker joins or restarts later), and
+    stops the worker's spares when it is removed. Spares are not tied to a run or a course (a
+    job configures one), so another run on the same cluster, with a plugin of another name,
+    loses nothing when this one goes: its grading subprocesses are left alone."""
     from distributed import WorkerPlugin
 
     class SpareChildren(WorkerPlugin):
-        name = "autograder-spare-children"
+        def __init__(self):
+            self.name = name
 
         def setup(self, worker) -> None:
             spares = _spares(worker)
@@ -210,7 +217,10 @@ def spare_children():
                 spares.append(GradingChild())
 
         def teardown(self, worker) -> None:
-            cleanup(worker, folders=False)
+            spares = _spares(worker)
+            while spares:
+                with contextlib.suppress(Exception):
+                    spares.pop().kill()
 
     return SpareChildren()
 
@@ -219,20 +229,31 @@ def _scratch_base() -> Path:
     return Path(os.environ.get("AUTOGRADER_SCRATCH") or tempfile.gettempdir())
 
 
-def cleanup(dask_worker=None, folders: bool = True) -> int:
-    """Stop this Dask worker's grading subprocesses (spares too) and, with ``folders``, delete
-    its scratch course directories (the client runs it on every worker at the end of a run,
-    ``Client.run`` passing ``dask_worker``); return how many folders were deleted."""
-    children = list(_state(dask_worker).values()) + _spares(dask_worker)
-    _state(dask_worker).clear()
-    _spares(dask_worker).clear()
+def cleanup(dask_worker=None, digest: str | None = None) -> int:
+    """Stop this Dask worker's grading subprocesses and delete its scratch course directories
+    (the client runs it on every worker at the end of a run, ``Client.run`` passing
+    ``dask_worker``); return how many directories were deleted.
+
+    With ``digest`` (:func:`material_digest` of a run's material) only that run's: another run
+    grading on the same cluster keeps its subprocesses and folders. Without, every one of this
+    worker process's, spares included.
+    """
+    state, spares = _state(dask_worker), _spares(dask_worker)
+    ours = [t for t, child in state.items() if digest is None or Path(child.key[0]).name == digest]
+    children = [state.pop(t) for t in ours] + (spares[:] if digest is None else [])
+    if digest is None:
+        spares.clear()
     for child in children:
         with contextlib.suppress(Exception):
             child.kill()
-    found = list(_scratch_base().glob(f"autograder-{os.getpid()}-*")) if folders else []
-    for folder in found:
+    pattern = f"autograder-{os.getpid()}-*" + ("" if digest is None else f"/{digest}")
+    folders = list(_scratch_base().glob(pattern))
+    for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)
-    return len(found)
+        if digest is not None:  # the thread's folder, once it holds no other run's course
+            with contextlib.suppress(OSError):
+                folder.parent.rmdir()
+    return len(folders)
 
 
 def _child(root: Path, job: dict, cancelled) -> GradingChild | dict:
