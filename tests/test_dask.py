@@ -317,8 +317,9 @@ def test_end_of_a_run_cleans_up_only_that_run(scratch):
     worker = SimpleNamespace(_autograder_children={1: _Child(roots[ours]), 2: _Child(roots[theirs])},
                              _autograder_spares=[])
     mine, other = worker._autograder_children[1], worker._autograder_children[2]
-    assert job.cleanup(worker, digest=ours) == 1
+    assert job.cleanup(ours, worker) == 1
     assert mine.killed and not other.killed
     assert worker._autograder_children == {2: other}
     assert not roots[ours].exists() and (roots[theirs] / "autograded").is_dir()
-    assert job.cleanup(worker) == 1 and other.killed and not roots[theirs].exists()  # all of it
+    assert job.cleanup(theirs, worker) == 1 and other.killed and not roots[theirs].exists()
+    assert not list(scratch.iterdir())  # the threads' folders went with their last course

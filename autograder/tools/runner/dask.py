@@ -196,7 +196,7 @@ class DaskBackend:
             self.client.unregister_worker_plugin(self.plugin)
         with contextlib.suppress(Exception):  # scratch folders of dead workers go at the next run
             if self.digest is not None:  # nothing of this run's on the workers otherwise
-                self.client.run(job_module.cleanup, digest=self.digest)
+                self.client.run(job_module.cleanup, self.digest)
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()

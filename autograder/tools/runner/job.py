@@ -179,24 +179,24 @@ class GradingChild:
         self.conn.close()
 
 
-def _state(worker=None) -> dict:
-    """Per-thread state kept on the Dask worker object across jobs: ``{thread: GradingChild}``."""
+def _on_worker(name: str, empty, worker=None):
+    """What this module keeps on the Dask worker object across jobs, under ``name``."""
     from distributed import get_worker
 
     worker = worker or get_worker()
-    if not hasattr(worker, "_autograder_children"):
-        worker._autograder_children = {}
-    return worker._autograder_children
+    if not hasattr(worker, name):
+        setattr(worker, name, empty)
+    return getattr(worker, name)
+
+
+def _state(worker=None) -> dict:
+    """This worker's configured grading subprocesses, per thread: ``{thread: GradingChild}``."""
+    return _on_worker("_autograder_children", {}, worker)
 
 
 def _spares(worker=None) -> list:
     """The Dask worker's started, not yet configured grading subprocesses."""
-    from distributed import get_worker
-
-    worker = worker or get_worker()
-    if not hasattr(worker, "_autograder_spares"):
-        worker._autograder_spares = []
-    return worker._autograder_spares
+    return _on_worker("_autograder_spares", [], worker)
 
 
 def spare_children(name: str):
@@ -229,30 +229,23 @@ def _scratch_base() -> Path:
     return Path(os.environ.get("AUTOGRADER_SCRATCH") or tempfile.gettempdir())
 
 
-def cleanup(dask_worker=None, digest: str | None = None) -> int:
-    """Stop this Dask worker's grading subprocesses and delete its scratch course directories
-    (the client runs it on every worker at the end of a run, ``Client.run`` passing
-    ``dask_worker``); return how many directories were deleted.
+def cleanup(digest: str, dask_worker=None) -> int:
+    """Stop this Dask worker's grading subprocesses of one run and delete that run's scratch
+    course directories (the client runs it on every worker at the end of a run, ``Client.run``
+    passing ``dask_worker``); return how many directories were deleted.
 
-    With ``digest`` (:func:`material_digest` of a run's material) only that run's: another run
-    grading on the same cluster keeps its subprocesses and folders. Without, every one of this
-    worker process's, spares included.
+    ``digest`` is :func:`material_digest` of the run's material: another run grading on the
+    same cluster keeps its subprocesses and folders. Spares belong to :func:`spare_children`.
     """
-    state, spares = _state(dask_worker), _spares(dask_worker)
-    ours = [t for t, child in state.items() if digest is None or Path(child.key[0]).name == digest]
-    children = [state.pop(t) for t in ours] + (spares[:] if digest is None else [])
-    if digest is None:
-        spares.clear()
-    for child in children:
+    state = _state(dask_worker)
+    for thread in [t for t, child in state.items() if Path(child.key[0]).name == digest]:
         with contextlib.suppress(Exception):
-            child.kill()
-    pattern = f"autograder-{os.getpid()}-*" + ("" if digest is None else f"/{digest}")
-    folders = list(_scratch_base().glob(pattern))
+            state.pop(thread).kill()
+    folders = list(_scratch_base().glob(f"autograder-{os.getpid()}-*/{digest}"))
     for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)
-        if digest is not None:  # the thread's folder, once it holds no other run's course
-            with contextlib.suppress(OSError):
-                folder.parent.rmdir()
+        with contextlib.suppress(OSError):  # the thread's folder, once it holds no other course
+            folder.parent.rmdir()
     return len(folders)
 
 
