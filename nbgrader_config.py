@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+import nbgrader
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 from nbgrader.converters import Autograde, GenerateAssignment
 from nbgrader.preprocessors import (
@@ -123,3 +124,14 @@ c.ClearMarkScheme.end_mark_scheme_delimeter = "END MARK SCHEME"
 c.ClearMarkScheme.enforce_metadata = False
 c.GenerateFeedback.preprocessors = [GetGrades, ClearMarkScheme, SanitizeStudentHTML,
                                     CSSHTMLHeaderPreprocessor]
+
+# The Formgrader (template "formgrade") and generate_feedback ("feedback") render student work with
+# nbgrader's templates, which extend nbconvert's classic one: it wrote an output's `width` without
+# quotes (a live `onerror` attribute from the metadata {'image/png': {'width': '1 onerror=...'}}).
+# The course's copies (autograder/tools/templates/nbconvert) quote and escape every value and open
+# each page with a Content-Security-Policy that forbids inline script; nbgrader's own folder stays
+# second, for what the copies do not replace.
+c.HTMLExporter.extra_template_basedirs = [
+    str(ROOT / "autograder" / "tools" / "templates" / "nbconvert"),
+    str(Path(nbgrader.__file__).parent / "server_extensions" / "formgrader" / "templates"),
+]
