@@ -292,3 +292,57 @@ def test_course_template_opens_with_a_policy_that_only_its_own_scripts_pass(temp
     assert page.scripts and set(page.scripts) == {nonce}
     again = _Page(render(nb, template))
     assert again.csp[0] != page.csp[0]  # a fresh nonce for every page
+
+
+# ----------------------------------------------------------------------------- attachments
+def _written_answer(source: str, attachments) -> nbformat.NotebookNode:
+    cell = new_markdown_cell(source, metadata=cell_metadata("answer_q", grade=True, solution=True,
+                                                            points=1))
+    cell.metadata["nbgrader"]["score"] = 0  # as nbgrader's GetGrades gives the feedback
+    nb = new_notebook(cells=[cell])
+    nb.cells[0]["attachments"] = attachments  # after new_notebook, which validates
+    return nb
+
+
+def test_a_pasted_picture_in_a_written_answer_is_shown():
+    """JupyterLab stores a picture pasted into a markdown cell as an attachment; nbconvert's
+    renderer, given no attachments, raised InvalidNotebook and the student's grading stopped."""
+    nb = _written_answer("My plot:\n\n![image.png](attachment:image.png)",
+                         {"image.png": {"image/png": PNG}})
+    nb, _ = SanitizeStudentHTML().preprocess(nb, {})
+    assert f'src="data:image/png;base64,{PNG}"' in nb.cells[0].source
+    page = render(nb, "feedback")
+    assert f'src="data:image/png;base64,{PNG}"' in page and _Page(page).handlers == []
+
+
+@pytest.mark.parametrize("attachments", [
+    {}, {"image.png": {"image/svg+xml": "PHN2Zy8+"}}, {"image.png": {"text/html": "PGI+"}},
+    {"image.png": {"image/png": 'AAAA" onerror="x'}}, {"image.png": "not a bundle"},
+    ["not", "a", "dict"], None,
+])
+def test_an_attachment_that_is_missing_or_not_an_image_is_not_shown(attachments):
+    nb = _written_answer("![a](attachment:image.png) and <b>text</b>", attachments)
+    nb, _ = SanitizeStudentHTML().preprocess(nb, {})
+    source = nb.cells[0].source
+    assert "<b>text</b>" in source and "data:" not in source, source
+    assert "onerror" not in source
+    kept = nb.cells[0].get("attachments")
+    assert all(set(bundle) == {"image/png"} for bundle in (kept or {}).values()), kept
+
+
+@pytest.mark.parametrize("html, kept", [
+    (f'<img src="data:image/png;base64,{PNG}">', True),
+    ('<img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=">', True),
+    ('<img src="data:image/svg+xml;base64,PHN2ZyBvbmxvYWQ9YWxlcnQoMSk+">', False),
+    ('<img src=" data:text/html;base64,PHNjcmlwdD4=">', False),
+    ('<img src="DATA:image/png;base64,AAAA">', False),
+    ('<img src="data:image/png;base64,AAAA" onerror="alert(1)">', True),  # the src, no handler
+    ('<a href="data:image/png;base64,AAAA">a</a>', False),
+    ('<a href="data:text/html,<script>alert(1)</script>">a</a>', False),
+])
+def test_only_raster_images_may_be_data_urls(html, kept):
+    from autograder.kernel.sanitize_html import clean_html
+
+    cleaned = clean_html(html)
+    assert ("data:" in cleaned) is kept, cleaned
+    assert _Page(cleaned).handlers == []

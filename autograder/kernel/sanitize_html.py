@@ -43,10 +43,11 @@ Allowed: the tags of :data:`TAGS`, the attributes of :data:`ATTRIBUTES`, and the
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 
 import bleach
-from nbconvert.filters.markdown import markdown2html
+from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
 from nbconvert.preprocessors.sanitize import SanitizeHTML
 from traitlets import Bool, default
 
@@ -66,26 +67,66 @@ ATTRIBUTES = {
     "td": ["colspan", "rowspan", "align"], "th": ["colspan", "rowspan", "align"],
     "ol": ["start"], "code": ["class"], "span": ["class"], "div": ["class"],
 }
-#: URL schemes allowed in ``href`` and ``src``.
-PROTOCOLS = frozenset({"http", "https", "mailto", "attachment"})
+#: URL schemes allowed in ``href`` and ``src``; ``data:`` only as :data:`IMAGE_DATA_URL`.
+PROTOCOLS = frozenset({"http", "https", "mailto", "attachment", "data"})
 #: Attachment types kept on a student's markdown cell.
 IMAGE_ATTACHMENTS = frozenset({"image/png", "image/jpeg", "image/gif"})
+#: The one ``data:`` URL allowed: a base64 PNG, JPEG or GIF as the ``src`` of an ``<img>`` (a
+#: raster image runs no script; SVG could).
+IMAGE_DATA_URL = re.compile(r"data:image/(?:png|jpeg|gif);base64,[A-Za-z0-9+/]*={0,2}")
+#: What bleach strips from a URL before it reads the scheme (its ``sanitize_uri_value``).
+_URL_NOISE = re.compile(r"[`\000-\040\177-\240\s]+|[^\x00-\x7f]")
+
+
+def _allowed_attribute(tag: str, name: str, value: str) -> bool:
+    """bleach's attribute test: :data:`ATTRIBUTES`, and a ``data:`` URL only as an image."""
+    if name not in ATTRIBUTES.get(tag, ()):
+        return False
+    if _URL_NOISE.sub("", value).lower().startswith("data:"):
+        return tag == "img" and name == "src" and IMAGE_DATA_URL.fullmatch(value) is not None
+    return True
 
 
 def clean_html(html: str) -> str:
     """``html`` with only :data:`TAGS`, :data:`ATTRIBUTES` and :data:`PROTOCOLS` left (bleach);
     anything else is escaped, so it shows as text."""
-    return bleach.clean(html, tags=TAGS, attributes=ATTRIBUTES, protocols=PROTOCOLS,
+    return bleach.clean(html, tags=TAGS, attributes=_allowed_attribute, protocols=PROTOCOLS,
                         strip=False, strip_comments=True)
 
 
-def clean_markdown(source: str) -> str:
+class _StudentRenderer(IPythonRenderer):
+    """nbconvert's markdown renderer, which embeds only the cell's own image attachments.
+
+    nbconvert's renderer raises ``InvalidNotebook`` for an ``attachment:`` it is not given (it
+    was given none, so a written answer with a pasted picture stopped the student's grading) and
+    embeds any type of attachment. Here a PNG, JPEG or GIF attachment of the cell becomes a
+    :data:`IMAGE_DATA_URL`; any other ``attachment:`` URL is left as it is (a picture the browser
+    cannot load). No file is ever read (``embed_images`` stays off).
+    """
+
+    def _embed_image_or_attachment(self, src: str) -> str:
+        if not src.startswith("attachment:"):
+            return src
+        bundle = self.attachments.get(src[len("attachment:"):])
+        for mime in sorted(IMAGE_ATTACHMENTS) if isinstance(bundle, Mapping) else ():
+            data = bundle.get(mime)
+            data = "".join(data) if isinstance(data, list) else data
+            url = f"data:{mime};base64," + "".join(data.split()) if isinstance(data, str) else ""
+            if IMAGE_DATA_URL.fullmatch(url):
+                return url
+        return src
+
+
+def clean_markdown(source: str, attachments: Mapping | None = None) -> str:
     """Markdown rendered to HTML with nbconvert's renderer, cleaned, as one HTML block.
 
-    The result is itself valid markdown that nbconvert renders to the same HTML: it is a single
-    ``<div>`` line (newlines become ``&#10;``), which CommonMark passes through raw.
+    ``attachments`` is the cell's (name -> mimebundle): its PNG, JPEG and GIF images are shown
+    (see :class:`_StudentRenderer`). The result is itself valid markdown that nbconvert renders to
+    the same HTML: it is a single ``<div>`` line (newlines become ``&#10;``), which CommonMark
+    passes through raw.
     """
-    html = clean_html(markdown2html(source))
+    renderer = _StudentRenderer(escape=False, attachments=dict(attachments or {}))
+    html = clean_html(MarkdownWithMath(renderer=renderer).render(source))
     return '<div class="student-markdown">' + html.replace("\n", "&#10;") + "</div>"
 
 
@@ -269,18 +310,18 @@ class SanitizeStudentHTML(SanitizeHTML):
             return cell, resources
         if not _is_student_cell(cell):
             return cell, resources
+        attachments = cell.get("attachments")
+        kept = {name: {k: v for k, v in bundle.items() if k in IMAGE_ATTACHMENTS}
+                for name, bundle in (attachments.items() if isinstance(attachments, Mapping) else ())
+                if isinstance(bundle, Mapping)}
+        kept = {name: bundle for name, bundle in kept.items() if bundle}
+        if attachments is not None:
+            cell["attachments"] = kept
         if cell.cell_type == "markdown":
             source = "".join(cell.source) if isinstance(cell.source, list) else cell.source
-            cell.source = clean_markdown(source)
+            cell.source = clean_markdown(source, kept)
         elif cell.cell_type == "raw":
             cell.source = self.sanitize_html_tags(cell.source)
-        attachments = cell.get("attachments", {})
-        for name in list(attachments):
-            kept = {k: v for k, v in attachments[name].items() if k in IMAGE_ATTACHMENTS}
-            if kept:
-                attachments[name] = kept
-            else:
-                del attachments[name]
         return cell, resources
 
 
