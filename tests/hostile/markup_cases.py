@@ -17,7 +17,6 @@ unquoted attribute value ends at either), and reaches the attribute as ``eval(at
 from __future__ import annotations
 
 import base64
-import copy
 
 #: What the script's console messages and the file it writes are named after.
 MARKER = "markup-attack-7f3c"
@@ -69,19 +68,6 @@ DISPLAYS = [
 #: :data:`DISPLAYS`.
 TRICK = "\nfrom IPython.display import display\n" + "".join(
     f"display({data!r}, raw=True, metadata={metadata!r})\n" for data, metadata in DISPLAYS)
-
-
-def restore_metadata(cell) -> int:
-    """Put :data:`DISPLAYS`' metadata back on the outputs of ``cell`` that show their data, as if
-    nothing had cleaned it (the tests' "fix disabled" and "sanitizer missed it" cases); return
-    how many outputs were changed."""
-    wanted = list(DISPLAYS)
-    changed = 0
-    for out in cell.get("outputs", []):
-        if wanted and out.get("data") == wanted[0][0]:
-            out["metadata"] = copy.deepcopy(wanted.pop(0)[1])
-            changed += 1
-    return changed
 
 
 #: A ``text/html`` output that bleach would never let through: the browser tests write it into an
