@@ -193,6 +193,13 @@ def test_sanitizer_flags_the_cell_and_leaves_its_score_alone():
     assert [o.metadata for o in nb.cells[0].outputs] == [{}, {}, {"image/png": {"alt": alt}}, {}]
 
 
+def test_autograde_and_feedback_both_run_the_cleaner():
+    """Before the autograded notebook is saved, and again for the feedback (nbgrader_config.py)."""
+    config = load_config(ROOT)
+    for steps in (config.Autograde.autograde_preprocessors, config.GenerateFeedback.preprocessors):
+        assert any(isinstance(s, type) and issubclass(s, SanitizeStudentHTML) for s in steps), steps
+
+
 # ----------------------------------------------------------------------------- the templates
 class _Page(HTMLParser):
     """What a browser could run in a page: event-handler attributes, script URLs, and every
