@@ -16,7 +16,8 @@ the Formgrader that script would run with the instructor's token.
 - **cells the student wrote** (answer cells, and cells without nbgrader metadata): markdown is
   rendered to HTML by nbconvert's own markdown renderer, cleaned, and stored as one HTML block
   (rendering it again passes it through unchanged, so no markdown can reappear in it); raw cells
-  are cleaned; attachments other than PNG, JPEG and GIF images are dropped;
+  are cleaned; attachments other than PNG, JPEG and GIF images are dropped, and those are shown
+  as base64 ``data:`` images (the only ``data:`` URL kept, see :data:`IMAGE_DATA_URL`);
 - **notebook metadata**: ``widgets`` (embedded widget state, which the exporter would load
   JavaScript for) is dropped;
 - **output metadata and execution counts** (:func:`clean_output_metadata`): nbconvert's classic
@@ -102,6 +103,10 @@ class _StudentRenderer(IPythonRenderer):
     embeds any type of attachment. Here a PNG, JPEG or GIF attachment of the cell becomes a
     :data:`IMAGE_DATA_URL`; any other ``attachment:`` URL is left as it is (a picture the browser
     cannot load). No file is ever read (``embed_images`` stays off).
+
+    ``_embed_image_or_attachment`` is a private method of nbconvert 7.17 (issue 19 §5: a test
+    of the upstream contract should name it); if it is renamed, nbconvert's raises again for a
+    pasted picture and ``tests/test_markup_safe.py`` fails.
     """
 
     def _embed_image_or_attachment(self, src: str) -> str:
