@@ -4,7 +4,6 @@ autoescape, ``autograder/tools/templates/report.html.j2``) and the CSV."""
 from __future__ import annotations
 
 import base64
-import csv
 import functools
 import io
 import math
@@ -20,6 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from autograder.tools.csv_safe import write_dicts
 from autograder.tools.report.data import GRADED, NOT_GRADED, CellRate, ReportData
 
 
@@ -164,9 +164,7 @@ def write_csv(data: ReportData, path: Path) -> None:
     fields = ["student", "score", "max_score", *(f"{n}.ipynb" for n in data.notebooks),
               "diagnoses", "flags", "status"]
     with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(csv_rows(data))
+        write_dicts(handle, fields, csv_rows(data))  # student ids are neutralized (CSV injection)
 
 
 def write_report(data: ReportData, out: Path) -> tuple[Path, Path]:
