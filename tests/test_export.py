@@ -263,7 +263,7 @@ def test_every_student_controlled_cell_is_neutralized(course):
     for text in (canvas, moodle):
         cells = [c for row in csv.reader(io.StringIO(text)) for c in row]
         assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")], cells
-        assert "'" + HOSTILE_ID in cells
+    assert "'" + HOSTILE_ID in [c for row in csv.reader(io.StringIO(canvas)) for c in row]
     moodle_cells = [c for row in csv.reader(io.StringIO(moodle)) for c in row]
     assert "'@SUM(1+1)" in moodle_cells and "'+1-1" in moodle_cells
 

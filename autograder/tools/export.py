@@ -160,7 +160,7 @@ class CanvasExport(_LmsExport):
             scores = [points(gradebook, a.name, student.id) for a in assignments]
             if not any(scores):
                 continue  # a student missing from the file is left as they are (missing_students)
-            blanks += [f"{student.id} ({a.name})" for a, s in zip(assignments, scores) if not s]
+            blanks += [f"{student.id} ({a.name})" for a, s in zip(assignments, scores, strict=True) if not s]
             names = [n for n in (student.last_name, student.first_name) if n]
             cells = dict.fromkeys(CANVAS_HEADER, "")
             cells["Student"] = ", ".join(names) or student.id

@@ -17,6 +17,9 @@ similarity) and ``similarity.html`` (the highest pairs with their shared code ma
 side, and what the number measures), which the grade report links. Submissions are read from
 ``autograded/`` (the grader's staged copies: regular files of bounded size); a notebook that is
 missing, not a regular file, too large or unreadable is named and left out.
+
+This package may import ``autograder.course_dir``, ``autograder.tools.csv_safe``, nbformat,
+Jinja2 and copydetect; nothing imports it but ``python -m autograder similarity`` and the tests.
 """
 
 from __future__ import annotations

@@ -171,7 +171,8 @@ def _document(tokens: list[str]) -> str:
 
 
 def template_hashes(template: str) -> np.ndarray:
-    """The hashes of every k-gram of the release's template for a cell: boilerplate."""
+    """The hashes of every k-gram (not only the winnowed ones) of the release's template for a
+    cell: boilerplate."""
     tokens, _ = normalize(template)
     doc = _document(tokens)
     return hashed_kgrams(doc, K) if len(doc) >= K else np.array([], dtype=np.int64)
@@ -183,7 +184,13 @@ def fingerprint(source: str, boilerplate: np.ndarray) -> CellPrint:
     cell = CellPrint(source, tokens, spans)
     doc = _document(tokens)
     if len(doc) >= K:
-        cell.hashes, cell.index = get_document_fingerprints(doc, K, WINDOW, boilerplate)
+        # the boilerplate is taken out here, not by get_document_fingerprints: copydetect 0.5.0
+        # calls np.intersect1d(..., assume_unique=True) on winnowed hashes that repeat, and its
+        # indices then point past the array (IndexError) or at the wrong fingerprints
+        hashes, index = get_document_fingerprints(doc, K, WINDOW)
+        template = set(boilerplate.tolist())
+        cell.hashes = {h for h in hashes if h not in template}
+        cell.index = {h: i for h, i in index.items() if h not in template}
         cell.coverage = int(get_token_coverage(cell.index, K, len(doc)))
     return cell
 
@@ -206,7 +213,7 @@ def shared_tokens(a: CellPrint, b: CellPrint) -> tuple[int, int]:
 def marked_segments(cell: CellPrint, slices: np.ndarray) -> list[tuple[str, bool]]:
     """``cell.source`` cut into ``(text, shared)`` pieces, the token ranges of ``slices`` shared."""
     ranges = []
-    for start, end in zip(*(slices if len(slices) else ([], []))):
+    for start, end in zip(*(slices if len(slices) else ([], [])), strict=True):
         start, end = int(start), min(int(end), len(cell.spans))
         if end > start:
             ranges.append((cell.spans[start][0], cell.spans[end - 1][1]))
