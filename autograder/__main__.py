@@ -32,7 +32,7 @@ EXPORTS = """grades to an LMS (nbgrader's export, with this course's exporters; 
   nbgrader export                                                        grades.csv
   nbgrader export --exporter=autograder.tools.export.CanvasExport --to=exports/canvas.csv
   nbgrader export --exporter=autograder.tools.export.MoodleExport --to=exports/moodle.csv
-  (--assignment=['02_batchnorm_forward'] chooses the assignments; default: the graded ones)"""
+  (--assignment=02_batchnorm_forward chooses the assignments; default: the graded ones)"""
 
 
 def main(argv: list[str] | None = None) -> int:

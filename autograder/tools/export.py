@@ -7,7 +7,7 @@ Used as nbgrader's own exporters, from the course root::
     nbgrader export --exporter=autograder.tools.export.MoodleExport --to=exports/moodle.csv
 
 The points are nbgrader's (its ``score`` less the late penalty, never below 0, as nbgrader's own
-CSV export computes them). ``--assignment=['02_batchnorm_forward']`` chooses the assignments;
+CSV export computes them). ``--assignment=02_batchnorm_forward`` chooses the assignments;
 without it, every assignment with at least one submission in the gradebook (the graded ones).
 ``--ExportPlugin.student`` restricts the students as for nbgrader's CSV exporter. Every cell is
 neutralized against CSV injection (:mod:`autograder.tools.csv_safe`).
