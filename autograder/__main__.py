@@ -30,8 +30,8 @@ COMMANDS = {
 #: The exports, printed by ``--help`` (they are nbgrader commands, not ours).
 EXPORTS = """grades to an LMS (nbgrader's export, with this course's exporters; see README.md):
   nbgrader export                                                        grades.csv
-  nbgrader export --exporter=autograder.tools.export.CanvasExport --to=exports/canvas.csv
-  nbgrader export --exporter=autograder.tools.export.MoodleExport --to=exports/moodle.csv
+  nbgrader export --exporter=autograder.tools.export.CanvasExport --to=canvas.csv
+  nbgrader export --exporter=autograder.tools.export.MoodleExport --to=moodle.csv
   (--assignment=02_batchnorm_forward chooses the assignments; default: the graded ones)"""
 
 

@@ -102,11 +102,11 @@ def test_readme_instructor_commands_leave_git_status_clean(tmp_path):
     status = run(["git", "status", "--porcelain", "--untracked-files=all"], clone)
     assert status.strip() == "", f"files with student data are not ignored:\n{status}"
     # the commands did their work: grades with the written answers, in every file
-    with open(clone / "exports" / "grades.csv", newline="") as fh:
+    with open(clone / "grades.csv", newline="") as fh:
         grades = {row["student_id"]: row for row in csv.DictReader(fh)
                   if row["assignment"] == assignment}
     assert sorted(grades) == ["ada", "ben"]
-    with open(clone / "exports" / "moodle.csv", newline="") as fh:
+    with open(clone / "moodle.csv", newline="") as fh:
         moodle = {row["ID number"]: row for row in csv.DictReader(fh)}
     assert sorted(moodle) == ["S1", "S2"]
     for student, idnumber in (("ada", "S1"), ("ben", "S2")):
@@ -116,4 +116,4 @@ def test_readme_instructor_commands_leave_git_status_clean(tmp_path):
     assert "Score: 1.5" in feedback  # the written answer's grade, not 0
     for name in ("report.html", "report.csv", "similarity.html", "similarity.csv"):
         assert (clone / "reports" / assignment / name).is_file(), name
-    assert (clone / "exports" / "canvas.csv").is_file()
+    assert (clone / "canvas.csv").is_file()

@@ -210,3 +210,38 @@ def test_unreadable_notebooks_are_named_and_left_out(tmp_path):
     assert res.students == ["a"]
     assert any(n.startswith("b: left out") and "readable" in n for n in res.notes)
     assert any(n.startswith("c: left out") and "regular file" in n for n in res.notes)
+
+
+def test_shared_token_counts_equal_copydetects_slices(result):
+    """The per-pair count (sets) is the total length of copydetect's get_copied_slices."""
+    import numpy as np
+
+    from autograder.tools.similarity.fingerprint import shared_slices, shared_tokens
+
+    _, res = result
+    checked = 0
+    for pair in res.pairs:
+        for cell in res.cells:
+            a, b = res.prints[pair.student_a][cell], res.prints[pair.student_b][cell]
+            if a.hashes & b.hashes:
+                slices_a, slices_b = shared_slices(a, b)
+                assert shared_tokens(a, b) == (int(np.sum(slices_a[1] - slices_a[0])),
+                                               int(np.sum(slices_b[1] - slices_b[0])))
+                checked += 1
+    assert checked > 20
+
+
+def test_marked_code_is_the_compared_tokens_not_comments():
+    import numpy as np
+
+    from autograder.tools.similarity.fingerprint import fingerprint, marked_segments, shared_slices
+
+    a = fingerprint("def f(x):\n    # one comment\n    y = np.sum(x ** 2, axis=0) - x.mean()\n"
+                    "    return y * 3\n", np.array([], dtype=np.int64))
+    b = fingerprint("def f(x):\n    z = np.sum(x ** 2, axis=0) - x.mean()  # another\n"
+                    "    return z * 3\n", np.array([], dtype=np.int64))
+    segments = marked_segments(a, shared_slices(a, b)[0])
+    assert "".join(text for text, _ in segments) == a.source  # nothing lost, nothing added
+    marked = [text for text, shared in segments if shared]
+    assert any("np.sum(x ** 2, axis=0) - x.mean()" in text for text in marked)
+    assert not any("#" in text for text in marked)

@@ -3,8 +3,8 @@ as they are.
 
 Used as nbgrader's own exporters, from the course root::
 
-    nbgrader export --exporter=autograder.tools.export.CanvasExport --to=exports/canvas.csv
-    nbgrader export --exporter=autograder.tools.export.MoodleExport --to=exports/moodle.csv
+    nbgrader export --exporter=autograder.tools.export.CanvasExport --to=canvas.csv
+    nbgrader export --exporter=autograder.tools.export.MoodleExport --to=moodle.csv
 
 The points are nbgrader's (its ``score`` less the late penalty, never below 0, as nbgrader's own
 CSV export computes them). ``--assignment=02_batchnorm_forward`` chooses the assignments;

@@ -65,6 +65,7 @@ class CellPrint:
     hashes: set = field(default_factory=set)
     index: dict = field(default_factory=dict)
     coverage: int = 0
+    covers: dict = field(default_factory=dict)  # hash -> the token positions its k-grams cover
 
 
 def bound_names(source: str) -> set[str] | None:
@@ -192,6 +193,8 @@ def fingerprint(source: str, boilerplate: np.ndarray) -> CellPrint:
         cell.hashes = {h for h in hashes if h not in template}
         cell.index = {h: i for h, i in index.items() if h not in template}
         cell.coverage = int(get_token_coverage(cell.index, K, len(doc)))
+        cell.covers = {h: frozenset(p for i in idx for p in range(int(i), int(i) + K))
+                       for h, idx in cell.index.items()}
     return cell
 
 
@@ -203,27 +206,37 @@ def shared_slices(a: CellPrint, b: CellPrint) -> tuple[np.ndarray, np.ndarray]:
 
 
 def shared_tokens(a: CellPrint, b: CellPrint) -> tuple[int, int]:
-    """How many tokens of ``a`` and of ``b`` lie in runs the two cells share."""
-    if not a.hashes or not b.hashes or a.hashes.isdisjoint(b.hashes):
+    """How many tokens of ``a`` and of ``b`` lie in runs the two cells share: the total length
+    of :func:`shared_slices` (the union of the shared k-grams' token ranges), computed from sets
+    because it runs for every pair of every cell."""
+    common = a.hashes & b.hashes
+    if not common:
         return 0, 0
-    slices_a, slices_b = shared_slices(a, b)
-    return int(np.sum(slices_a[1] - slices_a[0])), int(np.sum(slices_b[1] - slices_b[0]))
+    return (len(frozenset().union(*(a.covers[h] for h in common))),
+            len(frozenset().union(*(b.covers[h] for h in common))))
 
 
 def marked_segments(cell: CellPrint, slices: np.ndarray) -> list[tuple[str, bool]]:
-    """``cell.source`` cut into ``(text, shared)`` pieces, the token ranges of ``slices`` shared."""
-    ranges = []
+    """``cell.source`` cut into ``(text, shared)`` pieces: the tokens in the token ranges of
+    ``slices`` are shared, joined across the spaces between them on a line; comments,
+    docstrings and line breaks between them stay unmarked (they were never compared)."""
+    spans = []
     for start, end in zip(*(slices if len(slices) else ([], [])), strict=True):
-        start, end = int(start), min(int(end), len(cell.spans))
-        if end > start:
-            ranges.append((cell.spans[start][0], cell.spans[end - 1][1]))
+        spans += cell.spans[int(start):min(int(end), len(cell.spans))]
+    merged: list[list[int]] = []
+    for start, end in sorted(set(spans)):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        elif merged and not cell.source[merged[-1][1]:start].strip(" \t"):
+            merged[-1][1] = end  # only spaces between two shared tokens
+        else:
+            merged.append([start, end])
     segments, at = [], 0
-    for start, end in sorted(ranges):
+    for start, end in merged:
         if start > at:
             segments.append((cell.source[at:start], False))
-        if end > max(start, at):
-            segments.append((cell.source[max(start, at):end], True))
-        at = max(at, end)
+        segments.append((cell.source[start:end], True))
+        at = end
     if at < len(cell.source):
         segments.append((cell.source[at:], False))
     return segments
