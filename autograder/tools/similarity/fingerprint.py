@@ -126,6 +126,8 @@ def normalize(source: str) -> tuple[list[str], list[tuple[int, int]]]:
         row, col = row_col
         return line_start[min(row - 1, len(line_start) - 1)] + col
 
+    # One pass over Python's tokens, longer than most functions here: the f-string depth and
+    # the previous token (for docstrings and attributes) are state that the pass carries.
     raw = _raw_tokens(source)
     tokens: list[str] = []
     spans: list[tuple[int, int]] = []
