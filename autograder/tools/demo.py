@@ -238,7 +238,7 @@ def print_table(rows: list[Row], assignments: dict[str, str]) -> bool:
         "\nauto score: hidden autograder tests (partial credit per test cell). written: answers "
         "that wait for manual grading in the Formgrader (an empty answer scores 0 at once).\n"
         "Diagnoses are misconception ids (autograder/MISCONCEPTIONS.md), explained in each student's "
-        "feedback: feedback/<student>/<assignment>/*.html in the demo course"
+        "feedback: feedback/<student>/<assignment>/*.html"
     )
     return all_ok
 
