@@ -95,9 +95,10 @@ check:
 	@$(MAKE) --no-print-directory venv >/dev/null
 	@$(BIN)/python -m autograder check "$(NB)" $(if $(HTML),--html "$(HTML)",)
 
-# The README's two pictures, taken by the browser tests (tests/test_browser.py).
+# The README's pictures, taken by the browser tests (tests/test_browser.py; the similarity page
+# and the item-analysis figure: tests/test_report_pages.py).
 screenshots: $(STAMP)
-	BN_SCREENSHOTS=$(abspath docs) $(BIN)/python -m pytest tests/test_browser.py -q -p no:cacheprovider
+	BN_SCREENSHOTS=$(abspath docs) $(BIN)/python -m pytest tests/test_browser.py tests/test_report_pages.py -q -p no:cacheprovider
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_batchnorm.py
