@@ -14,7 +14,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 .PHONY: help venv demo test test-fast lint release lab strip grade check screenshots bench bench-grading bench-notebooks clean
 
 help:
-	@echo "make demo     build release/, autograde the sample submissions with nbgrader, print grades"
+	@echo "make demo     autograde the sample submissions with nbgrader in a scratch course (yours is not touched), print grades and where"
 	@echo "make test     lint (ruff) and run the whole test suite (pytest)"
 	@echo "make test-fast  the tests that run no nbgrader and no kernel (under a minute): the edit loop"
 	@echo "              any Python from 3.11 on: make demo PYTHON=python3.13"
@@ -27,6 +27,7 @@ help:
 	@echo "make bench    run the BatchNorm speed benchmark"
 	@echo "make bench-grading [REPEATS=3]   seconds per submission: nbgrader autograde, the runner, Dask local:2 on SQLite and PostgreSQL"
 	@echo "make bench-notebooks  each notebook's run time and peak memory on one core"
+	@echo "make clean    remove the demo's scratch courses and the caches (never your gradebook, submissions, feedback or reports)"
 
 # Any Python from 3.11 on (3.11, 3.12 and 3.13 are tested): `make demo PYTHON=python3.13`.
 # PYTHON is the interpreter .venv is created with (`rm -rf .venv` to switch). The venv is
@@ -94,9 +95,10 @@ check:
 	@$(MAKE) --no-print-directory venv >/dev/null
 	@$(BIN)/python -m autograder check "$(NB)" $(if $(HTML),--html "$(HTML)",)
 
-# The README's two pictures, taken by the browser tests (tests/test_browser.py).
+# The README's pictures, taken by the browser tests (tests/test_browser.py; the similarity page
+# and the item-analysis figure: tests/test_report_pages.py).
 screenshots: $(STAMP)
-	BN_SCREENSHOTS=$(abspath docs) $(BIN)/python -m pytest tests/test_browser.py -q -p no:cacheprovider
+	BN_SCREENSHOTS=$(abspath docs) $(BIN)/python -m pytest tests/test_browser.py tests/test_report_pages.py -q -p no:cacheprovider
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_batchnorm.py
@@ -108,5 +110,9 @@ bench-grading: $(STAMP)
 bench-notebooks: $(STAMP)
 	$(BIN)/python benchmarks/bench_notebooks.py
 
+# The demo grades in scratch courses (batchnorm-demo-* in the temporary folder, see
+# autograder/tools/demo.py); the course's own gradebook and folders are the instructor's data.
 clean:
-	rm -rf submitted autograded feedback reports gradebook.db grades.csv
+	rm -rf "$$($(PYTHON) -c 'import tempfile; print(tempfile.gettempdir())')"/batchnorm-demo-*
+	rm -rf .pytest_cache .ruff_cache
+	find course autograder tests benchmarks -name __pycache__ -type d -prune -exec rm -rf {} +

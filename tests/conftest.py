@@ -63,7 +63,7 @@ def require_bwrap() -> None:
 #: JupyterLab: every test using one is marked ``nbgrader`` (slow; ``make test-fast`` leaves it
 #: out). Tests that run nbgrader by themselves carry ``@pytest.mark.nbgrader``.
 NBGRADER_FIXTURES = frozenset({
-    "demo_run", "formgrader", "course", "course_template", "rendered", "graded", "kernels",
+    "demo_run", "demo_course", "formgrader", "course", "course_template", "rendered", "graded", "kernels",
     "autograded_course", "hostile_run", "scratch", "postgres", "edited_config", "html_graded",
     "kernel",
 })
@@ -180,18 +180,59 @@ def copy_course(dst: Path) -> Path:
     return dst
 
 
+def course_state(root: Path) -> dict[str, str]:
+    """``{relative path: sha256}`` of every file under ``root`` (Python's byte-code caches left
+    out): the state of a course directory, to compare before and after a command."""
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts and ".pytest_cache" not in p.parts}
+
+
+def seed_instructor_course(root: Path) -> None:
+    """Give a course copy an instructor's own state: a gradebook with a student and a graded
+    submission, and files in submitted/, autograded/, feedback/, reports/ and grades.csv."""
+    from nbgrader.api import Gradebook
+
+    assignment, notebook = next(iter(ASSIGNMENTS.items()))
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", course_id="batchnorm-from-scratch") as gb:
+        gb.update_or_create_assignment(assignment)
+        gb.add_student("real_student", first_name="Real", last_name="Student")
+        gb.add_submission(assignment, "real_student")
+    for folder in ("submitted", "autograded", "feedback"):
+        target = root / folder / "real_student" / assignment
+        target.mkdir(parents=True)
+        (target / notebook).write_text('{"cells": [], "metadata": {}, "nbformat": 4, '
+                                       '"nbformat_minor": 5}')
+    (root / "reports" / assignment).mkdir(parents=True)
+    (root / "reports" / assignment / "report.csv").write_text("student,score\nreal_student,1\n")
+    (root / "grades.csv").write_text("assignment,student_id,score\n")
+
+
 @pytest.fixture(scope="session")
-def demo_run(tmp_path_factory):
-    """`python -m autograder.tools.demo` in a scratch copy of the course; returns (root, stdout)."""
+def demo_course(tmp_path_factory):
+    """A copy of the course with an instructor's own state (:func:`seed_instructor_course`),
+    and its :func:`course_state` before the demo runs from it."""
     root = copy_course(tmp_path_factory.mktemp("course"))
+    seed_instructor_course(root)
+    return root, course_state(root)
+
+
+@pytest.fixture(scope="session")
+def demo_run(demo_course, tmp_path_factory):
+    """`python -m autograder.tools.demo` run from a copy of the course (:func:`demo_course`),
+    grading in its own scratch course; returns (the demo's course directory, stdout)."""
+    course, _ = demo_course
+    scratch = tmp_path_factory.mktemp("demo") / "course"
     result = subprocess.run(
-        [sys.executable, "-m", "autograder.tools.demo"], cwd=root, capture_output=True, text=True,
-        timeout=900,
+        [sys.executable, "-m", "autograder.tools.demo", "--scratch", str(scratch)], cwd=course,
+        capture_output=True, text=True, timeout=900,
     )
     assert result.returncode == 0, (
         f"demo failed (exit {result.returncode})\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     )
-    return root, result.stdout
+    return scratch, result.stdout
 
 
 @pytest.fixture(scope="session")

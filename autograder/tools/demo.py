@@ -1,20 +1,25 @@
-"""The course's main job, end to end: ``make demo`` (``python -m autograder.tools.demo``).
+"""The course's main job, end to end: ``make demo`` (``python -m autograder.tools.demo``), in a
+scratch course directory, so that the instructor's course is never touched.
 
-1. Regenerates the files generated from the reference (``autograder/provided.py``), then
-   ``release/`` from ``source/`` with ``nbgrader generate_assignment``.
-2. Places the sample submissions (``autograder/samples/``) in ``submitted/`` as four demo
+1. Copies what grading needs (``nbgrader_config.py``, ``course/``, ``autograder/``, ``data/``,
+   ``source/``) into a scratch course directory (a new temporary folder, or ``--scratch DIR``),
+   regenerates there the files generated from the reference (``autograder/tools/provided.py``)
+   and ``release/`` from ``source/`` with ``nbgrader generate_assignment``.
+2. Places the sample submissions (``autograder/samples/``) in its ``submitted/`` as four demo
    students per assignment, built from the *release* notebooks.
-3. Runs ``nbgrader autograde``, ``nbgrader generate_feedback`` and ``nbgrader export``. Where
-   the bubblewrap sandbox cannot start (no bubblewrap, macOS, a container without user
+3. Runs ``nbgrader autograde``, ``nbgrader generate_feedback`` and ``nbgrader export`` there.
+   Where the bubblewrap sandbox cannot start (no bubblewrap, macOS, a container without user
    namespaces), the demo grades its own trusted sample submissions without it and says so in
    one line; grading real submissions still refuses to run unsandboxed unless asked
    (``BN_UNSANDBOXED=1``, ``python -m autograder grade --unsandboxed``).
 4. Prints a per-student score table with the diagnoses found in each autograded notebook, and
-   writes each assignment's grade report (``reports/<assignment>/report.html`` and ``.csv``).
+   writes each assignment's grade report (``reports/<assignment>/report.html`` and ``.csv``)
+   in the scratch course; the last lines say where it is.
 
-Only nbgrader's own commands touch the gradebook. Demo students have ids ``demo_<name>`` and the
-demo regrades only them, so an instructor's real submissions in the same course directory are
-left alone.
+The course's own ``gradebook.db``, ``submitted/``, ``autograded/``, ``feedback/``, ``reports/``
+and ``release/`` are never written (``tests/test_demo.py`` compares a checksum of the course
+before and after). ``--release-only`` (``python -m autograder release``) is the exception: it
+regenerates the course's own ``release/`` and nothing else.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import importlib
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +49,44 @@ from autograder.samples import unmet_expectations
 from autograder.tools.provided import write_all as write_provided
 
 DEMO_PREFIX = "demo_"
+#: Name prefix of the demo's scratch course directories (in the system's temporary folder).
+SCRATCH_PREFIX = "batchnorm-demo-"
+#: What the scratch course copies from the course: the grading machinery and the source notebooks.
+SCRATCH_COPIED = ("course", "autograder", "data", "source")
+_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints")
+
+
+def make_scratch_course(root: Path, scratch: Path | None = None) -> Path:
+    """A scratch nbgrader course directory with what the demo needs from the course at ``root``:
+    ``nbgrader_config.py`` and the folders of :data:`SCRATCH_COPIED` (no gradebook, no
+    submissions, no release: the demo makes its own).
+
+    Parameters
+    ----------
+    root : Path
+        The course directory (read only).
+    scratch : Path, optional
+        Where to build it: a folder that does not exist yet or is empty. Default: a new folder
+        ``batchnorm-demo-*`` in the system's temporary directory.
+
+    Raises
+    ------
+    ValueError
+        If ``scratch`` exists and is not an empty folder, or lies inside ``root``.
+    """
+    if scratch is None:
+        scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
+    scratch = Path(scratch).resolve()
+    if scratch.exists() and (not scratch.is_dir() or any(scratch.iterdir())):
+        raise ValueError(f"scratch must be a new or empty folder, got {scratch}")
+    if scratch == Path(root).resolve() or Path(root).resolve() in scratch.parents:
+        raise ValueError(f"scratch must lie outside the course {root}, got {scratch}")
+    scratch.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(Path(root) / "nbgrader_config.py", scratch / "nbgrader_config.py")
+    for name in SCRATCH_COPIED:
+        if (Path(root) / name).is_dir():
+            shutil.copytree(Path(root) / name, scratch / name, ignore=_IGNORED)
+    return scratch
 
 
 def load_samples(notebook: str):
@@ -201,9 +245,13 @@ def print_table(rows: list[Row], assignments: dict[str, str]) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--release-only", action="store_true", help="only regenerate release/")
+    parser.add_argument("--release-only", action="store_true",
+                        help="only regenerate the course's release/ (nothing else is written)")
     parser.add_argument("--assignment", action="append", metavar="NAME",
                         help="only this assignment (repeatable; default: all of them)")
+    parser.add_argument("--scratch", type=Path, default=None, metavar="DIR",
+                        help="the demo's course directory: a new or empty folder outside the "
+                             "course (default: a new temporary folder)")
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
@@ -213,29 +261,38 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--assignment must be one of {sorted(assignments)}, got {unknown}")
     if args.assignment:
         assignments = {a: nb for a, nb in assignments.items() if a in args.assignment}
-    for path in write_provided():  # files generated from the reference (assignment 04)
-        print(f"wrote {path.relative_to(ROOT)}", flush=True)
-    for assignment in assignments:
-        nbgrader("generate_assignment", assignment, "--force")
     if args.release_only:
+        for path in write_provided():  # files generated from the reference (assignment 04)
+            print(f"wrote {path.relative_to(ROOT)}", flush=True)
+        for assignment in assignments:
+            nbgrader("generate_assignment", assignment, "--force")
         return 0
-    students = place_submissions(assignments)
+    try:
+        root = make_scratch_course(ROOT, args.scratch)
+    except ValueError as exc:
+        parser.error(str(exc))
+    print(f"Demo course (a scratch copy; your course is not touched): {root}", flush=True)
+    write_provided(root)  # files generated from the reference (assignment 04), in the copy
+    for assignment in assignments:
+        nbgrader("generate_assignment", assignment, "--force", root=root)
+    students = place_submissions(assignments, root)
     pattern = f"{DEMO_PREFIX}*"
     env = demo_environment()
     for assignment in assignments:
-        nbgrader("autograde", assignment, "--force", f"--student={pattern}", env=env)
+        nbgrader("autograde", assignment, "--force", f"--student={pattern}", root=root, env=env)
     for assignment in assignments:
-        nbgrader("generate_feedback", assignment, "--force", f"--student={pattern}")
-    nbgrader("export")
-    ok = print_table(collect(assignments, students), assignments)
+        nbgrader("generate_feedback", assignment, "--force", f"--student={pattern}", root=root)
+    nbgrader("export", root=root)
+    ok = print_table(collect(assignments, students, root), assignments)
     print()
     from autograder.tools import (
         report,  # the grade report: score histogram, pass rates, mistakes, flags
     )
 
     for assignment in assignments:
-        report.main([assignment, "--root", str(ROOT)])
-    print(f"\nDemo finished in {time.perf_counter() - start:.0f} s; grades exported to grades.csv.")
+        report.main([assignment, "--root", str(root)])
+    print(f"\nDemo finished in {time.perf_counter() - start:.0f} s. The demo course, with its "
+          f"gradebook, feedback/, reports/ and grades.csv: {root}\n(`make clean` removes it.)")
     return 0 if ok else 1
 
 
