@@ -487,13 +487,23 @@ def _student_visible_text(path) -> str:
     return "\n".join(c.source for c in cells[:end])
 
 
+#: The closed form of section 3c, in the spellings it would take in maths and in numpy.
+CLOSED_FORM = [r"N\,\mathrm{dout}", r"N\mathrm{dout}", "N * dout", "n * dout", "N * dx_hat",
+               r"N\delta", r"N\,\delta"]
+
+
 def test_nothing_the_student_derives_is_printed_before_the_bug_hunt():
     """Issue 23, item 7: the notebook gives the forward graph and the tools; no local gradient
     and no closed form appears in any cell a student reads before deriving it (docstrings,
-    tables, hints, visible tests), only in solutions and mark schemes (removed from release/)."""
-    text = _student_visible_text(ROOT / "release" / "03_batchnorm_backward" / "batchnorm_backward.ipynb")
+    tables, hints, visible tests), only in solutions and mark schemes (removed from release/).
+    The closed form appears nowhere in the release, not even in the bug hunt's code."""
+    release = ROOT / "release" / "03_batchnorm_backward" / "batchnorm_backward.ipynb"
+    text = _student_visible_text(release)
     shown = [g for g in GIVEAWAYS if g in text]
     assert not shown, f"the release shows what the student derives: {shown}"
+    everything = "\n".join(c.source for c in nbformat.read(release, as_version=4).cells)
+    shown = [g for g in CLOSED_FORM if g in everything]
+    assert not shown, f"the release shows the closed form: {shown}"
     source = nbformat.read(NOTEBOOK, as_version=4)
     schemes = [c.source for c in source.cells if "=== BEGIN MARK SCHEME ===" in c.source]
     derivation = next(s for s in schemes if "3c." in s)

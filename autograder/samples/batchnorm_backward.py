@@ -98,12 +98,14 @@ def _fixed(name: str, body: str) -> str:
     return f"def {name}(dout, cache):\n{body}"
 
 
-_FIX_INV_N = _fixed("fixed_backward_inv_n", '''    x_hat, gamma, inv_std = cache["x_hat"], cache["gamma"], cache["inv_std"]
-    N = x_hat.shape[0]
-    inv_n = 1.0 / x_hat.shape[0]
+_FIX_INV_N = _fixed("fixed_backward_inv_n", '''    x, mean, inv_std, gamma = cache["x"], cache["mean"], cache["inv_std"], cache["gamma"]
+    inv_n = 1.0 / x.shape[0]
     dbeta = dout.sum(axis=0)
-    dgamma = (dout * x_hat).sum(axis=0)
-    dx = gamma * inv_std * inv_n * (N * dout - dbeta - x_hat * dgamma)
+    dgamma = (dout * cache["x_hat"]).sum(axis=0)
+    dx_hat = dout * gamma
+    dmean = -inv_std * dx_hat.sum(axis=0)
+    dvar = -0.5 * inv_std**3 * (dx_hat * (x - mean)).sum(axis=0)
+    dx = dx_hat * inv_std + (dmean + 2.0 * dvar * (x - mean)) * inv_n
     return dx, dgamma, dbeta
 ''')
 _FIX_DVAR = _fixed("fixed_backward_dvar", '''    xmu, inv_std, gamma = cache["xmu"], cache["inv_std"], cache["gamma"]
@@ -118,9 +120,10 @@ _FIX_DVAR = _fixed("fixed_backward_dvar", '''    xmu, inv_std, gamma = cache["xm
 ''')
 
 _ADA_WRITTEN = {
-    "answer_bug_inv_n": "Dividing by D instead of N scales all of dx by N/D = 1.5, and a constant "
-                        "factor k gives relative error (k-1)/(k+1) = 0.2 in every entry. With N = D "
-                        "the factor is 1, so the bug is invisible.",
+    "answer_bug_inv_n": "inv_n is 1/D, the number of features, so the two terms that come back through "
+                        "the mean and the variance are N/D = 1.5 times too big (the direct term is "
+                        "fine) and the columns of dx stop summing to 0. With N = D the factor is 1, "
+                        "so the bug is invisible.",
     "answer_bug_dvar": "x_hat is (x - mu)/sqrt(var + eps), so the variance term is divided by the "
                        "std (3 here). When var + eps = 1 the two are equal and the check passes.",
 }

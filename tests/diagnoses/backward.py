@@ -11,8 +11,15 @@ correct variant; a fixture that calls the stage functions gets the notebook's co
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
+import nbformat
+
 from autograder.samples import batchnorm_backward as samples
 from diagnoses import Fixture, alternative, mistake, uncatalogued
+
+NOTEBOOK = Path(__file__).resolve().parents[2] / "source" / "03_batchnorm_backward" / "batchnorm_backward.ipynb"
 
 _ANSWERS = {sid: s["answers"] for sid, s in samples.STUDENTS.items()}
 
@@ -20,6 +27,19 @@ _ANSWERS = {sid: s["answers"] for sid, s in samples.STUDENTS.items()}
 def _renamed(source: str, old: str, new: str) -> str:
     """The same cell with its function under another exercise's name."""
     return source.replace(f"def {old}(", f"def {new}(")
+
+
+def _bug_hunt_function(name: str) -> str:
+    """The source of one function of the notebook's read-only bug-hunt cell."""
+    cell = next(c for c in nbformat.read(NOTEBOOK, as_version=4).cells
+                if c.metadata.get("nbgrader", {}).get("grade_id") == "bug_hunt_code")
+    tree = ast.parse(cell.source)
+    return next(ast.get_source_segment(cell.source, node) for node in tree.body
+                if isinstance(node, ast.FunctionDef) and node.name == name)
+
+
+#: Bug 1 of the bug hunt as the notebook gives it: the submission of a student who left it in.
+_BUGGY_1 = _bug_hunt_function("buggy_backward_1")
 
 
 MISTAKES: list[Fixture] = [
@@ -396,26 +416,11 @@ def spatial_batchnorm_backward(dout, cache):
     return dxmu - dxmu.sum(axis=axes, keepdims=True) / M, dgamma, dbeta
 '''),
     # ------------------------------------------------------------------ bug hunt
-    mistake("fixed_backward_inv_n", "M16", "bug 1 left in: 1/D", '''
-def fixed_backward_inv_n(dout, cache):
-    x_hat, gamma, inv_std = cache["x_hat"], cache["gamma"], cache["inv_std"]
-    N = x_hat.shape[0]
-    inv_n = 1.0 / x_hat.shape[1]
-    dbeta = dout.sum(axis=0)
-    dgamma = (dout * x_hat).sum(axis=0)
-    dx = gamma * inv_std * inv_n * (N * dout - dbeta - x_hat * dgamma)
-    return dx, dgamma, dbeta
-'''),
-    mistake("fixed_backward_inv_n", "M16", "fixed to 1/(N - 1)", '''
-def fixed_backward_inv_n(dout, cache):
-    x_hat, gamma, inv_std = cache["x_hat"], cache["gamma"], cache["inv_std"]
-    N = x_hat.shape[0]
-    inv_n = 1.0 / (N - 1)
-    dbeta = dout.sum(axis=0)
-    dgamma = (dout * x_hat).sum(axis=0)
-    dx = gamma * inv_std * inv_n * (N * dout - dbeta - x_hat * dgamma)
-    return dx, dgamma, dbeta
-'''),
+    mistake("fixed_backward_inv_n", "M16", "bug 1 left in: 1/D",
+            _renamed(_BUGGY_1, "buggy_backward_1", "fixed_backward_inv_n")),
+    mistake("fixed_backward_inv_n", "M16", "fixed to 1/(N - 1)",
+            _renamed(_BUGGY_1, "buggy_backward_1", "fixed_backward_inv_n").replace(
+                "1.0 / x.shape[1]", "1.0 / (x.shape[0] - 1)")),
     mistake("fixed_backward_dvar", "M18", "bug 2 left in: x_hat in dvar", '''
 def fixed_backward_dvar(dout, cache):
     xmu, inv_std, gamma = cache["xmu"], cache["inv_std"], cache["gamma"]
