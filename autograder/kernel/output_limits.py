@@ -128,6 +128,9 @@ class OutputLimits(HasTraits):
     def _update_display_id(self, display_id: str, msg: dict[str, t.Any]) -> None:
         """nbclient's in-place display update, refused when the outputs it would replace,
         grown to the new size, no longer fit their cells' or the notebook's limit."""
+        # no supported seam: nbclient's on_cell_* hooks see a cell, not its messages, and an
+        # update bypasses output(); the private method is pinned in
+        # tests/test_upstream_contract.py
         targets = self._display_id_map.get(display_id, {})
         size = _text_size(msg.get("content", {}), "display_data")
         growth: dict[int, int] = {}

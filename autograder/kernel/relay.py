@@ -79,6 +79,8 @@ class Account:
 
     def __init__(self, budget: int):
         self.budget, self.pending, self.closed = budget, 0, False
+        #: Whether a connection is waiting for the grader to catch up.
+        self.waiting = False
         self._cond = threading.Condition()
 
     def reserve(self, nbytes: int, pair: _Pair | None = None) -> bool:
@@ -87,7 +89,9 @@ class Account:
         with self._cond:
             while (not self.closed and not (pair and pair.closed) and self.pending
                    and self.pending + nbytes > self.budget):
+                self.waiting = True
                 self._cond.wait()
+            self.waiting = False
             if self.closed or (pair and pair.closed):
                 return False
             self.pending += nbytes

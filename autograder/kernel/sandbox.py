@@ -102,6 +102,16 @@ class SandboxedKernelManager(BoundedChannels, AsyncKernelManager):
     interpreter.
     """
 
+    # Why not a kernel provisioner (jupyter_client's supported seam for how a kernel process
+    # starts: KernelProvisionerBase.pre_launch/launch_kernel/cleanup)? A provisioner is chosen
+    # per kernelspec (metadata.kernel_provisioner) or by KernelProvisionerFactory's default,
+    # through the "jupyter_client.kernel_provisioners" entry points: the sandbox would hang on
+    # package metadata and on whichever kernelspec a notebook names, not on the one class that
+    # nbgrader_config.py names and autograder.kernel.trusted_config checks before grading. The
+    # manager also keeps what a provisioner does not own: the run directory reused across a
+    # restart, the ipc connection file in it, the client class and the relay of its control
+    # socket. The private methods overridden here are pinned in tests/test_upstream_contract.py.
+    #
     # its sockets, and the manager's own control socket (BoundedChannels), go through a relay
     # that refuses oversized messages, so the grader's memory stays bounded
     # (autograder.kernel.channels)

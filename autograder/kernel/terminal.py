@@ -7,7 +7,7 @@ Two routes carry text the student controls to the instructor's terminal while nb
   traceback, ``Executing cell: <source>`` at debug level, ...). :func:`protect_log` puts
   :class:`TerminalSafeFilter` on the handlers of the grading logger, so every record is
   rewritten with :func:`autograder.notebooks.terminal_safe` (no escape or control sequences)
-  and every line after its first is indented behind :data:`CONTINUATION`, before it is printed
+  and every line after its first is indented behind :data:`INDENT`, before it is printed
   or written to a log file: a newline in student text can never start a line that reads as
   one of nbgrader's (``[AutogradeApp | INFO] ...``);
 - **the kernel's own stdout and stderr** (file descriptors 1 and 2, which ipykernel does not
@@ -28,14 +28,14 @@ from autograder.notebooks import terminal_safe
 
 #: Characters of a kernel's own stdout/stderr forwarded to the log (the rest is read and dropped).
 MAX_FORWARDED = 64 * 1024
-#: What starts every line of a log message after its first.
-CONTINUATION = "\n    | "
+#: What starts every line of a log message after its first (and every line of a traceback).
+INDENT = "    | "
 
 
 def one_entry(text: str) -> str:
     """``text`` cleaned (:func:`terminal_safe`), every line after the first behind
-    :data:`CONTINUATION`."""
-    return CONTINUATION.join(terminal_safe(text).split("\n"))
+    :data:`INDENT`."""
+    return f"\n{INDENT}".join(terminal_safe(text).split("\n"))
 
 
 class TerminalSafeFilter(logging.Filter):
@@ -52,8 +52,8 @@ class TerminalSafeFilter(logging.Filter):
         record.msg, record.args = one_entry(message), None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = one_entry(record.exc_text)
+        if record.exc_text:  # logging puts it on the lines after the message
+            record.exc_text = INDENT + one_entry(record.exc_text)
         record.bn_terminal_safe = True
         return True
 
