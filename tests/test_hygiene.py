@@ -369,13 +369,18 @@ UPDATED_DISPLAY = ("from IPython.display import display\n"
                    "for _ in range(20):\n"
                    "    h.update('y' * 3 * 2**20)\n"
                    "display('z' * 1000, display_id='d')\n" + GOOD_ANSWER)
+#: Runs nbgrader's command line and prints the process's peak resident memory. VmHWM, not
+#: getrusage's ru_maxrss: Linux carries the ru_maxrss of the image a process replaced by exec
+#: over into the new one, so a grader started by a large process (a pytest worker late in the
+#: full suite, at 700 MB) reported that process's size. VmHWM is the peak of this image only.
 PEAK_RSS = (
-    "import resource, sys\n"
+    "import sys\n"
     "from nbgrader.apps.nbgraderapp import main\n"
     "try:\n"
     "    main()\n"
     "finally:\n"
-    "    print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+    "    status = open('/proc/self/status').read()\n"
+    "    print('PEAK_RSS_KB', status.split('VmHWM:')[1].split()[0], file=sys.stderr)\n"
 )
 
 

@@ -114,6 +114,10 @@ class SandboxedExecute(OutputLimits, Execute):
 
     def create_kernel_manager(self):
         km = super().create_kernel_manager()
+        # nbclient gives the manager no parent: its log (the kernel's own stdout and stderr,
+        # autograder.kernel.terminal) would go to traitlets' global logger, which the runner's
+        # workers keep at WARNING; this step's log is the grading app's
+        km.log = self.log
         self._sandboxed = isinstance(km, SandboxedKernelManager) and not km.unsandboxed
         return km
 
