@@ -141,32 +141,49 @@ class _Pair:
 
 
 class _Reader:
-    """Buffered reads of exact sizes from a socket; :meth:`skip` discards without keeping."""
+    """Buffered reads of exact sizes from a socket; :meth:`skip` discards without keeping.
+
+    What was received and not yet read is ``buf[pos:]``; the buffer is compacted only when it
+    is refilled, so reading many small frames costs no copying of the rest.
+    """
 
     def __init__(self, sock: socket.socket):
-        self.sock, self.buf = sock, bytearray()
+        self.sock, self.buf, self.pos = sock, bytearray(), 0
+
+    def _fill(self) -> None:
+        if self.pos:
+            del self.buf[:self.pos]
+            self.pos = 0
+        chunk = self.sock.recv(CHUNK)
+        if not chunk:
+            raise EOFError
+        self.buf += chunk
+
+    def _take(self, n: int) -> memoryview:
+        view = memoryview(self.buf)[self.pos:self.pos + n]
+        self.pos += len(view)
+        return view
 
     def read(self, n: int) -> bytes | bytearray:
-        if n <= len(self.buf):
-            out = bytes(self.buf[:n])
-            del self.buf[:n]
-            return out
+        if n <= len(self.buf) - self.pos:
+            with self._take(n) as view:
+                return bytes(view)
         out = bytearray(n)
-        view, got = memoryview(out), len(self.buf)
-        view[:got] = self.buf
-        self.buf.clear()
-        while got < n:
-            k = self.sock.recv_into(view[got:], min(n - got, 16 * CHUNK))
+        with self._take(n) as view:
+            got = len(view)
+            out[:got] = view
+        while got < n:  # large frames go straight into their own buffer
+            with memoryview(out)[got:] as rest:
+                k = self.sock.recv_into(rest, min(n - got, 16 * CHUNK))
             if not k:
                 raise EOFError
             got += k
         return out
 
     def skip(self, n: int) -> None:
-        drop = min(n, len(self.buf))
-        del self.buf[:drop]
-        n -= drop
-        scratch = memoryview(bytearray(min(n, CHUNK)))
+        with self._take(n) as view:
+            n -= len(view)
+        scratch = bytearray(min(n, CHUNK))
         while n:
             k = self.sock.recv_into(scratch, min(n, CHUNK))
             if not k:
@@ -174,14 +191,10 @@ class _Reader:
             n -= k
 
     def byte(self) -> int:
-        if not self.buf:
-            chunk = self.sock.recv(CHUNK)
-            if not chunk:
-                raise EOFError
-            self.buf += chunk
-        value = self.buf[0]
-        del self.buf[:1]
-        return value
+        if self.pos >= len(self.buf):
+            self._fill()
+        self.pos += 1
+        return self.buf[self.pos - 1]
 
 
 def _frame(body: bytes | bytearray, more: bool) -> bytes:
