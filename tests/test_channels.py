@@ -338,6 +338,64 @@ def test_the_kernels_own_output_is_logged_quoted(log_lines):
                             "\"ok 'quoted'\""]
 
 
+# -- the trusted call path on the bounded client ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory):
+    """``(channel, run)``: a plain ipykernel behind the grader's bounded client."""
+    from kernels import kernel_channel
+
+    with kernel_channel(cwd=tmp_path_factory.mktemp("kernel"), timeout=30,
+                        bounded=True) as pair:
+        yield pair
+
+
+def _call_in_thread(fn, *args):
+    """``fn(*args)`` in a thread: (returned within 60 s, its value or exception)."""
+    out: dict = {}
+
+    def target():
+        try:
+            out["value"] = fn(*args)
+        except BaseException as exc:  # KernelGone is a BaseException
+            out["value"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(60)
+    return not thread.is_alive(), out.get("value")
+
+
+def test_an_answer_over_the_cap_is_refused_at_once_and_flagged(kernel):
+    from autograder.kernel.remote import KernelFunction, Refused
+
+    channel, run = kernel
+    run("import numpy as np\ndef big(x):\n    return np.arange(5_000_000, dtype=np.float64)\n"
+        "def small(x):\n    return x + 1")
+    channel.start_check()
+    returned, value = _call_in_thread(KernelFunction(channel, "big"), 1.0)
+    assert returned and isinstance(value, Refused) and "too large" in str(value)
+    assert [kind for kind, _ in channel.flags] == ["refused-output"]
+    assert "on iopub over the grader's 32 MiB limit" in channel.flags[0][1]
+    assert KernelFunction(channel, "small")(1.0) == 2.0  # the kernel answers the next call
+
+
+@pytest.mark.nbgrader
+def test_a_kernel_that_fakes_idle_and_never_replies_stops_the_check(tmp_path):
+    from kernels import kernel_channel
+
+    from autograder.kernel.remote import KernelFunction, KernelGone
+
+    with kernel_channel(cwd=tmp_path, timeout=30, bounded=True) as (channel, run):
+        run(cases.CASES["junk_shell"].answer)  # its own kernel: f never returns
+        channel.start_check()
+        returned, value = _call_in_thread(KernelFunction(channel, "f"), 1)
+    assert returned, "the grader still waits for a reply"
+    assert isinstance(value, KernelGone) and value.kind == "cell-timeout" and value.stopped
+    assert "sent no reply" in value.reason
+
+
 # -- graded for real, through both front doors ---------------------------------------------
 
 HONEST_STUDENT, AFTER = "honest", "zz_after"
