@@ -32,10 +32,10 @@ import nbformat
 import pytest
 import zmq
 import zmq.asyncio
-from conftest import add_fixture_checks, copy_course, load_hostile_cases, require_bwrap
+from conftest import load_hostile_cases, require_bwrap
 from jupyter_client.session import Session
 from test_hygiene import PEAK_RSS, peak_rss_mb, snapshot
-from test_sandbox import ASSIGNMENT, NOTEBOOK, autograded, nbgrader, score, source_notebook, submit
+from test_sandbox import ASSIGNMENT, autograded, released_course, score, submit
 
 from autograder.course_dir import with_tools_on_path
 from autograder.kernel import terminal
@@ -402,17 +402,12 @@ HONEST_STUDENT, AFTER = "honest", "zz_after"
 STUDENTS = {HONEST_STUDENT: cases.HONEST, **{n: c.answer for n, c in cases.CASES.items()},
             AFTER: cases.GOOD}
 
+
 @pytest.fixture(scope="module")
 def channel_course(tmp_path_factory):
     """The scratch course of tests/test_sandbox.py (assignment 99_sandbox)."""
     require_bwrap()
-    root = copy_course(tmp_path_factory.mktemp("channels") / "course")
-    add_fixture_checks(root)
-    (root / "source" / ASSIGNMENT).mkdir(parents=True)
-    nbformat.write(source_notebook(), root / "source" / ASSIGNMENT / f"{NOTEBOOK}.ipynb")
-    result = nbgrader(root, "generate_assignment", ASSIGNMENT, "--force")
-    assert result.returncode == 0, result.stderr
-    return root
+    return released_course(tmp_path_factory.mktemp("channels") / "course")
 
 
 def _peak_of_tree(proc: subprocess.Popen) -> dict[int, float]:
