@@ -49,7 +49,19 @@ _MSG_TYPE = re.compile(r"[a-z][a-z_]{0,63}")
 
 
 def describe(refusals: list[Refusal]) -> str:
-    """What was refused, in one sentence for a flag (at least one refusal)."""
+    """What was refused, in one sentence for a flag.
+
+    Parameters
+    ----------
+    refusals : list of Refusal
+        At least one, from :meth:`BoundedChannels.refusals`.
+
+    Returns
+    -------
+    str
+        E.g. ``the kernel sent 3 message(s) on iopub over the grader's 32 MiB limit per
+        message; they were refused``.
+    """
     parts = []
     for channel in sorted({r.channel for r in refusals}):
         mine = [r for r in refusals if r.channel == channel]

@@ -188,8 +188,19 @@ class OutputLimits(HasTraits):
 
 
 def refusals(*connections: t.Any) -> list:
-    """What the relays of ``connections`` (a kernel client, its manager) refused since the last
-    call (:meth:`autograder.kernel.channels.BoundedChannels.refusals`); none for others."""
+    """What the relays of ``connections`` refused since the last call.
+
+    Parameters
+    ----------
+    *connections : object
+        A kernel client, its manager; those without bounded channels
+        (:class:`autograder.kernel.channels.BoundedChannels`) contribute nothing.
+
+    Returns
+    -------
+    list of autograder.kernel.relay.Refusal
+        In the order of ``connections``.
+    """
     return [r for c in connections if isinstance(c, BoundedChannels) for r in c.refusals()]
 
 

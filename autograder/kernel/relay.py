@@ -234,6 +234,11 @@ class Relay:
         only dropped.
     budget_factor : int
         Bytes in flight per channel, in caps (see the module text).
+
+    Raises
+    ------
+    ValueError
+        If ``limits`` has no ``"default"`` or a cap that is not a positive number of bytes.
     """
 
     def __init__(self, limits: dict[str, int], session: t.Any = None, budget_factor: int = 2):
@@ -260,7 +265,25 @@ class Relay:
             return self._accounts[channel]
 
     def url(self, channel: str, kernel_url: str) -> str:
-        """The address the grader connects to for ``channel``, relayed to ``kernel_url``."""
+        """The address the grader connects to for ``channel``, relayed to ``kernel_url``.
+
+        Parameters
+        ----------
+        channel : str
+            ``"shell"``, ``"iopub"``, ``"stdin"``, ``"control"`` or ``"hb"``: picks the cap.
+        kernel_url : str
+            The kernel's own socket, ``tcp://host:port`` or ``ipc://path``.
+
+        Returns
+        -------
+        str
+            ``ipc://<private folder>/<channel>-<n>``, the same for the same arguments.
+
+        Raises
+        ------
+        RuntimeError
+            If the relay was closed.
+        """
         key = (channel, kernel_url)
         with self._lock:
             if self.closed:
