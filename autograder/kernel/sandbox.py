@@ -77,6 +77,7 @@ from autograder.kernel.bwrap import (
     python_paths,
     sandbox_env,
 )
+from autograder.kernel.channels import BoundedChannels
 from autograder.kernel.scratch import copy_regular_tree, remove_tree
 from autograder.kernel.terminal import KernelOutputPump
 
@@ -88,7 +89,7 @@ __all__ = [
 ]
 
 
-class SandboxedKernelManager(AsyncKernelManager):
+class SandboxedKernelManager(BoundedChannels, AsyncKernelManager):
     """An ``AsyncKernelManager`` whose kernel runs in the bubblewrap sandbox.
 
     Select it in ``nbgrader_config.py`` (``c.Execute.kernel_manager_class``) and configure it
@@ -101,11 +102,22 @@ class SandboxedKernelManager(AsyncKernelManager):
     interpreter.
     """
 
-    # its sockets refuse oversized messages, so the grader's memory stays bounded
-    # (autograder.kernel.output_limits)
-    client_class = DottedObjectName("autograder.kernel.output_limits.LimitedKernelClient",
+    # Why not a kernel provisioner (jupyter_client's supported seam for how a kernel process
+    # starts: KernelProvisionerBase.pre_launch/launch_kernel/cleanup)? A provisioner is chosen
+    # per kernelspec (metadata.kernel_provisioner) or by KernelProvisionerFactory's default,
+    # through the "jupyter_client.kernel_provisioners" entry points: the sandbox would hang on
+    # package metadata and on whichever kernelspec a notebook names, not on the one class that
+    # nbgrader_config.py names and autograder.kernel.trusted_config checks before grading. The
+    # manager also keeps what a provisioner does not own: the run directory reused across a
+    # restart, the ipc connection file in it, the client class and the relay of its control
+    # socket. The private methods overridden here are pinned in tests/test_upstream_contract.py.
+    #
+    # its sockets, and the manager's own control socket (BoundedChannels), go through a relay
+    # that refuses oversized messages, so the grader's memory stays bounded
+    # (autograder.kernel.channels)
+    client_class = DottedObjectName("autograder.kernel.channels.LimitedKernelClient",
                                     config=True)
-    client_factory = Type("autograder.kernel.output_limits.LimitedKernelClient",
+    client_factory = Type("autograder.kernel.channels.LimitedKernelClient",
                           klass="jupyter_client.asynchronous.AsyncKernelClient", config=True)
     bwrap_path = Unicode("bwrap", help="The bubblewrap executable (name on PATH or path).").tag(
         config=True
@@ -314,8 +326,9 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     def _release(self) -> None:
         """Remove the run directory (scratch copy included, whatever the kernel left in it),
-        close passed fds."""
+        close passed fds and the relay of the manager's control socket."""
         self._close_fds()
+        self.close_relay()
         if self._run_dir is not None:
             run_dir, self._run_dir = self._run_dir, None
             try:
