@@ -40,7 +40,7 @@ from autograder.kernel.sandbox import (
 )
 from autograder.notebooks import diagnoses
 from autograder.samples import unmet_expectations
-from autograder.tools.provided import write_all as write_provided
+from autograder.tools import release
 
 DEMO_PREFIX = "demo_"
 
@@ -213,10 +213,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--assignment must be one of {sorted(assignments)}, got {unknown}")
     if args.assignment:
         assignments = {a: nb for a, nb in assignments.items() if a in args.assignment}
-    for path in write_provided():  # files generated from the reference (assignment 04)
-        print(f"wrote {path.relative_to(ROOT)}", flush=True)
-    for assignment in assignments:
-        nbgrader("generate_assignment", assignment, "--force")
+    try:  # never over a file the course did not generate (a learner's edited notebook)
+        release.regenerate(assignments)
+    except release.ReleaseRefused as exc:
+        print(exc, file=sys.stderr)
+        return 1
     if args.release_only:
         return 0
     students = place_submissions(assignments)
