@@ -75,9 +75,10 @@ release: $(STAMP)
 	$(BIN)/python -m autograder release
 
 # The learner's copies (mywork/, course/mywork.py) are made first, never over an existing file.
+# LAB_ARGS: more options for jupyter lab (e.g. --no-browser).
 lab: $(STAMP)
 	$(BIN)/python -m course.mywork
-	$(BIN)/jupyter lab START_HERE.ipynb $(if $(filter 0,$(shell id -u)),--allow-root,)
+	$(BIN)/jupyter lab START_HERE.ipynb $(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_ARGS)
 
 strip: $(STAMP)
 	$(BIN)/jupyter nbconvert --clear-output --inplace $(NOTEBOOKS)
