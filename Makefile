@@ -101,9 +101,9 @@ check:
 	if [ $$status -gt 1 ]; then exit $$status; fi; \
 	$(if $(HTML),echo "feedback page written to $(abspath $(HTML))",true)
 
-# The README's two pictures, taken by the browser tests (tests/test_browser.py).
-screenshots: $(STAMP)
-	BN_SCREENSHOTS=$(abspath docs) $(BIN)/python -m pytest tests/test_browser.py -q -p no:cacheprovider
+# The README's pictures, taken by the browser tests (tests/test_browser.py, tests/test_binder.py).
+screenshots: $(DEV_STAMP)
+	BN_SCREENSHOTS=$(abspath docs) $(BIN)/python -m pytest tests/test_browser.py tests/test_binder.py -q -p no:cacheprovider
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_batchnorm.py

@@ -88,9 +88,12 @@ def binder_home(tmp_path_factory) -> tuple[Path, Path, dict[str, str]]:
     env_dir = top / "env"
     subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True)
     bindir = env_dir / "bin"
-    pins = [str(repo) if p == "." else p for p in _pip_list()]
+    # conda's pip step, as repo2docker runs it: the pip list as a requirements file, from the
+    # folder of environment.yml (so "-e ." is the repository)
+    requirements = top / "requirements.txt"
+    requirements.write_text("\n".join(_pip_list()) + "\n")
     install = subprocess.run([str(bindir / "python"), "-m", "pip", "install", "--quiet",
-                              "--disable-pip-version-check", *pins], cwd=repo,
+                              "--disable-pip-version-check", "-r", str(requirements)], cwd=repo,
                              capture_output=True, text=True, timeout=1500)
     assert install.returncode == 0, install.stderr[-3000:]
     home = top / "home"
