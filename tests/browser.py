@@ -136,3 +136,20 @@ def jupyter_lab(root: Path, scratch: Path, timeout: float = 120.0, *, bindir: Pa
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextmanager
+def chromium_page(timeout_ms: float = 60_000):
+    """A page of Debian's headless chromium (never a downloaded browser), 1400 x 1000, whose
+    actions wait up to ``timeout_ms``; the browser is closed on exit."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        context.set_default_timeout(timeout_ms)
+        try:
+            yield context.new_page()
+        finally:
+            context.close()
+            browser.close()

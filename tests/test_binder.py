@@ -15,18 +15,19 @@ import pwd
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from browser import CHROMIUM, CHROMIUM_ARGS, jupyter_lab
+from browser import chromium_page, jupyter_lab
 from conftest import ROOT, copy_course
 
 from autograder.course_dir import assignments
 from autograder.tools import binder
 
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency")
-from playwright.sync_api import expect, sync_playwright  # noqa: E402
+from playwright.sync_api import expect  # noqa: E402
 
 pytestmark = [pytest.mark.requires_system("chromium"), pytest.mark.nbgrader]
 
@@ -79,14 +80,34 @@ def _as_learner() -> tuple[str, ...]:
             f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--")
 
 
+def _binder_python() -> str:
+    """A Python 3.11 that the learner may run: Binder's comes from conda-forge; here, as root,
+    Debian's (pyenv's lives in /root, which no other user may enter)."""
+    if os.geteuid() != 0:
+        return sys.executable
+    found = shutil.which("python3.11", path="/usr/local/bin:/usr/bin")
+    if found is None:
+        pytest.fail("the Binder test runs the learner as a non-root user and needs a Python 3.11 "
+                    "outside /root: apt-get install python3.11-venv")
+    return found
+
+
 @pytest.fixture(scope="module")
-def binder_home(tmp_path_factory) -> tuple[Path, Path, dict[str, str]]:
-    """A repository copy with its environment built as repo2docker builds it; returns the
-    repository, the environment's bin/ and the learner's environment variables."""
-    top = tmp_path_factory.mktemp("binder")
+def binder_home():
+    """A repository copy with its environment built as repo2docker builds it; yields the
+    repository, the environment's bin/ and the learner's environment variables. Everything is
+    in a folder of its own below /tmp, which the learner may enter (pytest's are root's only)."""
+    top = Path(tempfile.mkdtemp(prefix="bn-binder-", dir="/tmp"))
+    try:
+        yield _build(top)
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def _build(top: Path) -> tuple[Path, Path, dict[str, str]]:
     repo = copy_course(top / "repo")
     env_dir = top / "env"
-    subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True)
+    subprocess.run([_binder_python(), "-m", "venv", str(env_dir)], check=True)
     bindir = env_dir / "bin"
     # conda's pip step, as repo2docker runs it: the pip list as a requirements file, from the
     # folder of environment.yml (so "-e ." is the repository)
@@ -102,8 +123,7 @@ def binder_home(tmp_path_factory) -> tuple[Path, Path, dict[str, str]]:
            "LANG": "C.UTF-8", "USER": LEARNER}
     if os.geteuid() == 0:
         uid = pwd.getpwnam(LEARNER).pw_uid
-        for folder in (top, repo, home):
-            subprocess.run(["chown", "-R", f"{uid}:{uid}", str(folder)], check=True)
+        subprocess.run(["chown", "-R", f"{uid}:{uid}", str(top)], check=True)
     post = subprocess.run([*_as_learner(), "bash", "postBuild"], cwd=repo, env=env,
                           capture_output=True, text=True, timeout=600)
     assert post.returncode == 0, post.stdout + post.stderr
@@ -112,7 +132,7 @@ def binder_home(tmp_path_factory) -> tuple[Path, Path, dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def lab(binder_home, tmp_path_factory):
+def lab(binder_home):
     repo, bindir, env = binder_home
     scratch = repo.parent / "lab"
     scratch.mkdir()
@@ -127,13 +147,8 @@ def lab(binder_home, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(lab):
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        context.set_default_timeout(120_000)
-        yield context.new_page()
-        context.close()
-        browser.close()
+    with chromium_page(120_000) as page:
+        yield page
 
 
 @pytest.fixture(scope="module")
