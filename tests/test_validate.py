@@ -114,18 +114,21 @@ def test_private_dirs_are_below_the_given_folder_and_cover_the_libraries_caches(
         private_dirs_env(Path("relative"))
 
 
-PROBE = ("import json, os\n"
+PROBE = ("import json, os, sys\n"
          f"names = {sorted(PRIVATE_DIRS)!r}\n"
          "seen = {v: os.environ.get(v) for v in names}\n"
+         "seen['bytecode'] = not sys.dont_write_bytecode\n"
          "seen['fonts'] = sorted(os.listdir(os.environ['MPLCONFIGDIR']))\n"
          "print('PROBE', json.dumps(seen))")
 
 
 @pytest.mark.nbgrader
 def test_an_unsandboxed_kernel_gets_private_library_folders_seeded_with_the_font_cache(tmp_path):
-    """Without the sandbox too (BN_UNSANDBOXED, a learner's Validate), the kernel's libraries
-    write below a private folder of its own, seeded with the grader's font cache, which is
-    removed with the kernel; the grader's HOME is not where they write."""
+    """Without the sandbox too (BN_UNSANDBOXED, a learner's Validate, the self-check), the
+    kernel's libraries write below a private folder of its own, seeded with the grader's font
+    cache, which is removed with the kernel; the grader's HOME is not where they write. Nor does
+    Python write bytecode beside the course's modules (course/__pycache__): the guard would
+    charge that write to the cell that imported them (forbidden-file, the check scored 0)."""
     from jupyter_core.utils import run_sync
     from nbclient import NotebookClient
 
@@ -147,5 +150,6 @@ def test_an_unsandboxed_kernel_gets_private_library_folders_seeded_with_the_font
     assert private.name.startswith("bn-kernel-") and private.parent == Path("/tmp"), private
     assert seen["fonts"] == [p.name for p in matplotlib_font_caches()], seen
     assert seen["fonts"], "the grader's font cache was not built before the kernel started"
+    assert seen["bytecode"] is False, "the unsandboxed kernel writes bytecode into the course"
     assert not private.exists(), "the kernel's private folder outlived it"
     shutil.rmtree(private, ignore_errors=True)

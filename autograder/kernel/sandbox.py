@@ -269,6 +269,9 @@ class SandboxedKernelManager(AsyncKernelManager):
             tmp = "/tmp" if os.path.isdir("/tmp") else None
             self._run_dir = Path(tempfile.mkdtemp(prefix="bn-kernel-", dir=tmp))
         env = {**environ, **private_dirs_env(self._run_dir)}
+        # as in the sandbox: no bytecode written beside the course's modules (the scratch
+        # course's course/__pycache__), a write the guard would charge to the student's import
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
         fonts = Path(env["MPLCONFIGDIR"])
         fonts.mkdir(exist_ok=True)
         for font_cache in matplotlib_font_caches():
