@@ -21,7 +21,7 @@ COMMANDS = {
     "grade": ("autograder.tools.runner", "autograde all submissions of an assignment in parallel"),
     "report": ("autograder.tools.report", "write the HTML and CSV grade report of an assignment"),
     "demo": ("autograder.tools.demo", "grade the sample submissions in a scratch course (yours is not touched), print grades"),
-    "release": ("autograder.tools.demo", "regenerate release/ from source/ (nbgrader generate_assignment)"),
+    "release": ("autograder.tools.release", "regenerate release/ from source/ (nbgrader generate_assignment), never over a learner's file"),
     "similarity": ("autograder.tools.similarity",
                    "how much answer code each pair of submissions shares (CSV and a side-by-side page)"),
     "check": ("autograder.tools.selfcheck", "self-check: grade one notebook as nbgrader would, with its diagnoses"),
@@ -44,8 +44,7 @@ def main(argv: list[str] | None = None) -> int:
               "commands:\n" + "\n".join(lines) + "\n\n" + EXPORTS, file=sys.stderr)
         return 0 if argv[:1] in (["-h"], ["--help"]) else 2
     module = importlib.import_module(COMMANDS[argv[0]][0])  # lazily: report needs matplotlib
-    rest = argv[1:] + (["--release-only"] if argv[0] == "release" else [])
-    return module.main(rest)
+    return module.main(argv[1:])
 
 
 if __name__ == "__main__":

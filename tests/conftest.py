@@ -1,5 +1,10 @@
 """Shared fixtures: the course layout, notebook execution, one demo run in a scratch copy, and
 the markers of tests that need the sandbox (``requires_bwrap``) or run nbgrader (``nbgrader``).
+
+Tests that need a system package that is missing here (Debian's ``bubblewrap``, ``postgresql``,
+``chromium``: :data:`SYSTEM_PACKAGES`) are skipped with one line each, and the run ends with the
+one ``apt-get install`` line that would run them; under ``CI=true`` they fail instead
+(:func:`require_system`).
 """
 
 from __future__ import annotations
@@ -44,19 +49,79 @@ def sandbox_unavailable() -> str | None:
     try:
         check_sandbox()
     except SandboxUnavailableError as exc:
-        return str(exc)
+        return str(exc).removeprefix("The sandbox for student code cannot start: ").split(
+            ". Install bubblewrap")[0]
     return None
 
 
-def require_bwrap() -> None:
-    """Skip the calling test or fixture when the sandbox cannot start; under ``CI=true``, where
-    bubblewrap is installed by ``.ci/run``, fail instead, so that CI never skips it silently."""
-    reason = sandbox_unavailable()
+def _postgresql_missing() -> str | None:
+    from postgres import bindir
+
+    try:
+        bindir()
+    except FileNotFoundError as exc:
+        return str(exc).split(":")[0]
+    return None
+
+
+def _chromium_missing() -> str | None:
+    from browser import CHROMIUM
+
+    return None if CHROMIUM.is_file() else f"{CHROMIUM} was not found"
+
+
+#: Debian packages that some tests need (``.ci/run`` installs them), each with what it is for and
+#: a function that says why it cannot be used here (None when it can).
+SYSTEM_PACKAGES = {
+    "bubblewrap": ("the sandbox for student code", sandbox_unavailable),
+    "postgresql": ("a PostgreSQL gradebook", _postgresql_missing),
+    "chromium": ("the browser tests", _chromium_missing),
+}
+#: The words of a skip for a missing system package; the run's last line collects them.
+_SKIP_WORDS = "needs the system package "
+
+
+def in_ci() -> bool:
+    """Whether the tests run in CI (``CI=true``), where nothing may be skipped for a package."""
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def require_system(package: str) -> None:
+    """Skip the calling test or fixture, in one line, when a system package of
+    :data:`SYSTEM_PACKAGES` is missing here; under ``CI=true``, where ``.ci/run`` installs it,
+    fail instead, so that CI never skips it silently."""
+    what, missing = SYSTEM_PACKAGES[package]
+    reason = missing()
     if reason is None:
         return
-    if os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}:
-        pytest.fail(f"needs bubblewrap, and CI=true forbids skipping: {reason}", pytrace=False)
-    pytest.skip(f"needs bubblewrap (the sandbox for student code): {reason}")
+    if in_ci():
+        pytest.fail(f"needs {package} ({what}), and CI=true forbids skipping: {reason}",
+                    pytrace=False)
+    pytest.skip(f"{_SKIP_WORDS}{package} ({what}; apt-get install {package}): {reason}")
+
+
+def require_bwrap() -> None:
+    """:func:`require_system` for bubblewrap: the sandbox must be able to start here."""
+    require_system("bubblewrap")
+
+
+_NEEDED = pytest.StashKey[list]()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Remember which system packages tests were skipped for (said last, in
+    :func:`pytest_unconfigure`)."""
+    reasons = " ".join(str(report.longrepr) for report in terminalreporter.stats.get("skipped", []))
+    config.stash[_NEEDED] = [p for p in SYSTEM_PACKAGES if f"{_SKIP_WORDS}{p} " in reasons]
+
+
+def pytest_unconfigure(config):
+    """End the run with the one ``apt-get install`` line that would run the skipped tests."""
+    needed = config.stash.get(_NEEDED, [])
+    if needed:
+        config.get_terminal_writer().line(
+            f"Tests were skipped for missing system packages; to run them: "
+            f"apt-get install {' '.join(needed)}", yellow=True)
 
 
 #: Fixtures that run nbgrader (its commands, its Gradebook's migrations), a Jupyter kernel or
@@ -72,6 +137,9 @@ NBGRADER_FIXTURES = frozenset({
 #: ``requires_bwrap`` (the fixtures may also call :func:`require_bwrap` themselves).
 SANDBOX_FIXTURES = frozenset({"graded", "html_graded", "hostile_run", "autograded_course",
                               "scratch", "postgres"})
+#: Fixtures that need another system package: every test using one is marked
+#: ``requires_system(package)``, checked before any fixture is set up.
+SYSTEM_FIXTURES = {"postgres": "postgresql"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -81,6 +149,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.nbgrader)
         if SANDBOX_FIXTURES & used:
             item.add_marker(requires_bwrap)
+        for fixture in sorted(used & set(SYSTEM_FIXTURES)):
+            item.add_marker(pytest.mark.requires_system(SYSTEM_FIXTURES[fixture]))
 
 
 @pytest.fixture(autouse=True)
@@ -92,8 +162,25 @@ def _environ_kept():
 
 
 def pytest_runtest_setup(item):
+    """Skip (or, in CI, fail) a test whose system packages are missing, before its fixtures."""
+    for marker in item.iter_markers("requires_system"):
+        require_system(*marker.args)
     if item.get_closest_marker("requires_bwrap"):
         require_bwrap()
+
+
+def without_bubblewrap(cmd: list[str], cwd: Path, *, env: dict[str, str] | None = None,
+                       hide: tuple[str, ...] = ("bwrap",), timeout: float = 900,
+                       ) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in ``cwd`` as on a machine without bubblewrap (macOS, a container, Binder):
+    in a private mount namespace where each program of ``hide`` found on PATH is /dev/null (not
+    executable). As root here; elsewhere in a user namespace of one's own."""
+    found = [shutil.which(name) for name in hide]
+    binds = "".join(f"mount --bind /dev/null {path} && " for path in found if path)
+    unshare = ["unshare", "--mount"] if os.geteuid() == 0 else [
+        "unshare", "--user", "--map-root-user", "--mount"]
+    return subprocess.run([*unshare, "--", "sh", "-c", f'{binds}exec "$@"', "sh", *cmd],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def nbgrader_meta(cell) -> dict:
@@ -240,6 +327,7 @@ def postgres():
     """A throwaway PostgreSQL server for the session (tests/postgres.py), stopped at its end."""
     from postgres import PostgresServer
 
+    require_system("postgresql")
     with PostgresServer() as server:
         yield server
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import ASSIGNMENTS, copy_course, course_state
+from conftest import ASSIGNMENTS, copy_course, course_state, without_bubblewrap
 from nbgrader.api import Gradebook
 
 from autograder.checks.framework import diagnoses_in
@@ -97,15 +96,7 @@ def test_rubric_is_restored_for_the_grader(demo_run):
 
 
 def _without_bubblewrap(cmd: list[str], root) -> subprocess.CompletedProcess:
-    """Run ``cmd`` in ``root`` in a private mount namespace where the bwrap binary is /dev/null
-    (not executable: as on a machine without bubblewrap). As root here; elsewhere in a user
-    namespace of one's own."""
-    bwrap = shutil.which("bwrap")
-    hide = f"mount --bind /dev/null {bwrap} && " if bwrap else ""
-    unshare = ["unshare", "--mount"] if os.geteuid() == 0 else [
-        "unshare", "--user", "--map-root-user", "--mount"]
-    return subprocess.run([*unshare, "--", "sh", "-c", f'{hide}exec "$@"', "sh", *cmd], cwd=root,
-                          capture_output=True, text=True, timeout=900)
+    return without_bubblewrap(cmd, root)
 
 
 @pytest.mark.nbgrader

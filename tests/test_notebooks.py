@@ -122,16 +122,6 @@ def test_graded_results_do_not_depend_on_the_grading_mode(path, monkeypatch):
     assert not figures, f"{path.name} draws {len(figures)} figures while grading"
 
 
-@pytest.mark.parametrize("path", REDUCED, ids=_ids(REDUCED))
-def test_notebook_ends_with_the_locked_self_study_cell(path):
-    nb = nbformat.read(path, as_version=4)
-    last = nb.cells[-1]
-    rel = f"release/{path.parent.name}/{path.name}"
-    assert last.cell_type == "markdown" and nbgrader_meta(last).get("locked")
-    assert last.source.startswith("## Self-study: check your work")
-    assert f"make check NB={rel}" in last.source
-
-
 # --------------------------------------------------------------------------- the header pattern
 #: The header of a notebook (CONTRIBUTING.md, "The header of a notebook"); 04 and 05 join this
 #: list once they follow it.
