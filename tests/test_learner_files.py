@@ -114,6 +114,26 @@ def test_release_regenerates_what_it_generated_and_records_it(tmp_path):
     release.regenerate([A02], course, generate=fake_generate)  # its own output: not refused
 
 
+def test_a_release_committed_at_head_counts_as_the_courses_own(tmp_path):
+    """A merge that brings a newer committed release (the manifest not yet rewritten) is the
+    course's work, not a learner's: git's blob of HEAD is the second witness. An edit on top of
+    it is still refused."""
+    course = copy_course(tmp_path / "course")
+    target = course / "release" / A02 / NB02
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run(["git", "init", "-q"], cwd=course, check=True)
+    target.write_bytes(target.read_bytes() + b"\n")  # committed, not in the manifest
+    subprocess.run([*git, "add", "release"], cwd=course, check=True)
+    subprocess.run([*git, "commit", "-qm", "release"], cwd=course, check=True)
+    assert release.read_manifest(course)[f"release/{A02}/{NB02}"] != release.file_hash(target)
+    assert release.blob_id(target) == subprocess.run(
+        ["git", "hash-object", str(target)], capture_output=True, text=True,
+        check=True).stdout.strip()
+    assert release.not_generated([A02], course) == []
+    _edit(target)
+    assert release.not_generated([A02], course) == [f"release/{A02}/{NB02}"]
+
+
 def _with_venv(course: Path) -> Path:
     """The course copy uses this checkout's .venv (its stamps are newer than the copy's
     pyproject.toml, so make installs nothing)."""

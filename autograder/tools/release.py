@@ -79,12 +79,45 @@ def released_files(root: Path, assignment: str) -> list[str]:
     return sorted(found)
 
 
+def committed_blobs(root: Path, folder: str = "release") -> dict[str, str]:
+    """``{"release/...": git blob id}`` of the files committed at ``HEAD`` below ``folder``, or an
+    empty dict where ``root`` is not a git checkout (or git is missing)."""
+    try:
+        listing = subprocess.run(["git", "ls-tree", "-r", "-z", "HEAD", "--", f"{folder}/"],
+                                 cwd=root, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return {}
+    blobs = {}
+    for entry in listing.split(b"\0"):
+        meta, _, rel = entry.partition(b"\t")
+        fields = meta.split()
+        if len(fields) == 3 and fields[1] == b"blob":
+            blobs[rel.decode("utf-8", "surrogateescape")] = fields[2].decode()
+    return blobs
+
+
+def blob_id(path: Path) -> str:
+    """The git blob id of a file's bytes (what ``git hash-object`` prints)."""
+    data = Path(path).read_bytes()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()  # noqa: S324 - git's id
+
+
 def not_generated(assignments: Iterable[str], root: Path = ROOT) -> list[str]:
-    """The files of ``release/<assignment>/`` that are not what the course generated: absent
-    from :data:`MANIFEST`, or with other contents (``release/...`` paths, sorted)."""
+    """The files of ``release/<assignment>/`` that are not what the course generated: recorded
+    neither in :data:`MANIFEST` nor, in a git checkout, committed at ``HEAD`` with these contents
+    (``release/...`` paths, sorted). A merge that brings a newer committed release is the
+    course's own work; a learner's edit is neither."""
     recorded = read_manifest(root)
-    return sorted(rel for a in assignments for rel in released_files(root, a)
-                  if recorded.get(rel) != file_hash(Path(root) / rel))
+    committed = None
+    foreign = []
+    for rel in (rel for a in assignments for rel in released_files(root, a)):
+        if recorded.get(rel) == file_hash(Path(root) / rel):
+            continue
+        if committed is None:
+            committed = committed_blobs(root)
+        if committed.get(rel) != blob_id(Path(root) / rel):
+            foreign.append(rel)
+    return sorted(foreign)
 
 
 def refusal(paths: list[str]) -> str:
