@@ -79,6 +79,23 @@ def changed(before: dict, after: dict) -> list[str]:
     return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
 
 
+def remove_tree(top: Path) -> None:
+    """Delete a folder tree without recursion: pytest's own clean-up of old temporary folders
+    (``shutil.rmtree``, recursive in Python 3.11) would raise RecursionError on the deep case."""
+    stack = [str(top)]
+    while stack:
+        here = stack[-1]
+        entries = list(os.scandir(here))
+        folders = [e.path for e in entries if e.is_dir(follow_symlinks=False)]
+        for entry in entries:
+            if not entry.is_dir(follow_symlinks=False):
+                os.unlink(entry.path)
+        if folders:
+            stack += folders
+        else:
+            os.rmdir(stack.pop())
+
+
 def _state(root: Path) -> dict:
     """The course outside what a run may write: the students' autograded folders, the
     gradebook, the runner's reports/ and Python's caches."""
@@ -107,16 +124,26 @@ def _graded(course, tmp_path_factory, label: str, names, *command: str) -> dict:
             "report": json.loads(report.read_text()) if report.is_file() else None}
 
 
+def _without_deep_folders(graded: dict) -> None:
+    deep = graded["root"] / "submitted" / student("deep_folders")
+    if deep.exists():
+        remove_tree(deep)
+
+
 @pytest.fixture(scope="module")
 def by_nbgrader(course, tmp_path_factory):
-    return _graded(course, tmp_path_factory, "nbgrader", cases.CASES,
-                   str(Path(sys.executable).parent / "nbgrader"), "autograde", "tiny")
+    graded = _graded(course, tmp_path_factory, "nbgrader", cases.CASES,
+                     str(Path(sys.executable).parent / "nbgrader"), "autograde", "tiny")
+    yield graded
+    _without_deep_folders(graded)
 
 
 @pytest.fixture(scope="module")
 def by_runner(course, tmp_path_factory):
-    return _graded(course, tmp_path_factory, "runner", cases.CASES, sys.executable, "-m",
-                   "autograder", "grade", "tiny", "--workers", "2", "--root", ".")
+    graded = _graded(course, tmp_path_factory, "runner", cases.CASES, sys.executable, "-m",
+                     "autograder", "grade", "tiny", "--workers", "2", "--root", ".")
+    yield graded
+    _without_deep_folders(graded)
 
 
 @pytest.fixture(scope="module")
@@ -267,6 +294,7 @@ def test_each_case_is_classified_without_blocking_or_raising(tmp_path, releases,
     staged = nbformat.read(target / "tiny.ipynb", as_version=4)
     nbformat.validate(staged)
     assert all(c.get("outputs", []) == [] for c in staged.cells)
+    remove_tree(folder)
 
 
 def test_student_ids_are_one_literal_folder_name():

@@ -5,7 +5,9 @@
 Why a subclass: nbgrader 0.9.6 reads the submission in four places, all through
 ``_format_source`` / ``coursedir.submitted_directory``: ``init_notebooks`` (glob),
 ``init_destination`` and ``init_assignment`` (``timestamp.txt``, ``shutil.copy`` of every other
-file, the missing-notebook check) and the sanitize pass of ``convert_single_notebook``. The
+file, the missing-notebook check) and the sanitize pass of ``convert_single_notebook``; and its
+``init_notebooks`` uses each folder it globbed as a glob again (student ``*`` took everyone's
+notebooks). The
 exporter (``c.Autograde.exporter_class``) only sees the notebooks, after the file copies and the
 timestamp read have already followed links or blocked on FIFOs; a ``pre_convert_hook`` runs after
 ``init_destination`` and is told only the glob, not the student. :class:`SanitizedAutograde`
@@ -18,6 +20,7 @@ stages every one (scan, classify, repair, stage) before any of them is graded, a
 from __future__ import annotations
 
 import fnmatch
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -111,7 +114,27 @@ class SanitizedAutograde(Autograde):
                 self.log.warning("Rejected submission of %s for %s, graded 0: %s",
                                  printable(student, 100), printable(assignment, 100), reason)
         self.coursedir.submitted_directory = str(self._staging)
-        super().init_notebooks()
+        self._list_staged()
+
+    def _list_staged(self) -> None:
+        """nbgrader's ``self.assignments`` (staged folder -> its notebooks) from a listing of the
+        staging folder. nbgrader's own ``init_notebooks`` globs each folder it globbed, so a
+        student called ``*`` was graded with every student's notebooks (and nobody after)."""
+        self.assignments, self.notebooks = {}, []
+        for student, assignment in sorted(self._inspections):
+            folder = self._staging / student / assignment
+            found = sorted(str(folder / name) for name in os.listdir(folder)
+                           if name.endswith(".ipynb")
+                           and matches(name[: -len(".ipynb")], self.coursedir.notebook_id))
+            if found:
+                self.assignments[str(folder)] = found
+            else:
+                self.log.warning("No notebooks were matched in %s", printable(str(folder)))
+        if not self.assignments:
+            msg = "No notebooks were matched by '%s'" % self._format_source(
+                self.coursedir.assignment_id, self.coursedir.student_id)
+            self.log.error(msg)
+            raise NbGraderException(msg)
 
     def convert_single_notebook(self, notebook_filename: str) -> None:
         """nbgrader's sanitize-and-autograde of one notebook; the inspection's flags are then

@@ -330,6 +330,9 @@ def _parse(folder: Path, candidates: list[FileEntry], flags: list[Flag]):
             broken[stem] = printable(str(exc), 300)
         except OSError as exc:
             broken[stem] = f"{entry.rel} could not be read ({printable(exc.strerror or exc)})"
+        except Exception as exc:  # noqa: BLE001 - whatever a file does is its submission's reason
+            broken[stem] = printable(f"{entry.rel} could not be parsed ({type(exc).__name__}: "
+                                     f"{exc})", 300)
         if repairs and stem in parsed:
             flags.append(("repaired-notebook", f"{printable(entry.rel, 200)}: "
                                                + "; ".join(sorted(set(repairs))[:5])))

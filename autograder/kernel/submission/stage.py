@@ -57,6 +57,8 @@ def stage(inspection: Inspection, releases: Releases, target: Path) -> str | Non
             inspection.reject(str(exc))
         except OSError as exc:  # vanished or unreadable meanwhile
             inspection.reject(f"the submission could not be read ({printable(exc.strerror or exc)})")
+        except Exception as exc:  # noqa: BLE001 - never the run's error, always this student's
+            inspection.reject(f"the submission could not be staged ({type(exc).__name__}: {exc})")
         else:
             return None
         _clear(target)
