@@ -131,8 +131,8 @@ class SanitizedAutograde(Autograde):
             else:
                 self.log.warning("No notebooks were matched in %s", printable(str(folder)))
         if not self.assignments:
-            msg = "No notebooks were matched by '%s'" % self._format_source(
-                self.coursedir.assignment_id, self.coursedir.student_id)
+            msg = (f"No notebooks were matched for assignment {self.coursedir.assignment_id!r} "
+                   f"and student {self.coursedir.student_id!r}")
             self.log.error(msg)
             raise NbGraderException(msg)
 
