@@ -88,8 +88,10 @@ class SanitizedAutograde(Autograde):
             if not matches(student, cd.student_id):
                 continue
             base = top / student
-            if base.is_symlink() or not base.is_dir():  # its scan says what it is
-                assignments = [cd.assignment_id] if "*" not in cd.assignment_id else []
+            if base.is_symlink():  # a link where a student's folder should be: its scan refuses it
+                assignments = [cd.assignment_id] if not any(c in cd.assignment_id for c in "*?[") else []
+            elif not base.is_dir():  # a stray file in submitted/ is nobody's submission
+                continue
             else:
                 assignments = sorted(p.name for p in base.iterdir()
                                      if matches(p.name, cd.assignment_id))
