@@ -134,10 +134,12 @@ class Inspection:
         """Why the submission is not gradable (empty when it is)."""
         return self.rejected or ""
 
-    def reject(self, reason: str) -> None:
-        """Refuse the whole submission (it scores 0) for ``reason``."""
+    def reject(self, reason: str, flag: bool = True) -> None:
+        """Refuse the whole submission (it scores 0) for ``reason``, with the
+        :data:`REJECTED` flag unless ``flag`` is False (nothing was submitted to refuse)."""
         self.rejected = printable(reason)
-        self.flags.append((REJECTED, f"the submission was not graded: {self.rejected}"))
+        if flag:
+            self.flags.append((REJECTED, f"the submission was not graded: {self.rejected}"))
 
 
 # ----------------------------------------------------------------------------- the releases
@@ -240,7 +242,7 @@ def classify(scan: Scan, assignment: str, releases: Releases,
     if not scan.exists:
         reason = f"nothing submitted ({scan.folder} does not exist)"
         result.flags.append(("missing-notebook", reason))
-        result.reject(reason)
+        result.reject(reason, flag=False)
         return result
     if scan.problem:
         result.reject(scan.problem)

@@ -219,7 +219,7 @@ class Run:
         return folder
 
     def unstage(self, student: str) -> None:
-        """Delete :meth:`staged`'s copy once the job has it."""
+        """Delete :meth:`staged`'s copy once the student is settled."""
         shutil.rmtree(self.work / "staged" / student, ignore_errors=True)
 
     @_timed
