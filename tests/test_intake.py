@@ -327,3 +327,19 @@ def test_the_size_rule_counts_apparent_size_and_blocks_used(tmp_path, releases):
     assert "reserved.bin (3 MB) is over the size limit" in reasons  # by blocks used
     small = submission.inspect(folder, "tiny", releases, max_file_bytes=10**6)
     assert small.files == []  # 2 MB written is over a 1 MB limit
+
+
+def test_a_timestamp_that_is_not_a_date_is_said_and_never_given_to_nbgrader(tmp_path, releases):
+    from nbgrader.utils import parse_utc
+
+    release = releases["tiny"][0].notebook
+    folder = tmp_path / "submitted" / "s" / "tiny"
+    cases._write(folder, cases.answered(release, cases.CORRECT))
+    good = submission.inspect(folder, "tiny", releases)
+    assert good.timestamp == parse_utc(cases.TIMESTAMP.strip()) and good.flags == []
+    (folder / "timestamp.txt").write_text("not a date\n")
+    bad = submission.inspect(folder, "tiny", releases)
+    assert bad.gradable and bad.timestamp is None
+    assert [kind for kind, _ in bad.flags] == ["bad-timestamp"]
+    submission.stage(bad, releases, tmp_path / "staged")
+    assert sorted(p.name for p in (tmp_path / "staged").iterdir()) == ["tiny.ipynb"]
