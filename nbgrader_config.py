@@ -88,9 +88,9 @@ c.Execute.interrupt_on_timeout = True
 # SandboxedExecute replaces nbgrader's Execute so that a dead kernel, a hung cell or a flood of
 # output is flagged in the notebook (Flag [kernel-died] ...) instead of losing the student;
 # SandboxCheckedExporter refuses to start grading when the sandbox cannot start.
-# Submissions are sanitized before nbgrader reads them (autograder/kernel/submission.py): only
-# regular files, bounded size and depth, grade cells restored from release/; a submission that
-# breaks a rule is graded 0 with the reason, and grading goes on with the next student.
+# Submissions are read through the front door before nbgrader sees them (autograder/kernel/
+# submission/): only regular files, bounded size and depth, grade cells restored from release/;
+# a submission that breaks a rule is graded 0 with the reason, and grading goes on.
 submission.install()
 c.Execute.kernel_manager_class = "autograder.kernel.sandbox.SandboxedKernelManager"
 c.Autograde.exporter_class = SandboxCheckedExporter
