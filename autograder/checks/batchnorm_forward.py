@@ -31,6 +31,9 @@ Tolerances, used throughout:
 
 from __future__ import annotations
 
+import contextlib
+import functools
+
 import numpy as np
 
 from autograder import reference as ref
@@ -45,8 +48,10 @@ from autograder.checks.framework import (
     quiet,
     require_unchanged,
     rng,
+    same_value,
     unpack,
 )
+from autograder.reference import batchnorm as ref_batchnorm
 
 __all__ = [
     "check_batchnorm_forward",
@@ -88,6 +93,11 @@ EXPLAIN = {
     "M9": "the running statistics in bn_param did not change after a train step. Write the "
     "updated arrays back into the caller's dict (bn_param['running_mean'] = ...), or update "
     "the arrays in place; rebinding bn_param to a new dict does not reach the caller.",
+    "M32": "the running statistics are updated in place (bn_param['running_mean'] += ... or "
+    "*=): the arrays the caller passed in changed. A caller that copies bn_param with "
+    "dict(bn_param, mode=...) shares those arrays, so its network's running statistics change "
+    "behind its back (04's mode_accuracies). Compute new arrays and store them: "
+    "bn_param['running_mean'] = (1 - momentum) * running_mean + momentum * mean.",
     "M10": "your function changed an input array in place (e.g. x -= mean). Work on new "
     "arrays: the caller's x, gamma and beta must be left as they were.",
     "M11": "the output is gamma * x + beta: the scale and shift are applied to the raw input "
@@ -154,10 +164,12 @@ def _dtype(what: str, value, dtype) -> None:
 # ----------------------------------------------------------------------------- mistaken models
 def _bn_wrong(x, gamma, beta, bn, *, ddof=0, run_ddof=1, flip=False, use_x=False, square=False,
               eps_mode="inside", axis=0, onepass=False, train_stats="batch",
-              test_stats="running", eps=None):
+              test_stats="running", eps=None, stats=None):
     """What ``batchnorm_forward`` returns under one set of mistakes: (out, running_mean, running_var).
 
-    All in float64, on copies. The default arguments reproduce the reference.
+    All in float64, on copies. The default arguments reproduce the reference. ``stats``, when
+    given, is the ``batch_stats`` to take the batch mean and biased variance from (the
+    student's own in the carried-forward run, so that its mistake is taken out of the others).
     """
     x = np.asarray(x, dtype=np.float64)
     mode = bn["mode"]
@@ -166,9 +178,12 @@ def _bn_wrong(x, gamma, beta, bn, *, ddof=0, run_ddof=1, flip=False, use_x=False
     D = x.shape[1]
     rm = np.asarray(bn.get("running_mean", np.zeros(D)), dtype=np.float64)
     rv = np.asarray(bn.get("running_var", np.ones(D)), dtype=np.float64)
-    batch_mean = x.mean(axis=axis, keepdims=True)
+    own = _own_stats(stats, x) if axis == 0 and not onepass else None
+    batch_mean = x.mean(axis=axis, keepdims=True) if own is None else own[0][None]
     if onepass:
         batch_var = (x**2).mean(axis=axis, keepdims=True) - batch_mean**2
+    elif own is not None:
+        batch_var = own[1][None] * (x.shape[0] / (x.shape[0] - ddof))
     else:
         batch_var = x.var(axis=axis, ddof=ddof, keepdims=True)
     use_batch = (train_stats if mode == "train" else test_stats) == "batch"
@@ -183,15 +198,24 @@ def _bn_wrong(x, gamma, beta, bn, *, ddof=0, run_ddof=1, flip=False, use_x=False
     x_hat = num / den
     out = gamma * (x if use_x else x_hat) + beta
     if mode == "train":
-        b_mean = x.mean(axis=0)
-        b_var = x.var(axis=0, ddof=run_ddof)
+        b_mean = x.mean(axis=0) if own is None else own[0]
+        b_var = x.var(axis=0, ddof=run_ddof) if own is None else \
+            own[1] * (x.shape[0] / (x.shape[0] - run_ddof))
         a = (1 - m) if flip else m
         rm = (1 - a) * rm + a * b_mean
         rv = (1 - a) * rv + a * b_var
     return out, rm, rv
 
 
-def _out_mistakes(x, gamma, beta, bn, *, rtol=RTOL64, atol=ATOL64, **first) -> dict:
+def _own_stats(stats, x):
+    """(mean, biased var) as float64 arrays from a ``batch_stats`` function, or None without one."""
+    if stats is None:
+        return None
+    mean, var = stats(x.copy())
+    return np.asarray(mean, dtype=np.float64), np.asarray(var, dtype=np.float64)
+
+
+def _out_mistakes(x, gamma, beta, bn, *, rtol=RTOL64, atol=ATOL64, stats=None, **first) -> dict:
     """``mistakes=`` for batchnorm_forward's output on ``(x, bn)``.
 
     The values in ``first`` (EXPLAIN key -> value) are always tried, first. Then each formula
@@ -209,22 +233,68 @@ def _out_mistakes(x, gamma, beta, bn, *, rtol=RTOL64, atol=ATOL64, **first) -> d
                  "M3_outside": {"eps_mode": "outside"}, "M11": {"use_x": True},
                  "M12": {"square": True}}
     fixed = {k: np.asarray(quiet(v) if callable(v) else v) for k, v in first.items()}
-    formula = {k: quiet(lambda kw=kw: _bn_wrong(x, gamma, beta, bn, **kw)[0])
-               for k, kw in kinds.items() if k not in fixed}
+    formula = {}
+    for k, kw in kinds.items():
+        if k not in fixed:
+            with contextlib.suppress(Exception):  # a student's batch_stats may return anything
+                formula[k] = quiet(lambda kw=kw: _bn_wrong(x, gamma, beta, bn, stats=stats,
+                                                           **kw)[0])
     candidates = {**fixed, **formula}
     clear = {k: v for k, v in formula.items()
              if not any(close(v, w, rtol, atol) for j, w in candidates.items() if j != k)}
     return _mistakes(**fixed, **clear)
 
 
-def _ref_bn(x, gamma, beta, bn):
+def _bn_composed(uses, x, gamma, beta, bn_param):
+    """PyTorch's BatchNorm1d forward built from ``uses.batch_stats``, ``uses.normalize`` and
+    ``uses.scale_shift``, as the notebook's solution builds it: the reference composed with the
+    student's own stages in the carried-forward run (autograder/checks/carried.py)."""
+    x = np.asarray(x)
+    N, D = x.shape
+    mode, eps, momentum, rm, rv = ref_batchnorm._bn_settings(bn_param, D, x.dtype)
+    if mode == "train":
+        if N < 2:
+            raise ValueError("train mode needs N >= 2")
+        mean, var = unpack(uses.batch_stats(x.copy()), 2, "mean, var")
+        bn_param["running_mean"] = (1 - momentum) * rm + momentum * np.asarray(mean)
+        bn_param["running_var"] = (1 - momentum) * rv + momentum * np.asarray(var) * N / (N - 1)
+    else:
+        mean, var = rm, rv
+    x_hat = uses.normalize(x.copy(), np.copy(mean), np.copy(var), eps)
+    out = uses.scale_shift(np.copy(x_hat), gamma.copy(), beta.copy())
+    return np.asarray(out).astype(x.dtype, copy=False), bn_param
+
+
+def _reference(g):
+    """The batchnorm_forward expected values come from: the reference, or in the carried-forward
+    run the reference composed with the student's own stages."""
+    return functools.partial(_bn_composed, g.uses) if g.carrying else ref.batchnorm_forward
+
+
+def _stats(g):
+    """The ``batch_stats`` the diagnoses' wrong values build on: numpy's (None), or in the
+    carried-forward run the student's own, so that its mistake is not named again here."""
+    return g.uses.batch_stats if g.carrying and "batch_stats" in g.uses.names else None
+
+
+def _ref_bn(g, x, gamma, beta, bn):
     """Reference forward on float64 copies: (out, updated bn_param)."""
     bn = copy_param(bn)
-    out, _ = ref.batchnorm_forward(np.asarray(x, dtype=np.float64), gamma, beta, bn)
+    out, _ = _reference(g)(np.asarray(x, dtype=np.float64), gamma, beta, bn)
     return out, bn
 
 
 # ============================================================================= batchnorm_forward
+def _bn_wrong_g(g, *args, **kw):
+    """:func:`_bn_wrong` on the batch statistics of this run (see :func:`_stats`)."""
+    return _bn_wrong(*args, stats=_stats(g), **kw)
+
+
+def _out_mistakes_g(g, *args, **kw) -> dict:
+    """:func:`_out_mistakes` on the batch statistics of this run (see :func:`_stats`)."""
+    return _out_mistakes(*args, stats=_stats(g), **kw)
+
+
 def _bn_case(r, N=8):
     """A train-mode case: features on different scales, one with variance below eps."""
     loc = np.array([0.0, 5.0, -3.0, 1.0, 2.0])
@@ -267,20 +337,29 @@ def _forward_train_output(g, batchnorm_forward, x, gamma, beta, bn) -> None:
     with g.part("train-mode output on an 8x5 batch (one feature with variance below eps)",
                 weight=2):
         out, _ = _call_bn(g, batchnorm_forward, x, gamma, beta, bn)
-        exp, _ = _ref_bn(x, gamma, beta, bn)
+        exp, _ = _ref_bn(g, x, gamma, beta, bn)
         g.compare("out", out, exp, rtol=RTOL64, atol=ATOL64,
-                  mistakes=_out_mistakes(x, gamma, beta, bn))
+                  mistakes=_out_mistakes_g(g, x, gamma, beta, bn))
 
 
 def _forward_one_step(g, batchnorm_forward, x, gamma, beta, bn) -> None:
     """Part of ``check_batchnorm_forward``: one train step updates bn_param's running_mean and running_var."""
-    with g.part("one train step updates bn_param's running_mean and running_var "
-                "(momentum 0.1, unbiased variance)", weight=1.5):
-        _, bn_after = _call_bn(g, batchnorm_forward, x, gamma, beta, bn)
-        _, exp_bn = _ref_bn(x, gamma, beta, bn)
-        wrong = {k: _bn_wrong(x, gamma, beta, bn, **kw)[1:] for k, kw in
+    with g.part("one train step stores new running_mean and running_var in bn_param "
+                "(momentum 0.1, unbiased variance), leaving the arrays passed in unchanged",
+                weight=1.5):
+        bn_after = copy_param(bn)
+        passed_in = {k: bn_after[k] for k in ("running_mean", "running_var")}
+        unpack(g.call(batchnorm_forward, x.copy(), gamma.copy(), beta.copy(), bn_after), 2,
+               "out, cache")
+        _, exp_bn = _ref_bn(g, x, gamma, beta, bn)
+        wrong = {k: _bn_wrong_g(g, x, gamma, beta, bn, **kw)[1:] for k, kw in
                  {"M6": {"flip": True}, "M7": {"run_ddof": 0}}.items()}
         _compare_running(g, bn_after, exp_bn, bn, wrong, RTOL64, ATOL64)
+        for name, array in passed_in.items():
+            if not same_value(bn[name], array):
+                raise Failure(f"the array passed in as bn_param['{name}'] was changed in place."
+                              f"\n      before: {fmt(bn[name])}\n      after:  {fmt(array)}"
+                              f"\n      {_diagnose('M32')}")
 
 
 def _forward_three_steps(g, batchnorm_forward, r, gamma, beta) -> None:
@@ -295,9 +374,9 @@ def _forward_three_steps(g, batchnorm_forward, r, gamma, beta) -> None:
             xs = _bn_case(r, N=n)[0]
             out, _ = unpack(g.call(batchnorm_forward, xs.copy(), gamma.copy(), beta.copy(),
                                    bn_s), 2, "out, cache")
-            ref.batchnorm_forward(xs, gamma, beta, exp_bn)
+            _reference(g)(xs, gamma, beta, exp_bn)
             for state, kw in wrong.values():
-                _, state["running_mean"], state["running_var"] = _bn_wrong(
+                _, state["running_mean"], state["running_var"] = _bn_wrong_g(g,
                     xs, gamma, beta, state, **kw)
         wrong_runs = {k: (s["running_mean"], s["running_var"]) for k, (s, _) in wrong.items()}
         _compare_running(g, bn_s, exp_bn, {"running_mean": np.zeros(5),
@@ -311,19 +390,19 @@ def _forward_defaults(g, batchnorm_forward, x, gamma, beta) -> None:
                 "running_mean=0, running_var=1", weight=1):
         bn_d = {"mode": "train"}
         out, bn_after = _call_bn(g, batchnorm_forward, x, gamma, beta, bn_d)
-        exp, exp_bn = _ref_bn(x, gamma, beta, bn_d)
-        g.compare("out", out, exp, rtol=RTOL64, atol=ATOL64, mistakes=_out_mistakes(
+        exp, exp_bn = _ref_bn(g, x, gamma, beta, bn_d)
+        g.compare("out", out, exp, rtol=RTOL64, atol=ATOL64, mistakes=_out_mistakes_g(g,
             x, gamma, beta, bn_d,
-            eps_default=lambda: _bn_wrong(x, gamma, beta, bn_d, eps=1e-8)[0]))
-        wrong = {k: _bn_wrong(x, gamma, beta, bn_d, **kw)[1:] for k, kw in
+            eps_default=lambda: _bn_wrong_g(g, x, gamma, beta, bn_d, eps=1e-8)[0]))
+        wrong = {k: _bn_wrong_g(g, x, gamma, beta, bn_d, **kw)[1:] for k, kw in
                  {"M6": {"flip": True}, "M7": {"run_ddof": 0}}.items()}
         _compare_running(g, bn_after, exp_bn, {"running_mean": np.zeros(5),
                                                "running_var": np.ones(5)},
                          wrong, RTOL64, ATOL64)
         out_t, _ = _call_bn(g, batchnorm_forward, x, gamma, beta, {"mode": "test"})
         g.compare("test-mode out with default running statistics", out_t,
-                  _ref_bn(x, gamma, beta, {"mode": "test"})[0], rtol=RTOL64, atol=ATOL64,
-                  mistakes=_out_mistakes(x, gamma, beta, {"mode": "test"}))
+                  _ref_bn(g, x, gamma, beta, {"mode": "test"})[0], rtol=RTOL64, atol=ATOL64,
+                  mistakes=_out_mistakes_g(g, x, gamma, beta, {"mode": "test"}))
 
 
 def _forward_test_mode(g, batchnorm_forward, r, gamma, beta, bn) -> None:
@@ -333,15 +412,15 @@ def _forward_test_mode(g, batchnorm_forward, r, gamma, beta, bn) -> None:
         bn_t = dict(copy_param(bn), mode="test")
         xt = _bn_case(r, N=6)[0]
         out, bn_after = _call_bn(g, batchnorm_forward, xt, gamma, beta, bn_t)
-        g.compare("out", out, _ref_bn(xt, gamma, beta, bn_t)[0], rtol=RTOL64, atol=ATOL64,
-                  mistakes=_out_mistakes(xt, gamma, beta, bn_t))
+        g.compare("out", out, _ref_bn(g, xt, gamma, beta, bn_t)[0], rtol=RTOL64, atol=ATOL64,
+                  mistakes=_out_mistakes_g(g, xt, gamma, beta, bn_t))
         for name in ("running_mean", "running_var"):
             if not np.array_equal(bn_after.get(name), bn_t[name]):
                 raise Failure(f"test mode changed bn_param['{name}']; only train mode updates "
                               "the running statistics.")
         one, _ = _call_bn(g, batchnorm_forward, xt[:1], gamma, beta, bn_t)
         g.compare("test-mode out for a single sample (N=1)", one,
-                  _ref_bn(xt[:1], gamma, beta, bn_t)[0], rtol=RTOL64, atol=ATOL64)
+                  _ref_bn(g, xt[:1], gamma, beta, bn_t)[0], rtol=RTOL64, atol=ATOL64)
 
 
 def _forward_float32(g, batchnorm_forward, r) -> None:
@@ -352,19 +431,22 @@ def _forward_float32(g, batchnorm_forward, r) -> None:
         bn32 = {"mode": "train", "running_mean": np.zeros(3, np.float32),
                 "running_var": np.ones(3, np.float32)}
         out, bn_after = _call_bn(g, batchnorm_forward, x32, g32, b32, bn32)
-        exp, exp_bn = _ref_bn(x32, g32, b32, bn32)
+        exp, exp_bn = _ref_bn(g, x32, g32, b32, bn32)
         _dtype("out (train)", out, np.float32)
         g.compare("out (train)", out, exp, rtol=RTOL32, atol=ATOL32,
-                  mistakes=_out_mistakes(x32, g32, b32, bn32, rtol=RTOL32, atol=ATOL32))
-        wrong = {k: _bn_wrong(x32, g32, b32, bn32, **kw)[1:] for k, kw in
+                  mistakes=_out_mistakes_g(g, x32, g32, b32, bn32, rtol=RTOL32, atol=ATOL32))
+        wrong = {k: _bn_wrong_g(g, x32, g32, b32, bn32, **kw)[1:] for k, kw in
                  {"M6": {"flip": True}, "M7": {"run_ddof": 0}}.items()}
         _compare_running(g, bn_after, exp_bn, bn32, wrong, RTOL32, ATOL32)
-        bn32t = dict(copy_param(bn_after), mode="test")
+        # test mode on the reference's running statistics (in the input's dtype), never on
+        # what the student's call wrote back (issue 19: the reference reads no student value)
+        bn32t = {"mode": "test", **{k: exp_bn[k].astype(np.float32)
+                                    for k in ("running_mean", "running_var")}}
         out, _ = _call_bn(g, batchnorm_forward, x32, g32, b32, bn32t)
         _dtype("out (test)", out, np.float32)
-        g.compare("out (test)", out, _ref_bn(x32, g32, b32, bn32t)[0], rtol=RTOL32,
+        g.compare("out (test)", out, _ref_bn(g, x32, g32, b32, bn32t)[0], rtol=RTOL32,
                   atol=ATOL32,
-                  mistakes=_out_mistakes(x32, g32, b32, bn32t, rtol=RTOL32, atol=ATOL32))
+                  mistakes=_out_mistakes_g(g, x32, g32, b32, bn32t, rtol=RTOL32, atol=ATOL32))
 
 
 def _forward_two_samples(g, batchnorm_forward) -> None:
@@ -373,11 +455,11 @@ def _forward_two_samples(g, batchnorm_forward) -> None:
         x2, g2, b2 = np.array([[1.0], [4.0]]), np.array([2.0]), np.array([0.5])
         bn2 = {"mode": "train", "running_mean": np.zeros(1), "running_var": np.ones(1)}
         out, bn_after = _call_bn(g, batchnorm_forward, x2, g2, b2, bn2)
-        exp, exp_bn = _ref_bn(x2, g2, b2, bn2)
+        exp, exp_bn = _ref_bn(g, x2, g2, b2, bn2)
         g.compare("out", out, exp, rtol=RTOL64, atol=ATOL64,
-                  mistakes=_out_mistakes(x2, g2, b2, bn2))
-        wrong = {"M7": _bn_wrong(x2, g2, b2, bn2, run_ddof=0)[1:],
-                 "M6": _bn_wrong(x2, g2, b2, bn2, flip=True)[1:]}
+                  mistakes=_out_mistakes_g(g, x2, g2, b2, bn2))
+        wrong = {"M7": _bn_wrong_g(g, x2, g2, b2, bn2, run_ddof=0)[1:],
+                 "M6": _bn_wrong_g(g, x2, g2, b2, bn2, flip=True)[1:]}
         _compare_running(g, bn_after, exp_bn, bn2, wrong, RTOL64, ATOL64)
 
 
@@ -388,10 +470,10 @@ def _forward_constant_feature(g, batchnorm_forward, r) -> None:
         gc, bc = np.array([2.0, 1.0]), np.array([-0.5, 0.0])
         bnc = {"mode": "train"}
         out, _ = _call_bn(g, batchnorm_forward, xc, gc, bc, bnc)
-        g.compare("out", out, _ref_bn(xc, gc, bc, bnc)[0], rtol=RTOL64, atol=ATOL64,
-                  mistakes=_out_mistakes(
+        g.compare("out", out, _ref_bn(g, xc, gc, bc, bnc)[0], rtol=RTOL64, atol=ATOL64,
+                  mistakes=_out_mistakes_g(g,
                       xc, gc, bc, bnc,
-                      M5=lambda: _bn_wrong(xc, gc, bc, bnc, eps_mode="missing")[0]))
+                      M5=lambda: _bn_wrong_g(g, xc, gc, bc, bnc, eps_mode="missing")[0]))
 
 
 def _forward_large_mean(g, batchnorm_forward, r) -> None:
@@ -405,14 +487,14 @@ def _forward_large_mean(g, batchnorm_forward, r) -> None:
         bno = {"mode": "train"}
         out, _ = _call_bn(g, batchnorm_forward, xo, go, bo, bno)
         try:
-            g.compare("out", out, _ref_bn(xo, go, bo, bno)[0], rtol=1e-6, atol=1e-8,
-                      mistakes=_out_mistakes(
+            g.compare("out", out, _ref_bn(g, xo, go, bo, bno)[0], rtol=1e-6, atol=1e-8,
+                      mistakes=_out_mistakes_g(g,
                           xo, go, bo, bno, rtol=1e-6, atol=1e-8,
-                          M4=lambda: _bn_wrong(xo, go, bo, bno, onepass=True)[0]))
+                          M4=lambda: _bn_wrong_g(g, xo, go, bo, bno, onepass=True)[0]))
         except Failure as f:
             if DIAGNOSIS not in str(f):
                 centred, _ = _call_bn(g, batchnorm_forward, xo - 1e4, go, bo, bno)
-                if close(centred, _ref_bn(xo - 1e4, go, bo, bno)[0], 1e-6, 1e-8):
+                if close(centred, _ref_bn(g, xo - 1e4, go, bo, bno)[0], 1e-6, 1e-8):
                     raise Failure(f"{f}\n      {_diagnose('M4')}") from None
             raise
 
@@ -438,7 +520,7 @@ def _forward_inputs_unchanged(g, batchnorm_forward, x, gamma, beta, bn) -> None:
                        {"x": args[0], "gamma": args[1], "beta": args[2]})
 
 
-@hidden_check("batchnorm_forward", points=6)
+@hidden_check("batchnorm_forward", points=6, uses=("batch_stats", "normalize", "scale_shift"))
 def check_batchnorm_forward(g: Grader, batchnorm_forward) -> None:
     """Train and test mode, running statistics, defaults, dtypes, errors; PyTorch semantics."""
     r = rng(204)

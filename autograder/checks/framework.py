@@ -1,10 +1,10 @@
-"""The machinery behind every hidden check: parts, partial credit, diagnoses, clean output.
+"""The machinery behind every hidden check: parts, partial credit, diagnoses, the check's record.
 
 A hidden test cell is one line, ``check_x(x)``, whose value is the points earned. nbgrader reads
 that value as partial credit (``nbgrader.utils.determine_grade``: a numeric ``execute_result`` is
 the cell's score). nbgrader also gives zero to a test cell that writes anything to stderr, so
 every call into student code goes through :meth:`Grader.call`, which records warnings and
-captures stderr and stdout, and turns them into readable report lines instead.
+captures stderr and stdout, and turns them into quoted notes instead.
 
 Usage::
 
@@ -16,14 +16,20 @@ Usage::
 
 Inside ``g.part(...)`` any exception counts as a failed part, never as a crashed cell:
 :class:`Failure` carries our message; ``NotImplementedError`` means the exercise is still empty;
-any other exception from student code is reported with its type and message.
+any other exception from student code is reported with its type and (quoted) message.
+
+:meth:`Grader.finish` builds the check's :class:`~autograder.record.CheckRecord` (parts,
+diagnoses, notes, carried-forward errors), prints its rendering and returns the score as a
+:class:`CheckScore`, a float that carries the record. A check that calls other graded functions
+of the notebook declares them (``hidden_check(..., uses=...)``) and gets the error-carried-
+forward rule of :mod:`autograder.checks.carried`. The shared value helpers live in
+:mod:`autograder.checks.values` and are re-exported here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import re
 import traceback
 import warnings
 from collections.abc import Callable, Mapping
@@ -31,27 +37,46 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# The comparison path uses these, captured when the grader is imported (the checks run in the
-# trusted grading process, autograder/kernel/remote.py; in a plain Jupyter kernel, at import).
-_asarray, _allclose, _array_equal = np.asarray, np.allclose, np.array_equal
-_isinstance, _len, _type, _tuple = isinstance, len, type, tuple
+from autograder.checks import carried
+from autograder.checks.values import (  # noqa: F401 - the API checks import from here
+    M10_ADVICE,
+    Failure,
+    StudentError,
+    _asarray,
+    _type,
+    close,
+    companion,
+    copy_param,
+    fmt,
+    is_plain_number,
+    kernel_function,
+    quiet,
+    require_unchanged,
+    rng,
+    same_value,
+    trivial,
+    unpack,
+)
 
-# The report's text conventions (diagnosis and flag lines) live with the one notebook reader,
-# which finds them again; the checks write them.
-from autograder.notebooks import DIAGNOSIS, FLAG, diagnoses_in, flag_line, flags_in  # noqa: E402,F401
-
-
-class Failure(AssertionError):
-    """A part of a check failed; the message is shown to the student as is."""
-
-
-class StudentError(Exception):
-    """The student's function raised; wraps the original exception for the report."""
-
-    def __init__(self, fn_name: str, exc: BaseException):
-        self.fn_name = fn_name
-        self.exc = exc
-        super().__init__(f"{fn_name} raised {type(exc).__name__}: {exc}")
+# The report's text conventions (diagnosis and flag lines) live with the one notebook reader;
+# the checks write them.
+from autograder.notebooks import DIAGNOSIS, FLAG, diagnoses_in, flag_line, flags_in  # noqa: F401
+from autograder.record import (
+    FAILED,
+    MAX_COMPARED,
+    MAX_NOTES,
+    PARTIAL,
+    PASSED,
+    CheckRecord,
+    Compared,
+    Diagnosis,
+    Part,
+    mistake_id,
+    one_line,
+    parse_finding,
+    quote,
+    render,
+)
 
 
 @dataclass
@@ -59,12 +84,27 @@ class PartResult:
     label: str
     weight: float
     passed: bool
+    #: Why the part lost points, in the check's words (one message per failure).
     messages: list[str] = field(default_factory=list)
     #: How many of the part's comparisons with the reference matched.
     matched: int = 0
     #: With ``each=True``: comparisons that failed (the part then earns the fraction matched).
     missed: int = 0
     each: bool = False
+    #: Matches with a reference output that a stub could not give (not a constant, not zero;
+    #: not a self-consistency comparison). Only these anchor parts that compare no output.
+    anchored: int = 0
+    #: Notes (warnings, prints, remarks of the check); they never change the score.
+    notes: list[str] = field(default_factory=list)
+    compared: list[Compared] = field(default_factory=list)
+    #: Graded functions of the notebook that the student's function called in this part, and
+    #: how many calls of the student's function the part made.
+    called: set[str] = field(default_factory=set)
+    graded_calls: int = 0
+    #: The check itself failed in this part (not the student's code).
+    broken: bool = False
+    #: Callees whose mistake this part carries forward (see autograder.checks.carried).
+    carried: list[str] = field(default_factory=list)
 
     @property
     def earned(self) -> float:
@@ -81,33 +121,20 @@ NOTHING_FOR_NOTHING = ("this part earns its weight only together with an output 
                        "reference, and none did")
 
 
-def fmt(a, max_items: int = 6) -> str:
-    """Short, readable rendering of a value for a report line (first few entries of arrays)."""
-    if isinstance(a, np.ndarray) or isinstance(a, (list, tuple)) and not isinstance(a, str):
-        try:
-            arr = np.asarray(a)
-        except Exception:
-            return _safe_repr(a)
-        if arr.dtype == object:
-            return _safe_repr(a)[:200]
-        flat = arr.ravel()
-        body = np.array2string(flat[:max_items], precision=6, separator=", ", suppress_small=False)
-        more = f" ... ({arr.size} values)" if arr.size > max_items else ""
-        return f"{body[:-1]}{more}]" + (f" shape {arr.shape}" if arr.ndim > 1 else "")
-    return _safe_repr(a)
+class CheckScore(float):
+    """The points a check earned (a float, nbgrader's partial credit), with the check's
+    :class:`~autograder.record.CheckRecord` as ``record``."""
 
+    record: CheckRecord
 
-def _safe_repr(a) -> str:
-    """``repr(a)``, or the type's name when a student's ``__repr__`` fails or is not a string."""
-    try:
-        text = repr(a)
-    except Exception:
-        text = None
-    return text if _type(text) is str else f"a {_type(a).__name__} object"
+    def __new__(cls, value: float, record: CheckRecord):
+        score = super().__new__(cls, value)
+        score.record = record
+        return score
 
 
 class Grader:
-    """Collects the parts of one hidden check and prints a report for the student.
+    """Collects the parts of one hidden check, and makes its record.
 
     Parameters
     ----------
@@ -116,16 +143,31 @@ class Grader:
     points : float
         The cell's points in the notebook metadata; the score is ``points`` times the passed
         fraction of the parts' weights.
+    uses : mapping, optional
+        The other graded functions of the notebook that the graded one calls, by name: their
+        references (first run) or the student's own (the carried-forward run). See
+        :attr:`uses` and :mod:`autograder.checks.carried`.
     """
 
-    def __init__(self, name: str, points: float):
+    def __init__(self, name: str, points: float, uses: Mapping[str, Callable] | None = None):
         self.name = name
         self.points = float(points)
         self.results: list[PartResult] = []
         self._current: PartResult | None = None
         self.notes: list[str] = []
+        self._dropped_notes = 0
         #: Why the check stopped before its last part (then it scores 0), or None.
         self.stopped_early: str | None = None
+        #: The callees as a namespace: ``g.uses.batch_stats(x)`` is the reference's in the first
+        #: run and the student's own in the carried-forward run (``g.carrying``).
+        self.uses = carried.Uses(uses or {})
+        self.carrying = False
+        #: The student's graded function (set by hidden_check): its calls are watched for the
+        #: callees and logged, so that the carried-forward run can replay them.
+        self.graded: Callable | None = None
+        self.log = carried.CallLog()
+        self.called_all: set[str] = set()
+        self.carried: list = []
 
     # ------------------------------------------------------------------ parts
     @contextlib.contextmanager
@@ -147,8 +189,9 @@ class Grader:
         except StudentError as exc:
             result.messages.append(self._describe_student_error(exc))
         except Exception as exc:  # a bug in a check must not crash grading either
+            result.broken = True
             result.messages.append(
-                f"the check could not run ({type(exc).__name__}: {exc}); "
+                f"the check could not run ({type(exc).__name__}: {quote(exc)}); "
                 "please tell the instructor"
             )
         finally:
@@ -160,70 +203,113 @@ class Grader:
         inner = exc.exc
         if isinstance(inner, NotImplementedError):
             return f"{exc.fn_name} is not implemented yet (it raised NotImplementedError)."
+        kind = one_line(getattr(inner, "remote_type", type(inner).__name__), 100)
         remote_where = getattr(inner, "where", None)  # raised in the kernel: its own line
         if isinstance(remote_where, str):
-            where = f" ({remote_where})" if remote_where else ""
-            return f"{exc.fn_name} raised {type(inner).__name__}: {inner}{where}"
-        tb = traceback.extract_tb(inner.__traceback__)
-        where = ""
-        if tb:
-            last = tb[-1]
-            where = f" (line {last.lineno}: {last.line!r})" if last.line else ""
-        return f"{exc.fn_name} raised {type(inner).__name__}: {inner}{where}"
+            where = f" ({one_line(remote_where, 300)})" if remote_where else ""
+        else:
+            tb = traceback.extract_tb(inner.__traceback__)
+            last = tb[-1] if tb else None
+            where = f" (line {last.lineno}: {quote(last.line, 200)})" if last and last.line else ""
+        return f"{exc.fn_name} raised {kind}: {quote(inner)}{where}"
 
     def note(self, message: str) -> None:
-        """Attach an informational line to the current part (or the whole check)."""
-        (self._current.messages if self._current else self.notes).append(message)
+        """Attach an informational line to the current part (or the whole check). Repeats are
+        dropped, and at most :data:`~autograder.record.MAX_NOTES` are kept in each place."""
+        notes = self._current.notes if self._current else self.notes
+        message = one_line(message)
+        if message in notes:
+            return
+        if len(notes) >= MAX_NOTES:
+            self._dropped_notes += 1
+            return
+        notes.append(message)
 
     # ------------------------------------------------------------------ calling student code
     def call(self, fn: Callable, *args, **kwargs):
         """Call student code with warnings recorded and stdout/stderr captured.
 
-        Warnings (numpy's included) become report notes; output the function prints is dropped
-        so that nothing reaches the cell's stderr. Exceptions are wrapped in StudentError.
+        Warnings (numpy's included) and what the function printed become quoted notes, so that
+        nothing reaches the cell's stderr. Exceptions are wrapped in StudentError. A call of the
+        graded function is logged and watched for its callees (:mod:`autograder.checks.carried`);
+        in the carried-forward run the same call is answered from that log.
         """
         name = getattr(fn, "__name__", "your function")
+        graded = fn is self.graded and self.graded is not None
+        replayed = self.log.replay(fn, args) if graded and self.carrying else None
+        if replayed is not None:
+            return replayed.answer(self, args)
+        entry = self.log.start(fn, args) if graded and self.uses.names else None
         out_buf, err_buf = io.StringIO(), io.StringIO()
         with warnings.catch_warnings(record=True) as caught, np.errstate(all="warn"):
             warnings.simplefilter("always")
             try:
-                with contextlib.redirect_stdout(out_buf), contextlib.redirect_stderr(err_buf):
+                with contextlib.redirect_stdout(out_buf), contextlib.redirect_stderr(err_buf), \
+                        carried.watching(fn, self.uses.names if graded else ()) as called:
                     value = fn(*args, **kwargs)
             except BaseException as exc:  # noqa: BLE001 - SystemExit, KeyboardInterrupt too
                 if getattr(exc, "kernel_gone", False):
                     raise  # the kernel died or hung: the whole check stops and scores 0
-                self._kernel_notes(fn)
-                if getattr(exc, "refused", False):
-                    raise Failure(str(exc)) from None
-                raise StudentError(name, exc) from None
-        self._kernel_notes(fn)
-        seen = set()
-        for w in caught:
-            text = f"{w.category.__name__}: {w.message}"
-            if text not in seen:
-                seen.add(text)
-                self.note(f"{name} emitted a warning: {text}")
-        if err_buf.getvalue().strip():
-            self.note(f"{name} wrote to stderr: {err_buf.getvalue().strip()[:200]!r}")
+                notes = self._output_notes(fn, name, caught, err_buf)
+                wrapped = Failure(one_line(exc, 400)) if getattr(exc, "refused", False) \
+                    else StudentError(name, exc)
+                if graded:
+                    self._called(called)
+                if entry is not None:
+                    entry.finish(args, wrapped, called, notes)
+                raise wrapped from None
+        notes = self._output_notes(fn, name, caught, err_buf)
+        if graded:
+            self._called(called)
+        if entry is not None:
+            entry.finish(args, value, called, notes)
         return value
 
-    def _kernel_notes(self, fn) -> None:
-        """What a function that ran in the kernel printed and warned (autograder/kernel/remote)."""
-        notes = getattr(fn, "notes", None)
-        for note in notes if isinstance(notes, list) else []:
+    def _called(self, called: set[str]) -> None:
+        """Note which callees a call of the graded function called (in its part and overall)."""
+        self.called_all |= called
+        if self._current is not None:
+            self._current.called |= called
+            self._current.graded_calls += 1
+
+    def _output_notes(self, fn, name: str, caught, err_buf) -> list[str]:
+        """Notes for what a call printed and warned, here or (for a function that ran there) in
+        the kernel: every piece of its text quoted (:func:`autograder.record.quote`)."""
+        texts: list[tuple[str, str]] = []
+        for w in caught:
+            texts.append((f"emitted a {one_line(w.category.__name__, 100)}", str(w.message)))
+        if err_buf.getvalue().strip():
+            texts.append(("wrote to stderr", err_buf.getvalue().strip()))
+        output = getattr(fn, "output", None)  # a function that ran in the kernel
+        if isinstance(output, dict):
+            for w in output.get("warnings", [])[:MAX_NOTES]:
+                kind, _, text = str(w).partition(": ")
+                texts.append((f"emitted a {one_line(kind, 100)}", text))
+            for stream, verb in (("stdout", "printed"), ("stderr", "wrote to stderr")):
+                if isinstance(output.get(stream), str) and output[stream].strip():
+                    texts.append((verb, output[stream].strip()))
+        notes = [f"{name} {verb}: {quote(text)}" for verb, text in dict.fromkeys(texts)]
+        for note in notes:
             self.note(note)
+        return notes
 
     # ------------------------------------------------------------------ comparisons
-    def compare(self, what: str, got, expected, **kw) -> None:
+    def compare(self, what: str, got, expected, *, self_consistency: bool = False,
+                **kw) -> None:
         """Fail unless ``got`` matches ``expected`` (see :meth:`_compare` for the arguments).
 
         In a part made with ``each=True`` a mismatch is recorded and the part goes on.
+        ``self_consistency=True`` marks a comparison of the student's function with another of
+        the student's own functions (a backward pass with finite differences of the student's
+        forward pass): its match counts for its part, but anchors nothing, so such a part only
+        scores beside an output that matched the reference (issue 19: making both sides trivial
+        must earn nothing).
         """
         part = self._current
         if part is None or not part.each:
-            return self._compare(what, got, expected, **kw)
+            return self._compare(what, got, expected, self_consistency=self_consistency, **kw)
         try:
-            self._compare(what, got, expected, **kw)
+            self._compare(what, got, expected, self_consistency=self_consistency, **kw)
         except Failure as exc:
             part.missed += 1
             part.messages.append(str(exc))
@@ -238,6 +324,7 @@ class Grader:
         atol: float = 0.0,
         mistakes: Mapping[str, tuple[Callable[[], object] | object, str]] | None = None,
         check_dtype: bool = False,
+        self_consistency: bool = False,
     ) -> None:
         """Fail unless ``got`` matches ``expected`` in shape and within tolerance.
 
@@ -248,30 +335,39 @@ class Grader:
         """
         expected = _asarray(expected)
         if not is_plain_number(got):
+            self._compared(what, False, f"a {_type(got).__name__}", expected)
             raise Failure(f"{what}: expected a numpy array of numbers, got a "
-                          f"{_type(got).__name__}; return a plain numpy array")
+                          f"{one_line(_type(got).__name__, 100)}; return a plain numpy array")
         try:
             arr = _asarray(got)  # a plain ndarray: subclasses and __array__ give up their values
         except Exception as exc:
-            raise Failure(f"{what}: could not turn your value into an array ({exc})") from None
+            raise Failure(f"{what}: could not turn your value into an array "
+                          f"({quote(exc)})") from None
         if arr.dtype == object or not np.issubdtype(arr.dtype, np.number) or \
                 np.issubdtype(arr.dtype, np.complexfloating):
+            self._compared(what, False, fmt(got), expected)
             raise Failure(
                 f"{what}: expected a numpy array of numbers, got {_type(got).__name__} "
                 f"{fmt(got)[:80]}, which cannot be compared as numbers"
             )
         if arr.shape != expected.shape:
+            self._compared(what, False, fmt(arr), expected)
             diag = self._match_mistake(arr, mistakes, rtol, atol)
             raise Failure(
                 f"{what}: shape {arr.shape}, expected {expected.shape}.\n      yours:    {fmt(arr)}"
                 f"\n      expected: {fmt(expected)}" + (f"\n      {diag}" if diag else "")
             )
         if check_dtype and arr.dtype != expected.dtype:
+            self._compared(what, False, f"dtype {arr.dtype}", f"dtype {expected.dtype}")
             raise Failure(f"{what}: dtype {arr.dtype}, expected {expected.dtype} (the input's dtype)")
         if close(arr, expected, rtol, atol):
+            self._compared(what, True, fmt(arr), expected)
             if self._current is not None:
                 self._current.matched += 1
+                if not self_consistency and not trivial(expected, rtol, atol):
+                    self._current.anchored += 1
             return
+        self._compared(what, False, fmt(arr), expected)
         diag = self._match_mistake(arr, mistakes, rtol, atol)
         bad = ~np.isfinite(arr)
         detail = (
@@ -282,6 +378,12 @@ class Grader:
             f"{what} is wrong.{detail}\n      yours:    {fmt(arr)}\n      expected: {fmt(expected)}"
             + (f"\n      {diag}" if diag else "")
         )
+
+    def _compared(self, what: str, matched: bool, yours: str, expected) -> None:
+        part = self._current
+        if part is not None and len(part.compared) < MAX_COMPARED:
+            shown = expected if isinstance(expected, str) else fmt(expected)
+            part.compared.append(Compared(one_line(what, 200), matched, yours, shown))
 
     def _match_mistake(self, arr, mistakes, rtol, atol) -> str | None:
         for key, (wrong, explanation) in (mistakes or {}).items():
@@ -307,7 +409,8 @@ class Grader:
                     raise
                 return
             raise Failure(
-                f"{what}: expected {exc_type.__name__}, got {type(err.exc).__name__}: {err.exc}"
+                f"{what}: expected {exc_type.__name__}, got "
+                f"{one_line(type(err.exc).__name__, 100)}: {quote(err.exc)}"
             ) from None
         raise Failure(
             f"{what}: expected {exc_type.__name__}, but your function returned {fmt(result)[:80]}."
@@ -320,221 +423,85 @@ class Grader:
             raise Failure(message)
 
     # ------------------------------------------------------------------ result
+    def lost_points(self) -> bool:
+        """Whether some part has not earned its whole weight (so far)."""
+        return any(r.earned < r.weight for r in self.results)
+
     def _settle(self) -> None:
-        """Nothing for nothing: a part that compared no output of its own (a property such as
-        "x unchanged", a shape, an error raised for bad input) keeps its weight only when
-        another part of the check matched the reference. A stub (``pass``, zeros, the input
-        returned, a constant) thus earns 0 on every part."""
-        anchored = any(r.passed and r.matched for r in self.results)
+        """Nothing for nothing: a part without an anchored match of its own (one that compared
+        no output, such as "x unchanged", a shape or an error raised for bad input, or only a
+        self-consistency or trivial one) keeps its weight only when another part matched a
+        reference output a stub could not give. A stub (``pass``, zeros, the input returned, a
+        constant) thus earns 0 on every part."""
+        anchored = any(r.passed and r.anchored for r in self.results)
         for r in self.results:
-            if r.passed and not r.matched and not anchored:
+            if r.passed and not r.anchored and not anchored:
                 r.passed = False
                 r.messages.append(NOTHING_FOR_NOTHING)
 
-    def finish(self) -> float:
-        """Print the report and return the points earned (nbgrader's partial credit).
+    def record(self) -> CheckRecord:
+        """The check's :class:`~autograder.record.CheckRecord`, from its parts as they stand."""
+        total = sum(r.weight for r in self.results) or 1.0
+        earned = 0.0 if self.stopped_early else sum(r.earned for r in self.results)
+        rec = CheckRecord(function=self.name, points=self.points,
+                          score=round(self.points * earned / total, 2),
+                          notes=list(self.notes), stopped=one_line(self.stopped_early or ""),
+                          carried=list(self.carried))
+        for r in self.results:  # a stopped check scores 0, but each part says how it went
+            status = PASSED if r.passed and r.earned >= r.weight else \
+                PARTIAL if r.earned > 0 else FAILED
+            share = 0.0 if self.stopped_early else r.earned
+            part = Part(r.label, r.weight, share, round(self.points * r.weight / total, 4),
+                        round(self.points * share / total, 4), status, notes=list(r.notes),
+                        compared=list(r.compared), carried=list(r.carried))
+            for message in r.messages:
+                finding, explanation = parse_finding(message)
+                part.findings.append(finding)
+                if finding.diagnosis:
+                    rec.diagnoses.append(Diagnosis(mistake_id(finding.diagnosis), finding.diagnosis,
+                                                   explanation, r.label))
+            rec.parts.append(part)
+        if self._dropped_notes:
+            rec.notes.append(f"{self._dropped_notes} more notes of the same kind are not shown")
+        messages = [m for r in self.results if not r.passed for m in r.messages]
+        rec.empty = bool(earned == 0 and messages and all(
+            "not implemented yet" in m or m == NOTHING_FOR_NOTHING for m in messages) and any(
+            "not implemented yet" in m for m in messages))
+        return rec
+
+    def finish(self) -> CheckScore:
+        """Settle the parts, print the report and return the points earned (nbgrader's partial
+        credit) with the check's record.
 
         A check that stopped early (an exception outside any part, :attr:`stopped_early`)
         scores 0: the parts it never reached could not be earned, so none are.
         """
         self._settle()
-        total = sum(r.weight for r in self.results) or 1.0
-        earned = 0.0 if self.stopped_early else sum(r.earned for r in self.results)
-        score = round(self.points * earned / total, 2)
-        print(f"{self.name}: {score:g} / {self.points:g} points")
-        explained: set[str] = set()
-        for r in self.results:
-            mark = "ok  " if r.passed and not r.missed else "part" if r.earned else "FAIL"
-            print(f"  [{mark}] {r.label}")
-            for m in r.messages:
-                print(f"      {_once(m, explained)}")
-        for m in self.notes:
-            print(f"  note: {m}")
-        if self.stopped_early:
-            print(f"  The check stopped early ({self.stopped_early}), so it scores 0.")
-            return score
-        messages = [m for r in self.results if not r.passed for m in r.messages]
-        if earned == 0 and messages and all("not implemented yet" in m or m == NOTHING_FOR_NOTHING
-                                            for m in messages) and any(
-                "not implemented yet" in m for m in messages):
-            print("  Nothing to grade yet: the function still raises NotImplementedError.")
-        elif score < self.points and not any(DIAGNOSIS in m for m in messages):
-            print("  No known mistake explains this; compare your values with the expected ones above.")
-        return score
+        rec = self.record()
+        print(render(rec), end="")
+        return CheckScore(rec.score, rec)
 
 
-_DIAGNOSIS_LINE = re.compile(rf"({DIAGNOSIS} [^:\n]+): ([^\n]+)")
-
-
-def _once(message: str, explained: set[str]) -> str:
-    """``message`` with a diagnosis already explained in this report shortened to its id:
-    one cause is explained once, however many parts it fails."""
-    def shorten(match: re.Match) -> str:
-        key = match.group(0)
-        if key in explained:
-            return f"{match.group(1)} (explained above)"
-        explained.add(key)
-        return key
-
-    return _DIAGNOSIS_LINE.sub(shorten, message)
-
-
-def is_plain_number(value, depth: int = 0) -> bool:
-    """Whether ``value`` is plain numeric data: an ``int``, ``float`` or ``bool``, a numpy scalar,
-    an ndarray of exactly type ``numpy.ndarray`` (no subclass, no masked array), or a list or
-    tuple of those. Only these are compared with the reference; dtypes are checked after."""
-    kind = _type(value)
-    if kind in (np.ndarray, int, float, bool):
-        return True
-    if _isinstance(value, np.generic) and kind.__module__ == "numpy":
-        return True
-    if kind in (list, _tuple) and depth < 8:
-        return all(is_plain_number(v, depth + 1) for v in value)
-    return False
-
-
-def close(a, b, rtol: float, atol: float = 0.0) -> bool:
-    """``allclose`` that treats nan/inf in ``a`` as a mismatch unless ``b`` has them too.
-
-    Answers False, never raises, for shapes that differ or values that are not numbers.
-    """
-    try:
-        a = _asarray(a, dtype=np.float64)
-        b = _asarray(b, dtype=np.float64)
-    except Exception:
-        return False
-    if a.shape != b.shape:
-        return False
-    return bool(_allclose(a, b, rtol=rtol, atol=atol, equal_nan=True))
-
-
-def quiet(fn: Callable, *args, **kwargs):
-    """Evaluate one of the checks' own formulas (e.g. a mistake's wrong value) with numpy's
-    warnings silenced: a mistake that divides by zero is expected to."""
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        return fn(*args, **kwargs)
-
-
-def unpack(value, n: int, names: str) -> tuple:
-    """A student's returned ``n``-tuple, or a Failure naming what was expected.
-
-    ``names`` describes the tuple for the message, e.g. ``"dx, dgamma, dbeta"``.
-    """
-    # The items as stored: a tuple/list subclass's own __len__/__iter__/__getitem__ are not asked.
-    if _isinstance(value, _tuple):
-        items = _tuple(_tuple.__iter__(value))
-    elif _isinstance(value, list):
-        items = _tuple(list.__iter__(value))
-    else:
-        items = None
-    if items is None or _len(items) != n:
-        raise Failure(f"expected a tuple ({names}), got {_type(value).__name__} {fmt(value)[:80]}")
-    return items
-
-
-#: Why an input must not be modified (MISCONCEPTIONS M10), shown after the name of the input.
-M10_ADVICE = "the caller still needs it; compute into new arrays instead of writing into it"
-
-
-def require_unchanged(name: str, before, after, advice: str = M10_ADVICE) -> None:
-    """Fail with diagnosis M10 unless the input ``after`` still equals its copy ``before``."""
-    if not same_value(before, after):
-        raise Failure(
-            f"{name} was modified by the call.\n      before: {fmt(before)}\n      after:  "
-            f"{fmt(after)}\n      {DIAGNOSIS} M10: {advice}"
-        )
-
-
-def same_value(before, after) -> bool:
-    """Whether ``after`` still equals ``before`` (one of our inputs), never asking ``after``.
-
-    Numbers and arrays are compared as float64 ndarrays (shape and values, nan equal to nan);
-    dicts, lists and tuples item by item; anything else must be of exactly the same type and
-    equal by that type's ``==``, so an object whose ``__eq__`` always answers True cannot pass.
-    """
-    if _isinstance(before, (np.ndarray, np.number, int, float)) and _type(before) is not bool:
-        try:
-            a = _asarray(before, dtype=np.float64)
-            b = _asarray(after, dtype=np.float64)
-        except Exception:
-            return False
-        return a.shape == b.shape and bool(_array_equal(a, b, equal_nan=True))
-    if _type(after) is not _type(before):
-        return False
-    if _isinstance(before, dict):
-        return before.keys() == after.keys() and all(same_value(v, after[k])
-                                                      for k, v in before.items())
-    if _isinstance(before, (list, _tuple)):
-        return _len(before) == _len(after) and all(same_value(a, b)
-                                                   for a, b in zip(before, after, strict=True))
-    return bool(before == after)
-
-
-def copy_param(param: dict) -> dict:
-    """A copy of a layer's parameter dict (``bn_param``, ``ln_param``, ...) whose arrays are
-    copies too (``running_mean``, ``running_var``), so the call's updates can be compared with
-    the state before it.
-
-    Parameters
-    ----------
-    param : dict
-        str keys; ndarray values are copied, anything else (``mode``, ``eps``) is shared.
-
-    Returns
-    -------
-    dict
-    """
-    return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in param.items()}
-
-
-def kernel_function(source: str, name: str, **constants):
-    """A function of the check's own that a student function receives as an argument.
-
-    The checks run outside the student's kernel, so a function passed to the student (the ``f``
-    of ``numerical_gradient``) is sent as source and defined in the kernel
-    (:mod:`autograder.kernel.shim`); called here, it is the same code. ``source`` defines
-    ``name`` using ``np`` and the plain-data ``constants`` only.
-
-    Returns
-    -------
-    callable
-        The function, with ``__bn_source__ = (source, name, constants)``.
-    """
-    namespace = {"np": np, "numpy": np, **constants}
-    exec(compile(source, f"<check function {name}>", "exec"), namespace)  # noqa: S102
-    fn = namespace[name]
-    fn.__bn_source__ = (source, name, constants)
-    return fn
-
-
-def companion(fn, name: str):
-    """Another function of the notebook that defines ``fn`` (e.g. the forward pass next to a
-    backward pass), or None: looked up in the kernel for a function that runs there, in
-    ``fn.__globals__`` for a plain Python function."""
-    lookup = getattr(fn, "companion", None)
-    if callable(lookup) and not isinstance(fn, type(companion)):
-        return lookup(name)
-    found = getattr(fn, "__globals__", {}).get(name)
-    return found if callable(found) else None
-
-
-def rng(seed: int) -> np.random.Generator:
-    """The seeded generator every check draws its inputs from."""
-    return np.random.default_rng(seed)
-
-
-def hidden_check(name: str, points: float):
+def hidden_check(name: str, points: float, uses: tuple[str, ...] | Mapping[str, Callable] = ()):
     """Turn ``body(g, student_fn)`` into a hidden check ``check(student_fn) -> points earned``.
 
     The wrapper makes the :class:`Grader`, runs the body, and always prints the report and
-    returns a score, even if the body itself fails outside a part. ``check.points`` is the
-    cell's maximum, which a test compares with the notebook's metadata.
+    returns a score (a :class:`CheckScore` carrying the record), even if the body itself fails
+    outside a part. ``check.points`` is the cell's maximum, which a test compares with the
+    notebook's metadata.
+
+    ``uses`` names the other graded functions of the notebook that the graded function calls
+    (``("batch_stats", "normalize", "scale_shift")``), by their names in
+    :mod:`autograder.reference`, or maps names to reference functions. When the function loses
+    points, the body runs again with the student's own callees in ``g.uses``: a part that then
+    matches keeps its points, with a note (error carried forward, :mod:`autograder.checks.carried`).
     """
+    references = carried.references(uses)
 
     def decorate(body):
         def check(student_fn):
-            g = Grader(name, points)
+            g = Grader(name, points, uses=references)
+            g.graded = student_fn
             if not callable(student_fn):
                 with g.part(f"{name} is a function"):
                     raise Failure(f"{name} should be a function, got {type(student_fn).__name__}")
@@ -545,9 +512,15 @@ def hidden_check(name: str, points: float):
             with warnings.catch_warnings(record=True), contextlib.redirect_stderr(stray):
                 warnings.simplefilter("always")
                 try:
-                    body(g, student_fn)
-                except Exception as exc:  # outside any part: nothing after it could be earned
-                    g.stopped_early = f"{type(exc).__name__}: {exc}"
+                    run(g, body, student_fn)
+                    if references and not g.stopped_early and g.lost_points():
+                        carried.carry_forward(g, lambda g2: run(g2, body, student_fn),
+                                              Grader(name, points))
+                except BaseException as exc:
+                    if getattr(exc, "kernel_gone", False):
+                        g._settle()
+                        exc.record = g.record()  # what ran before the kernel went away
+                    raise
             return g.finish()
 
         check.__name__ = body.__name__
@@ -556,6 +529,15 @@ def hidden_check(name: str, points: float):
         check.__module__ = body.__module__
         check.points = float(points)
         check.function_name = name
+        check.uses = tuple(references)
         return check
 
     return decorate
+
+
+def run(g: Grader, body: Callable, student_fn) -> None:
+    """Run a check's body; an exception outside any part stops the check (it scores 0)."""
+    try:
+        body(g, student_fn)
+    except Exception as exc:  # outside any part: nothing after it could be earned
+        g.stopped_early = f"{type(exc).__name__}: {quote(exc)}"
