@@ -130,13 +130,17 @@ class Carried:
     callee: str
     mistakes: list[str]
     parts: list[str]
+    #: The callees in between, when the mistake reached this function through another one
+    #: (``["batchnorm_forward"]`` for spatial_batchnorm_forward and batch_stats's mistake).
+    through: list[str] = field(default_factory=list)
 
     @property
     def note(self) -> str:
         """The sentence the student reads."""
         which = f" ({', '.join(self.mistakes)})" if self.mistakes else ""
-        return (f"uses your `{self.callee}`, whose mistake{which} is marked there; no second "
-                "deduction")
+        chain = "".join(f"`{name}`, which uses your " for name in self.through)
+        return (f"uses your {chain}`{self.callee}`, whose mistake{which} is marked there; no "
+                "second deduction")
 
 
 @dataclass

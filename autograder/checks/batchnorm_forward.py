@@ -90,9 +90,9 @@ EXPLAIN = {
     "must not depend on the others).",
     "M8_train": "train mode normalizes with the running statistics. In train mode use the "
     "batch mean and biased batch variance; the running ones are only for test mode.",
-    "M9": "the running statistics in bn_param did not change after a train step. Write the "
-    "updated arrays back into the caller's dict (bn_param['running_mean'] = ...), or update "
-    "the arrays in place; rebinding bn_param to a new dict does not reach the caller.",
+    "M9": "the running statistics in bn_param did not change after a train step. Store the "
+    "new arrays in the caller's dict (bn_param['running_mean'] = ...); rebinding bn_param to a "
+    "new dict does not reach the caller.",
     "M32": "the running statistics are updated in place (bn_param['running_mean'] += ... or "
     "*=): the arrays the caller passed in changed. A caller that copies bn_param with "
     "dict(bn_param, mode=...) shares those arrays, so its network's running statistics change "
@@ -520,7 +520,8 @@ def _forward_inputs_unchanged(g, batchnorm_forward, x, gamma, beta, bn) -> None:
                        {"x": args[0], "gamma": args[1], "beta": args[2]})
 
 
-@hidden_check("batchnorm_forward", points=6, uses=("batch_stats", "normalize", "scale_shift"))
+@hidden_check("batchnorm_forward", points=6, uses=("batch_stats", "normalize", "scale_shift"),
+              composed=_bn_composed)
 def check_batchnorm_forward(g: Grader, batchnorm_forward) -> None:
     """Train and test mode, running statistics, defaults, dtypes, errors; PyTorch semantics."""
     r = rng(204)

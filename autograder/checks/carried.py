@@ -250,18 +250,35 @@ class CallLog:
 
 
 # ----------------------------------------------------------------------------- the student's callees
+#: ``{graded function: (its callees, composed reference, the callees' references)}`` of the
+#: checks that declared ``composed=`` (:func:`register`): where a callee's mistake comes from
+#: when the callee itself only carries it forward from its own callee.
+COMPOSED: dict[str, tuple[tuple[str, ...], Callable, dict[str, Callable]]] = {}
+
+
+def register(name: str, refs: Mapping[str, Callable], composed: Callable) -> None:
+    """Record that graded function ``name`` is ``composed(uses, *args)`` of the callees
+    ``refs`` (hidden_check's ``composed=``), so that a check of a function that calls ``name``
+    can tell a mistake of ``name`` from one it only carries forward."""
+    COMPOSED[name] = (tuple(refs), composed, dict(refs))
+
+
 class StudentUses(Uses):
     """The student's callees for the carried-forward run. Each call runs the student's function
     (in the kernel) and, on a copy of the same arguments, its reference: when the two differ,
     the callee is recorded as having a mistake in the current part (and whether its output is
-    one a stub gives)."""
+    one a stub gives); when it is itself right on its own callees (:data:`COMPOSED`), the
+    mistake is recorded as theirs (``origins``)."""
 
-    def __init__(self, students: Mapping[str, Callable], refs: Mapping[str, Callable], grader):
+    def __init__(self, students: Mapping[str, Callable], refs: Mapping[str, Callable], grader,
+                 graded: Callable | None = None, depth: int = 0):
         super().__init__({name: self._recorder(name, fn, refs[name])
                           for name, fn in students.items()})
-        self.grader = grader
+        self.grader, self.graded, self.depth = grader, graded, depth
         self.deviated: dict[str, set[str]] = {}
         self.stub_like: dict[str, set[str]] = {}
+        #: part -> callee -> the deeper callees its mistake comes from
+        self.origins: dict[str, dict[str, set[str]]] = {}
 
     def _recorder(self, name: str, student: Callable, reference: Callable) -> Callable:
         def call(*args):
@@ -270,7 +287,8 @@ class StudentUses(Uses):
                     contextlib.redirect_stdout(io.StringIO()):
                 warnings.simplefilter("ignore")
                 try:
-                    value = student(*args)
+                    with watching(student, COMPOSED.get(name, ((),))[0]) as called:
+                        value = student(*args)
                 except BaseException as exc:  # noqa: BLE001
                     if getattr(exc, "kernel_gone", False):
                         raise
@@ -282,29 +300,66 @@ class StudentUses(Uses):
                 except Exception:  # noqa: BLE001 - bad input from another callee: not this one's
                     return value
             if _differs(value, expected, args, ref_args, before):
-                part = self.grader._current.label if self.grader._current else ""
+                current = getattr(self.grader, "_current", None)
+                part = current.label if current is not None else ""
                 self.deviated.setdefault(part, set()).add(name)
-                if _stub_like(value, before):
+                if _stub_like(value, expected, before):
+                    self.stub_like.setdefault(part, set()).add(name)
+                origin, stub = self._origin(name, value, args, before, called)
+                if origin:
+                    self.origins.setdefault(part, {}).setdefault(name, set()).update(origin)
+                if stub:  # the mistake comes from a stub further down: nothing is carried
                     self.stub_like.setdefault(part, set()).add(name)
             return value
 
         call.__name__ = name
         return call
 
+    def _origin(self, name: str, value, args, before, called: set[str]) -> tuple[set[str], bool]:
+        """The student's own callees of callee ``name`` whose mistake explains its output (the
+        reference of ``name`` composed with them gives the same, and ``name`` called them:
+        ``called``), and whether one of them gave a stub's output. Empty when ``name`` has a
+        mistake of its own, or declares no composition."""
+        spec = COMPOSED.get(name)
+        if spec is None or self.graded is None or self.depth > 3:
+            return set(), False
+        names, composed, refs = spec
+        students = {n: companion(self.graded, n) for n in names if n in called}
+        students = {n: fn for n, fn in students.items() if fn is not None}
+        if not students:
+            return set(), False
+        inner = StudentUses(students, refs, None, self.graded, self.depth + 1)
+        inner_args = snapshot(before)
+        try:
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                result = composed(inner, *inner_args)
+        except Exception:  # noqa: BLE001 - cannot tell: the callee keeps the mistake
+            return set(), False
+        if _differs(value, result, args, inner_args, before):
+            return set(), False
+        found = set(inner.deviated.get("", set()))
+        for deeper in inner.origins.get("", {}).values():
+            found |= deeper
+        return found, bool(inner.stub_like.get("", set()))
+
+
+def _numeric(value) -> bool:
+    return isinstance(value, (np.ndarray, np.number, int, float)) and not isinstance(value, bool)
+
 
 def _leaves(value, expected):
-    """Pairs (value, expected) of the numeric leaves of two outputs, in parallel; a cache (a
-    dict) is skipped; None for a pair whose structure differs."""
-    if isinstance(expected, dict):
-        return
+    """Pairs (value, expected) of the outputs proper of a callee: the array itself, or the
+    arrays and numbers at the top of a returned tuple (``mean, var``; ``dx, dgamma, dbeta``;
+    the ``out`` of ``out, cache``). A cache is the student's own design and is never compared;
+    None stands for a tuple of the wrong length."""
     if isinstance(expected, (tuple, list)):
         if not isinstance(value, (tuple, list)) or len(value) != len(expected):
             yield None
             return
-        for v, e in zip(value, expected, strict=True):
-            yield from _leaves(v, e)
-        return
-    yield value, expected
+        yield from ((v, e) for v, e in zip(value, expected, strict=True) if _numeric(e))
+    elif _numeric(expected):
+        yield value, expected
 
 
 def _differs(value, expected, args, ref_args, before) -> bool:
@@ -329,12 +384,13 @@ def _tolerance(expected) -> tuple[float, float]:
     return rtol, max(atol, rtol * size if np.isfinite(size) else atol)
 
 
-def _stub_like(value, inputs) -> bool:
-    """Whether every numeric output of a callee is one a stub gives: a constant (zeros, ones)
-    or one of its input arrays returned."""
-    leaves = [v for v, _ in _leaves(value, value) if v is not None] if value is not None else []
+def _stub_like(value, expected, inputs) -> bool:
+    """Whether a callee's output is (in any of its parts) one a stub gives: nothing, a constant
+    (zeros, ones) or one of its input arrays returned. Nothing is carried forward from it."""
+    pairs = list(_leaves(value, expected))
     arrays = [a for a in inputs if isinstance(a, np.ndarray)]
-    return all(trivial(v) or any(same_value(a, v) for a in arrays) for v in leaves)
+    return not pairs or any(p is None or trivial(p[0]) or any(same_value(a, p[0]) for a in arrays)
+                            for p in pairs)
 
 
 # ----------------------------------------------------------------------------- the second run
@@ -346,7 +402,7 @@ def carry_forward(g, rerun: Callable, g2) -> None:
     students = {n: fn for n, fn in students.items() if fn is not None}
     if not students:
         return
-    world = StudentUses(students, {n: g.uses[n] for n in students}, g2)
+    world = StudentUses(students, {n: g.uses[n] for n in students}, g2, g.graded)
     g2.uses, g2.carrying, g2.graded, g2.log = world, True, g.graded, g.log
     try:
         rerun(g2)
@@ -375,17 +431,22 @@ def _merge(g, g2, world: StudentUses) -> None:
         if p2.earned > p1.earned:
             p2.carried = sorted(wrong)
             ids = [mistake_id(parse_finding(m)[0].diagnosis) for m in p1.messages]
-            for callee in p2.carried:
-                mistakes, parts = forgiven.setdefault(callee, ([], []))
+            origins = world.origins.get(p2.label, {})
+            sources = [(deep, (callee,)) for callee in p2.carried
+                       for deep in sorted(origins.get(callee, ()))] + \
+                [(callee, ()) for callee in p2.carried if not origins.get(callee)]
+            for source, through in sources:
+                mistakes, parts = forgiven.setdefault((source, through), ([], []))
                 mistakes += [m for m in ids if m and m not in mistakes
-                             and (len(wrong) == 1 or callee in _applies_to(m))]
+                             and (len(sources) == 1 or source in _applies_to(m))]
                 parts.append(p2.label)
         else:
             p2.notes.append(f"compared with the reference run on your own "
                             f"{', '.join(f'`{n}`' for n in sorted(wrong))} (marked there): what "
                             "is left wrong here is this function's own")
         g.results[i] = p2
-    g.carried = [Carried(c, m, p) for c, (m, p) in forgiven.items()]
+    g.carried = [Carried(source, m, p, list(through))
+                 for (source, through), (m, p) in forgiven.items()]
 
 
 @functools.lru_cache(maxsize=1)

@@ -482,7 +482,8 @@ class Grader:
         return CheckScore(rec.score, rec)
 
 
-def hidden_check(name: str, points: float, uses: tuple[str, ...] | Mapping[str, Callable] = ()):
+def hidden_check(name: str, points: float, uses: tuple[str, ...] | Mapping[str, Callable] = (),
+                 composed: Callable | None = None):
     """Turn ``body(g, student_fn)`` into a hidden check ``check(student_fn) -> points earned``.
 
     The wrapper makes the :class:`Grader`, runs the body, and always prints the report and
@@ -495,8 +496,13 @@ def hidden_check(name: str, points: float, uses: tuple[str, ...] | Mapping[str, 
     :mod:`autograder.reference`, or maps names to reference functions. When the function loses
     points, the body runs again with the student's own callees in ``g.uses``: a part that then
     matches keeps its points, with a note (error carried forward, :mod:`autograder.checks.carried`).
+    ``composed(uses, *args)``, when given, is the reference built from ``uses`` as the notebook's
+    solution builds it: a check of a function that calls this one uses it to name the callee
+    where a mistake this function only carries forward really lives.
     """
     references = carried.references(uses)
+    if composed is not None:
+        carried.register(name, references, composed)
 
     def decorate(body):
         def check(student_fn):
