@@ -37,16 +37,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
-import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from autograder.checks.values import close, companion, same_value, trivial
-from autograder.record import Carried, mistake_id, one_line, parse_finding, quote
+from autograder.record import Carried, one_line, quote
 
 #: Tolerances of "the callee's output differs from its reference": the checks' own for float64
 #: and float32 values (batchnorm_forward.py's RTOL64 and RTOL32), so that a callee counts as
@@ -54,7 +52,6 @@ from autograder.record import Carried, mistake_id, one_line, parse_finding, quot
 #: mistake far larger).
 DEVIATION = {np.dtype(np.float32): (1e-4, 1e-5)}
 DEVIATION_64 = (1e-7, 1e-10)
-_CATALOGUE = Path(__file__).resolve().parents[1] / "MISCONCEPTIONS.md"
 
 
 class CalleeFailed(Exception):
@@ -256,6 +253,11 @@ class CallLog:
 COMPOSED: dict[str, tuple[tuple[str, ...], Callable, dict[str, Callable]]] = {}
 
 
+#: ``{graded function: its hidden check}``: the carried-forward note names the mistake that the
+#: callee's own check finds in the student's callee ("whose mistake (M1) is marked there").
+CHECKS: dict[str, Callable] = {}
+
+
 def register(name: str, refs: Mapping[str, Callable], composed: Callable) -> None:
     """Record that graded function ``name`` is ``composed(uses, *args)`` of the callees
     ``refs`` (hidden_check's ``composed=``), so that a check of a function that calls ``name``
@@ -430,35 +432,35 @@ def _merge(g, g2, world: StudentUses) -> None:
             continue
         if p2.earned > p1.earned:
             p2.carried = sorted(wrong)
-            ids = [mistake_id(parse_finding(m)[0].diagnosis) for m in p1.messages]
             origins = world.origins.get(p2.label, {})
             sources = [(deep, (callee,)) for callee in p2.carried
                        for deep in sorted(origins.get(callee, ()))] + \
                 [(callee, ()) for callee in p2.carried if not origins.get(callee)]
-            for source, through in sources:
-                mistakes, parts = forgiven.setdefault((source, through), ([], []))
-                mistakes += [m for m in ids if m and m not in mistakes
-                             and (len(sources) == 1 or source in _applies_to(m))]
-                parts.append(p2.label)
+            for source in sources:
+                forgiven.setdefault(source, []).append(p2.label)
         else:
             p2.notes.append(f"compared with the reference run on your own "
                             f"{', '.join(f'`{n}`' for n in sorted(wrong))} (marked there): what "
                             "is left wrong here is this function's own")
         g.results[i] = p2
-    g.carried = [Carried(source, m, p, list(through))
-                 for (source, through), (m, p) in forgiven.items()]
+    g.carried = [Carried(source, _mistakes_of(g.graded, source), parts, list(through))
+                 for (source, through), parts in forgiven.items()]
 
 
-@functools.lru_cache(maxsize=1)
-def _catalogue() -> dict[str, set[str]]:
-    """``{id: graded functions it applies to}`` from the catalogue's table (empty if absent)."""
+def _mistakes_of(graded: Callable, callee: str) -> list[str]:
+    """The catalogue ids that the callee's own hidden check names in the student's callee (run
+    here again, quietly: the same check, the same function, so the same ids as in its cell)."""
+    check, student = CHECKS.get(callee), companion(graded, callee)
+    if check is None or student is None:
+        return []
     try:
-        text = _CATALOGUE.read_text(encoding="utf-8")
-    except OSError:
-        return {}
-    rows = re.findall(r"^\| (M\d+) \| .*? \| (.*?) \|$", text, flags=re.M)
-    return {mk: set(re.findall(r"`(\w+)`", cell)) for mk, cell in rows}
+        with contextlib.redirect_stdout(io.StringIO()):
+            score = check(student)
+    except BaseException as exc:  # noqa: BLE001 - a kernel that went away: no names, no crash
+        if not getattr(exc, "kernel_gone", False) and not isinstance(exc, Exception):
+            raise
+        return []
+    record = getattr(score, "record", None)
+    return list(record.diagnosis_ids) if record is not None else []
 
 
-def _applies_to(mistake: str) -> set[str]:
-    return _catalogue().get(mistake, set())

@@ -199,7 +199,8 @@ def _as_number(value):
 
 def _require_order(test, train, expected) -> None:
     """Fail with the 'order' diagnosis when the two accuracies come back swapped."""
-    if close(train, expected[:, 1], RTOL, ATOL) and close(test, expected[:, 0], RTOL, ATOL):
+    if close(train, expected[:, 1], RTOL, ATOL) and close(test, expected[:, 0], RTOL, ATOL) \
+            and not close(expected[:, 0], expected[:, 1], RTOL, ATOL):
         raise Failure("the two accuracies are swapped.\n      yours:    "
                       f"{fmt(np.column_stack([train, test]).ravel())}\n      expected: "
                       f"{fmt(expected.ravel())}\n      {DIAGNOSIS} order: {EXPLAIN['order']}")
@@ -258,5 +259,5 @@ def check_mode_accuracies(g: Grader, fn) -> None:
                                     "one batch": lambda: _wrong(*case, "one_batch"),
                                     "partial batch": lambda: _wrong(*case, "partial"),
                                     "percent": 100 * expected[:, 0]}))
-    if any(not r.passed for r in g.results):
+    if any(not r.passed for r in g.results) and not g.carrying:
         g.note(_USES_SANDWICH)

@@ -536,6 +536,7 @@ def hidden_check(name: str, points: float, uses: tuple[str, ...] | Mapping[str, 
         check.points = float(points)
         check.function_name = name
         check.uses = tuple(references)
+        carried.CHECKS[name] = check
         return check
 
     return decorate
