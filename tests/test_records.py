@@ -63,7 +63,7 @@ def test_a_check_returns_its_score_with_a_record_that_the_rendering_prints():
     assert record.summary() == "1 of 2 parts passed, 1 partial"
     compared = record.parts[1].compared
     assert [c.matched for c in compared] == [True, True, False]
-    assert compared[2].yours == "3.0" and compared[2].expected == "9.0"
+    assert compared[2].yours == "[3.]" and compared[2].expected == "[9.]"
 
 
 def test_a_diagnosis_is_data_with_the_part_that_named_it():
