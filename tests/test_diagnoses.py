@@ -321,10 +321,9 @@ def _notebook_namespace(notebook: Path) -> dict:
     """The notebook's solution cells and read-only provided code, executed as the student's
     notebook would, on the names its setup cell gives them: ``np``, and for 04 the layers of
     ``course`` and its provided BatchNorm (the reference's, character for character)."""
+    from autograder.reference import batchnorm_backward, batchnorm_forward
     from course.layers import affine_backward, affine_forward, relu_backward, relu_forward
     from course.nets import FullyConnectedNet
-
-    from autograder.reference import batchnorm_backward, batchnorm_forward
 
     ns: dict = {"np": np, "affine_forward": affine_forward, "affine_backward": affine_backward,
                 "relu_forward": relu_forward, "relu_backward": relu_backward,
