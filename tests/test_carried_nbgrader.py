@@ -27,7 +27,8 @@ from conftest import ASSIGNMENTS, copy_course
 from nbgrader.api import Gradebook
 
 import autograder.checks as checks
-from autograder.notebooks import check_records, diagnoses_in, test_cells
+import autograder.notebooks as notebooks
+from autograder.notebooks import check_records, diagnoses_in
 from autograder.tools.demo import build_submission
 
 pytestmark = [pytest.mark.nbgrader, pytest.mark.requires_bwrap]
@@ -88,8 +89,9 @@ def graded(tmp_path_factory):
                            folder / notebook)
             (folder / "timestamp.txt").write_text("2026-11-20 09:00:00.000000 UTC\n")
         nbgrader = str(Path(sys.executable).parent / "nbgrader")
-        for student in students:
-            done = _run(root, nbgrader, "autograde", assignment, "--force", f"--student={student}")
+        for args in (["generate_assignment", assignment, "--force"],  # the scratch gradebook
+                     ["autograde", assignment, "--force", "--student=*"]):
+            done = _run(root, nbgrader, *args)
             assert done.returncode == 0, done.stdout + done.stderr
     return root
 
@@ -131,7 +133,7 @@ def test_a_mistake_costs_points_only_in_the_function_that_holds_it(graded, stude
         record = records[grade_id]
         assert [(c.callee, mistake in c.mistakes) for c in record.carried] == [(callee, True)]
         assert not record.diagnosis_ids, "the callee's mistake is not named again in the caller"
-        cell = next(c for c in test_cells(_autograded(graded, scenario.assignment, student))
+        cell = next(c for c in notebooks.test_cells(_autograded(graded, scenario.assignment, student))
                     if c.metadata.nbgrader.grade_id == grade_id)
         shown = "".join(o.get("text", "") for o in cell.outputs)
         assert f"`{callee}`, whose mistake ({mistake}) is marked there; no second" in \
@@ -171,7 +173,7 @@ def test_student_text_adds_no_diagnosis_part_or_point_anywhere(graded, student, 
         assert [p.name for p in record.parts] == _parts_of_a_silent_stub(check_name)
         assert all(p.status == "failed" for p in record.parts)
         assert any("planted by the student" in note for p in record.parts for note in p.notes)
-    shown = [ln for c in test_cells(nb) for o in c.outputs for ln in
+    shown = [ln for c in notebooks.test_cells(nb) for o in c.outputs for ln in
              _logical_lines(o.get("text", ""))]
     assert not [ln for ln in shown if ln.startswith(("Diagnosis", "[ok", "Flag", "batch_stats: 9"))]
 

@@ -22,8 +22,13 @@ the callee shows in the caller's output too. Exam marking forgives that second d
    the part, the callee's output was not one a stub gives (a constant, zeros, its input: nothing
    is carried forward from a stub), and the second run did at least as well. A part that then
    earns more than before names the callee (``Part.carried``), and the check gets the note
-   "uses your `batch_stats`, whose mistake (M1) is marked there; no second deduction". A part
-   still wrong keeps the second run's diagnoses: the mistake left is the caller's own.
+   "uses your `batch_stats`, whose mistake (M1) is marked there; no second deduction" (the ids
+   are those the callee's own check finds in it, run again quietly). A part still wrong keeps
+   the second run's diagnoses: the mistake left is the caller's own.
+5. A callee that is itself right on its own callees (a check declared with ``composed=``:
+   ``batchnorm_forward`` on ``batch_stats``) passes the mistake on: the note of
+   ``spatial_batchnorm_forward`` then says "uses your `batchnorm_forward`, which uses your
+   `batch_stats`, whose mistake (M1) is marked there".
 
 A function that writes the callee's mistake again inline instead of calling the callee is not
 forgiven (it did not call it), and nothing here can raise a score above what the same code
