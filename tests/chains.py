@@ -24,6 +24,7 @@ NOTEBOOKS = {
     "02_batchnorm_forward": ROOT / "source" / "02_batchnorm_forward" / "batchnorm_forward.ipynb",
     "03_batchnorm_backward": ROOT / "source" / "03_batchnorm_backward" / "batchnorm_backward.ipynb",
     "04_experiments": ROOT / "source" / "04_experiments" / "experiments.ipynb",
+    "05_beyond_batchnorm": ROOT / "source" / "05_beyond_batchnorm" / "beyond_batchnorm.ipynb",
 }
 
 

@@ -71,14 +71,16 @@ def _run(root: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    """The scratch course after nbgrader autograde of every chain and hostile student."""
+    """``graded(assignment)``: the scratch course once nbgrader autograde has graded that
+    assignment's chain and hostile students (each assignment graded once, when first needed)."""
     root = copy_course(tmp_path_factory.mktemp("carried"))
-    placed: dict[str, list[str]] = {}
-    for student, scenario in STUDENTS.items():
-        placed.setdefault(scenario.assignment, []).append(student)
-    for student, assignment in HOSTILE_STUDENTS.items():
-        placed.setdefault(assignment, []).append(student)
-    for assignment, students in placed.items():
+    done: set[str] = set()
+
+    def grade(assignment: str) -> Path:
+        if assignment in done:
+            return root
+        students = [s for s, sc in STUDENTS.items() if sc.assignment == assignment]
+        students += [s for s, a in HOSTILE_STUDENTS.items() if a == assignment]
         notebook = ASSIGNMENTS[assignment]
         for student in students:
             given = (_hostile_answers(assignment) if student in HOSTILE_STUDENTS
@@ -91,9 +93,12 @@ def graded(tmp_path_factory):
         nbgrader = str(Path(sys.executable).parent / "nbgrader")
         for args in (["generate_assignment", assignment, "--force"],  # the scratch gradebook
                      ["autograde", assignment, "--force", "--student=*"]):
-            done = _run(root, nbgrader, *args)
-            assert done.returncode == 0, done.stdout + done.stderr
-    return root
+            result = _run(root, nbgrader, *args)
+            assert result.returncode == 0, result.stdout + result.stderr
+        done.add(assignment)
+        return root
+
+    return grade
 
 
 def _cell_scores(root: Path, assignment: str, student: str) -> dict[str, float]:
@@ -114,8 +119,9 @@ def _function(check_name: str) -> str:
 @pytest.mark.parametrize("student", sorted(STUDENTS), ids=[STUDENTS[s].id for s in sorted(STUDENTS)])
 def test_a_mistake_costs_points_only_in_the_function_that_holds_it(graded, student, capsys):
     scenario = STUDENTS[student]
-    scores = _cell_scores(graded, scenario.assignment, student)
-    records = check_records(_autograded(graded, scenario.assignment, student))
+    root = graded(scenario.assignment)
+    scores = _cell_scores(root, scenario.assignment, student)
+    records = check_records(_autograded(root, scenario.assignment, student))
     by_function = {}
     for grade_id, check_name in hidden_checks(scenario.assignment):
         function, points = _function(check_name), getattr(checks, check_name).points
@@ -133,7 +139,7 @@ def test_a_mistake_costs_points_only_in_the_function_that_holds_it(graded, stude
         record = records[grade_id]
         assert [(c.callee, mistake in c.mistakes) for c in record.carried] == [(callee, True)]
         assert not record.diagnosis_ids, "the callee's mistake is not named again in the caller"
-        cell = next(c for c in notebooks.test_cells(_autograded(graded, scenario.assignment, student))
+        cell = next(c for c in notebooks.test_cells(_autograded(root, scenario.assignment, student))
                     if c.metadata.nbgrader.grade_id == grade_id)
         shown = "".join(o.get("text", "") for o in cell.outputs)
         assert f"`{callee}`, whose mistake ({mistake}) is marked there; no second" in \
@@ -164,7 +170,8 @@ def _parts_of_a_silent_stub(check_name: str) -> list[str]:
 @pytest.mark.parametrize("student", sorted(HOSTILE_STUDENTS))
 def test_student_text_adds_no_diagnosis_part_or_point_anywhere(graded, student, tmp_path):
     assignment = HOSTILE_STUDENTS[student]
-    nb = _autograded(graded, assignment, student)
+    root = graded(assignment)
+    nb = _autograded(root, assignment, student)
     records = check_records(nb)
     assert set(records) == {g for g, _ in hidden_checks(assignment)}, "every check left a record"
     for grade_id, check_name in hidden_checks(assignment):
@@ -178,8 +185,8 @@ def test_student_text_adds_no_diagnosis_part_or_point_anywhere(graded, student, 
     assert not [ln for ln in shown if ln.startswith(("Diagnosis", "[ok", "Flag", "batch_stats: 9"))]
 
     out = tmp_path / "report"
-    done = _run(graded, sys.executable, "-m", "autograder", "report", assignment,
-                "--root", str(graded), "--out", str(out))
+    done = _run(root, sys.executable, "-m", "autograder", "report", assignment,
+                "--root", str(root), "--out", str(out))
     assert done.returncode == 0, done.stdout + done.stderr
     with open(out / "report.csv") as f:
         row = next(r for r in csv.DictReader(f) if r["student"] == student)
@@ -187,8 +194,8 @@ def test_student_text_adds_no_diagnosis_part_or_point_anywhere(graded, student, 
     html = (out / "report.html").read_text()
     assert "M20" not in html
 
-    path = graded / "submitted" / student / assignment / ASSIGNMENTS[assignment]
-    done = _run(graded, sys.executable, "-m", "autograder", "check", str(path))
+    path = root / "submitted" / student / assignment / ASSIGNMENTS[assignment]
+    done = _run(root, sys.executable, "-m", "autograder", "check", str(path))
     assert done.returncode == 1, done.stdout + done.stderr
     lines = _logical_lines(done.stdout)
     assert not [ln for ln in lines if ln.startswith(("Diagnosis", "[ok", "diagnosed:"))]
