@@ -153,7 +153,12 @@ def _spatial_test_mode(g, x, gamma, beta, bn, reference, call) -> None:
         g.compare("out", out, reference(x, bn_t)[0], rtol=RTOL64, atol=ATOL64,
                   mistakes=_mistakes(M8_test=lambda: reference(x, bn)[0],
                                      M14=lambda: _spatial_wrong(x, gamma, beta, bn_t, "M14",
-                                                                g.uses.batchnorm_forward)[0]))
+                                                                g.uses.batchnorm_forward)[0],
+                                     **_spatial_formula_mistakes(
+                                         x, gamma, beta, bn_t,
+                                         M3_missing={"eps_mode": "missing"},
+                                         M3_outside={"eps_mode": "outside"},
+                                         M11={"use_x": True}, M12={"square": True})))
 
 
 def _spatial_float32(g, spatial_batchnorm_forward, r, gamma, beta, C, loc, scale, reference) -> None:
@@ -177,12 +182,14 @@ def _spatial_float32(g, spatial_batchnorm_forward, r, gamma, beta, C, loc, scale
                       for k in ("M13", "M14", "M14_back")}))
 
 
-def _spatial_single_image(g, x, reference, call) -> None:
+def _spatial_single_image(g, x, gamma, beta, reference, call) -> None:
     """Part of ``check_spatial_batchnorm_forward``: a single image."""
     with g.part("a single image (N=1, H*W > 1) trains: statistics over its pixels", weight=0.5):
         x1 = x[:1]
         out, _ = call(x1, {"mode": "train"})
-        g.compare("out", out, reference(x1, {"mode": "train"})[0], rtol=RTOL64, atol=ATOL64)
+        g.compare("out", out, reference(x1, {"mode": "train"})[0], rtol=RTOL64, atol=ATOL64,
+                  mistakes=_mistakes(**_spatial_formula_mistakes(x1, gamma, beta,
+                                                                 {"mode": "train"})))
 
 
 def _spatial_hard_channels(g, gamma, beta, C, reference, call) -> None:
@@ -262,5 +269,5 @@ def check_spatial_batchnorm_forward(g: Grader, spatial_batchnorm_forward) -> Non
     _spatial_running_stats(g, x, gamma, beta, bn, C, reference, w, call)
     _spatial_test_mode(g, x, gamma, beta, bn, reference, call)
     _spatial_float32(g, spatial_batchnorm_forward, r, gamma, beta, C, loc, scale, reference)
-    _spatial_single_image(g, x, reference, call)
+    _spatial_single_image(g, x, gamma, beta, reference, call)
     _spatial_hard_channels(g, gamma, beta, C, reference, call)
