@@ -25,6 +25,7 @@ import pytest
 from chains import SCENARIOS, answers, hidden_checks
 from conftest import ASSIGNMENTS, copy_course
 from nbgrader.api import Gradebook
+from rendering import logical_lines
 
 import autograder.checks as checks
 import autograder.notebooks as notebooks
@@ -146,18 +147,6 @@ def test_a_mistake_costs_points_only_in_the_function_that_holds_it(graded, stude
             shown.replace("\n    ", " ")
 
 
-def _logical_lines(text: str) -> list[str]:
-    """Lines of a rendering, a line wrapped at 100 columns joined back (see test_records)."""
-    logical: list[str] = []
-    for line in text.splitlines():
-        indent = len(line) - len(line.lstrip(" "))
-        if logical and indent not in (0, 2, 6):
-            logical[-1] += " " + line.strip()
-        else:
-            logical.append(line.strip())
-    return logical
-
-
 def _parts_of_a_silent_stub(check_name: str) -> list[str]:
     def stub(*args):
         raise ValueError("no")
@@ -181,7 +170,7 @@ def test_student_text_adds_no_diagnosis_part_or_point_anywhere(graded, student, 
         assert all(p.status == "failed" for p in record.parts)
         assert any("planted by the student" in note for p in record.parts for note in p.notes)
     shown = [ln for c in notebooks.test_cells(nb) for o in c.outputs for ln in
-             _logical_lines(o.get("text", ""))]
+             logical_lines(o.get("text", ""))]
     assert not [ln for ln in shown if ln.startswith(("Diagnosis", "[ok", "Flag", "batch_stats: 9"))]
 
     out = tmp_path / "report"
@@ -197,7 +186,7 @@ def test_student_text_adds_no_diagnosis_part_or_point_anywhere(graded, student, 
     path = root / "submitted" / student / assignment / ASSIGNMENTS[assignment]
     done = _run(root, sys.executable, "-m", "autograder", "check", str(path))
     assert done.returncode == 1, done.stdout + done.stderr
-    lines = _logical_lines(done.stdout)
+    lines = logical_lines(done.stdout)
     assert not [ln for ln in lines if ln.startswith(("Diagnosis", "[ok", "diagnosed:"))]
     for grade_id, check_name in hidden_checks(assignment):
         parts = len(_parts_of_a_silent_stub(check_name))

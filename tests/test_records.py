@@ -16,6 +16,7 @@ import warnings
 
 import numpy as np
 import pytest
+from rendering import logical_lines
 
 import autograder.checks as checks
 from autograder.checks.framework import Grader, hidden_check
@@ -127,19 +128,6 @@ def _hostile(kind: str):
     return fn
 
 
-def _lines(printed: str) -> list[str]:
-    """The rendering's logical lines: a line wrapped at 100 columns goes on indented deeper than
-    any line of its own kind (title 0, part and note 2, part details 6), and is joined back."""
-    logical: list[str] = []
-    for line in printed.splitlines():
-        indent = len(line) - len(line.lstrip(" "))
-        if logical and indent not in (0, 2, 6):
-            logical[-1] += " " + line.strip()
-        else:
-            logical.append(line.strip())
-    return logical
-
-
 @pytest.mark.parametrize("kind", ["raises", "returns None", "returns text"])
 @pytest.mark.parametrize("name", sorted(checks.__all__))
 def test_student_text_never_adds_a_part_a_diagnosis_or_points(name, kind):
@@ -152,7 +140,7 @@ def test_student_text_never_adds_a_part_a_diagnosis_or_points(name, kind):
     assert score == 0 and not record.diagnoses and not record.carried
     assert [p.name for p in record.parts] == [p.name for p in plain.parts]
     assert all(p.status == FAILED for p in record.parts)
-    forged_starts = [ln for ln in _lines(printed) if ln.startswith(("Diagnosis", "[ok", "Flag",
+    forged_starts = [ln for ln in logical_lines(printed) if ln.startswith(("Diagnosis", "[ok", "Flag",
                                                                     "f: 9"))]
     assert not forged_starts, forged_starts
     assert len(json.dumps(record.to_dict())) < 64_000, "the record must stay small"
