@@ -187,3 +187,20 @@ def test_a_stub_matching_only_trivial_values_anchors_nothing():
             g.require(True, "never shown")
 
     assert _quietly(check, lambda: np.zeros(3))[0] == 0
+
+
+def test_every_diagnosis_a_check_writes_starts_a_line_of_its_message():
+    """A record takes a diagnosis from a line of the check's message that starts with it (never
+    from the middle of a line, where quoted student text could hold the same words)."""
+    import re
+    from pathlib import Path
+
+    folder = Path(checks.__file__).parent
+    found = 0
+    for path in sorted(folder.glob("*.py")):
+        source = path.read_text()
+        for match in re.finditer(r'(.{0,8})\{(?:DIAGNOSIS\}|_diagnose\(|_diag\()', source):
+            found += 1
+            before = match.group(1)
+            assert before.endswith(('\\n      ', 'f"      ', 'f"')), (path.name, match.group(0))
+    assert found >= 10

@@ -267,7 +267,7 @@ def _backward_check(g: Grader, bwd) -> None:
         grads = _call_backward(g, fwd, bwd, xs, ws, bs, gs, betas, bns, ds)
         for name, got, like in zip(_NAMES, grads, (xs, ws, bs, gs, betas), strict=True):
             if np.shape(got) != like.shape:
-                hint = (f" {DIAGNOSIS} M15: {EXPLAIN['M15']}"
+                hint = (f"\n      {DIAGNOSIS} M15: {EXPLAIN['M15']}"
                         if name in ("dgamma", "dbeta") and np.shape(got) == ds.shape else "")
                 raise Failure(f"{name} has shape {np.shape(got)}, expected {like.shape}.{hint}")
 
