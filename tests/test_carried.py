@@ -141,13 +141,18 @@ def test_a_self_consistency_part_needs_an_output_that_matched_the_reference():
     sources["affine_bn_relu_backward"] = (
         "def affine_bn_relu_backward(dout, cache):\n"
         "    global SWITCHED\n    SWITCHED = True\n"
-        "    (x, w, b), bn_cache, _ = cache\n"
-        "    return (np.zeros_like(x), np.zeros_like(w), np.zeros_like(b),\n"
+        "    fc, bn_cache, _ = cache\n"
+        "    x, w = fc[0], fc[1]\n"
+        "    return (np.zeros_like(x), np.zeros_like(w), np.zeros(w.shape[1]),\n"
         "            np.zeros_like(bn_cache['gamma']), np.zeros_like(bn_cache['gamma']))\n")
     ns = namespace({"switch": "SWITCHED = False\n", **sources})
     with contextlib.redirect_stdout(io.StringIO()):
         score = checks.check_affine_bn_relu_backward(ns["affine_bn_relu_backward"])
     assert score == 0, score.record.parts
+    # the trick did fire: both sides agree (they are both zeros), and that alone earns nothing
+    fd = next(p for p in score.record.parts if "finite differences" in p.name)
+    assert fd.compared and all(c.matched for c in fd.compared), fd
+    assert fd.status == "failed" and "earns its weight only together" in fd.findings[-1].lines[0]
 
 
 def test_a_value_written_back_never_raises_the_score():
