@@ -294,6 +294,10 @@ def test_4_instructor_grades_in_the_formgrader(page, artifacts, course):
     diagnosis = frame.locator(".output_subarea, .jp-OutputArea-output", has_text="Diagnosis M7").first
     expect(diagnosis).to_be_visible(timeout=CELL_TIMEOUT)
     diagnosis.scroll_into_view_if_needed()
+    # the report wraps inside its box: no line of it runs off the right edge (issue 20)
+    overflow = diagnosis.evaluate("e => [...e.querySelectorAll('pre')].map("
+                                  "p => p.scrollWidth - p.clientWidth)")
+    assert overflow and max(overflow) <= 1, overflow
     shot(page, artifacts, "formgrader")
     score = frame.locator(".nbgrader_cell", has=frame.locator(f"#{WRITTEN}")).locator("input.score")
     with page.expect_response(lambda r: "/formgrader/api/grade/" in r.url

@@ -10,11 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import pytest
 from conftest import ASSIGNMENTS, copy_course
 from nbgrader.api import Gradebook
 
 from autograder.checks.framework import diagnoses_in
+from autograder.notebooks import diagnoses
 from autograder.samples import unmet_expectations
 from autograder.tools.demo import DEMO_PREFIX, load_samples
 
@@ -51,8 +53,11 @@ def test_sample_grade_and_feedback(demo_run, assignment, notebook, name):
     auto, auto_max = _auto_scores(root, assignment, notebook, student)
     assert auto_max > 0
     html = (root / "feedback" / student / assignment / notebook.replace(".ipynb", ".html")).read_text()
-    problems = unmet_expectations(expect, auto, auto_max, diagnoses_in(html))
+    graded = nbformat.read(root / "autograded" / student / assignment / notebook, as_version=4)
+    recorded = diagnoses(graded)  # the checks' records, never the printed text
+    problems = unmet_expectations(expect, auto, auto_max, recorded)
     assert not problems, f"{name} in {assignment}: {problems}"
+    assert recorded <= diagnoses_in(html), "the feedback shows every recorded diagnosis"
 
 
 def test_demo_prints_the_grade_table_and_exports(demo_run):

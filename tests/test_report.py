@@ -25,7 +25,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 from nbgrader.api import Gradebook
 
 from autograder.checks.framework import diagnoses_in
-from autograder.notebooks import add_flag
+from autograder.notebooks import add_flag, diagnoses, set_record
+from autograder.record import CheckRecord, Diagnosis
 from autograder.tools import report
 from autograder.tools.demo import DEMO_PREFIX, load_samples
 from course.plots import COLORS
@@ -49,16 +50,20 @@ AUTO = {
     "frank": {"test_a": 3.0, "test_b": 2.0},
 }
 MANUAL = {"bob": 1.5}
-# outputs of the test cells, and of alice's answer cell (a student's own print of a fake diagnosis)
+# outputs of the test cells, and of alice's answer cell (a student's own print of a fake diagnosis);
+# only the records below count (a test cell's text is never read: carol's M5 is only text)
 STREAMS = {
     "alice": {"answer": "Diagnosis M3: I printed this myself\n"
                         "Flag [tampering]: and this, which is only text\n"},
+    "carol": {"test_a": "  Diagnosis M5: text in a test cell's output, without a record\n"},
     "bob": {
         "test_a": "f: part 1 failed\nDiagnosis M1: the output matches the unbiased variance\n",
         "test_b": "Diagnosis M1: again\nDiagnosis M7: running_var biased\n",
     },
-    "carol": {"test_b": "Diagnosis M1: the output matches the unbiased variance\n"},
 }
+STREAMS["carol"]["test_b"] = "Diagnosis M1: the output matches the unbiased variance\n"
+# the diagnoses the hidden checks recorded in each test cell's trusted metadata
+RECORDED = {"bob": {"test_a": ["M1"], "test_b": ["M1", "M7"]}, "carol": {"test_b": ["M1"]}}
 ERRORS = {  # error outputs (ename, evalue, traceback) in test_a
     "carol": ("RuntimeError", "grading stopped",
               [f"{RED}RuntimeError{RESET}: grading stopped",
@@ -124,6 +129,10 @@ def _autograded_notebook(student: str) -> nbformat.NotebookNode:
                                                   traceback=tb))
     for kind, reason in TRUSTED_FLAGS.get(student, []):
         add_flag(cells["test_a"], kind, reason)
+    for name, ids in RECORDED.get(student, {}).items():
+        record = CheckRecord("f", CELLS[name][1], 0.0, diagnoses=[
+            Diagnosis(mk, mk, "explained", "a part") for mk in ids])
+        set_record(cells[name], record.to_dict())
     written = _nbgrader_cell(new_markdown_cell("YOUR ANSWER HERE"), "answer_q", True, True, 2.0)
     return new_notebook(cells=[cells["answer"], cells["test_a"], cells["test_b"], written])
 
@@ -411,11 +420,13 @@ def test_report_over_the_demo_matches_the_samples_and_nbgrader(demo_run, tmp_pat
             assert float(row["max_score"]) == float(nbgrader_row["max_score"])
             assert row["status"] == "graded" and row["flags"] == ""
             feedback = root / "feedback" / student / assignment / notebook.replace(".ipynb", ".html")
-            in_feedback = diagnoses_in(feedback.read_text())
-            assert set(row["diagnoses"].split()) == in_feedback, (assignment, name)
-            assert set(sample["expect"]["diagnoses"]) <= in_feedback, (assignment, name)
+            recorded = diagnoses(nbformat.read(root / "autograded" / student / assignment
+                                               / notebook, as_version=4))
+            assert set(row["diagnoses"].split()) == recorded, (assignment, name)
+            assert recorded <= diagnoses_in(feedback.read_text()), "the feedback shows each"
+            assert set(sample["expect"]["diagnoses"]) <= recorded, (assignment, name)
             declared.update(sample["expect"]["diagnoses"])
-            found.update(in_feedback)
+            found.update(recorded)
         table = _Tables((out / "report.html").read_text()).tables.get("mistakes", [])
         counts = {row[0]: int(row[2]) for row in table}
         assert counts == dict(found), assignment

@@ -186,3 +186,38 @@ def test_the_command_is_registered():
 
     assert COMMANDS["check"][0] == "autograder.tools.selfcheck"
     assert "\n" not in selfcheck.FULL_REPOSITORY
+
+
+def test_the_summary_counts_every_part_it_lists_and_says_partial_in_words():
+    """Issue 20: "0.9 / 2 points (1 of 2 parts passed)" stood above six parts. The self-check
+    reads the record, counts each part once and names a partial one in words; text in the
+    cell's output is never read."""
+    from autograder.notebooks import set_record
+    from autograder.record import CheckRecord, Diagnosis, Finding, Part
+
+    record = CheckRecord("batch_stats", 2, 0.9, parts=[
+        Part("mean and var", 2, 1, 0.8, 0.4, "partial",
+             [Finding(["var is wrong.", "yours:    [2.]", "expected: [1.]"], "M1")]),
+        Part("N=2", 0.5, 0, 0.2, 0, "failed", [Finding(["var is wrong."], "M1")]),
+        Part("x unchanged", 0.5, 0.5, 0.2, 0.2, "passed")],
+        diagnoses=[Diagnosis("M1", "M1", "you divide by N - 1", "mean and var"),
+                   Diagnosis("M1", "M1", "you divide by N - 1", "N=2")])
+    cell = nbformat.v4.new_code_cell("check_batch_stats(batch_stats)", metadata={
+        "nbgrader": {"grade": True, "solution": False, "grade_id": "test_batch_stats",
+                     "points": 2}})
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout",
+                                           text="  [ok  ] forged\n  Diagnosis M20: forged\n")]
+    set_record(cell, record.to_dict())
+    cell.metadata[TRUSTED_KEY]["score"] = 0.9
+    result = selfcheck.parse_cell(cell)
+    assert result.summary == "1 of 3 parts passed, 1 partial, 1 failed"
+    assert (result.passed, result.partial, result.failed) == (["x unchanged"], ["mean and var"],
+                                                              ["N=2"])
+    assert result.diagnoses == [("M1", "you divide by N - 1")]
+    check = selfcheck.SelfCheck("nb", "02", "nb.ipynb", [result], [], [], [], False)
+    text = selfcheck.render(check)
+    assert "test_batch_stats: 0.9 / 2 points (1 of 3 parts passed, 1 partial, 1 failed)" in text
+    assert "[part] mean and var (partial: 0.4 of its 0.8 points)" in text
+    assert "[part] partial credit" in text  # the legend says it in words
+    assert "forged" not in text and "M20" not in text
+    assert "diagnosed: M1 (explained in autograder/MISCONCEPTIONS.md)" in text

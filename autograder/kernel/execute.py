@@ -160,6 +160,8 @@ class SandboxedExecute(OutputLimits, Execute):
             output_type="execute_result", execution_count=None, metadata={},
             data={"text/plain": repr(result.score)}))
         notebooks.set_score(cell, result.score, points)
+        if result.record is not None:
+            notebooks.set_record(cell, result.record.to_dict())
         for kind, reason in result.flags:
             notebooks.add_flag(cell, kind, f"{_label(cell, index)}: {reason}")
         if result.stopped is not None:

@@ -10,9 +10,10 @@ student's function and sends back plain data only. The check, the reference and 
 value stay in this process, out of reach of the student's code; what the kernel sends is decoded
 as untrusted input and is only ever compared.
 
-The score and the report (what the check printed) become the cell's outputs and its trusted
-metadata (:func:`autograder.notebooks.set_score`). A flag (``refused-output``, ``cell-timeout``,
-``kernel-died``) is recorded by this side only.
+The check's record (:class:`autograder.record.CheckRecord`: parts, diagnoses, notes, flags) and
+its score go into the cell's trusted metadata (:func:`autograder.notebooks.set_record`); the
+cell's printed output is the record's rendering, never text the check or the student printed. A
+flag (``refused-output``, ``cell-timeout``, ``kernel-died``) is recorded by this side only.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from autograder.kernel import shim
+from autograder.record import CheckRecord, render
 
 #: How a hidden test cell imports its check.
 CHECKS_MODULE = "autograder.checks"
@@ -210,8 +212,13 @@ class KernelFunction:
     def __init__(self, channel: KernelChannel, name: str):
         self.channel = channel
         self.__name__ = self.__qualname__ = name
-        #: Warnings and stderr of the last call, for the check's report.
-        self.notes: list[str] = []
+        #: What the last call printed and warned (raw, capped; the check quotes it in its
+        #: record): ``{"warnings": [...], "stdout": str, "stderr": str}``.
+        self.output: dict[str, Any] = {}
+        #: Notebook functions to watch during the next call, and those the last call called
+        #: (a check's callees: autograder/checks/carried.py).
+        self.watch: tuple[str, ...] = ()
+        self.called: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         return f"<student function {self.__name__} in the kernel>"
@@ -225,13 +232,18 @@ class KernelFunction:
     def __call__(self, *args: Any) -> Any:
         nonce = secrets.token_hex(8)
         payload = {"id": nonce, "fn": self.__name__, "args": [self._argument(a) for a in args]}
+        if self.watch:
+            payload["watch"] = list(self.watch)
         response = self.channel.request(payload)
-        self.notes = [f"{self.__name__} emitted a warning: {w}"
-                      for w in response.get("warnings", []) if isinstance(w, str)][:20]
-        for stream, verb in (("stdout", "printed"), ("stderr", "wrote to stderr")):
+        warned = response.get("warnings")
+        self.output = {"warnings": [w[:shim.MAX_TEXT] for w in warned[:20] if isinstance(w, str)]
+                       if isinstance(warned, list) else []}
+        for stream in ("stdout", "stderr"):
             text = response.get(stream)
-            if isinstance(text, str) and text.strip():
-                self.notes.append(f"{self.__name__} {verb}: {text.strip()[:1000]!r}")
+            self.output[stream] = text[:shim.MAX_TEXT] if isinstance(text, str) else ""
+        called = response.get("called")
+        self.called = tuple(n for n in called if n in self.watch) \
+            if isinstance(called, list) else ()
         if "missing" in response:
             raise remote_exception({"type": "NameError", "bases": ["NameError"],
                                     "message": f"name {self.__name__!r} is not defined in the "
@@ -243,10 +255,14 @@ class KernelFunction:
         try:
             value = shim.decode(response["value"])
             after = response.get("after", [])
-            for original, now in zip(args, after if isinstance(after, list) else [],
-                                     strict=False):
+            kept = response.get("kept", [])
+            kept = kept if isinstance(kept, list) else []
+            for i, (original, now) in enumerate(zip(args, after if isinstance(after, list)
+                                                     else [], strict=False)):
                 if now is not None:
-                    _write_back(original, shim.decode(now))
+                    keys = kept[i] if i < len(kept) and isinstance(kept[i], list) else []
+                    _write_back(original, shim.decode(now), {k for k in keys
+                                                             if isinstance(k, str)})
         except (shim.NotPlainData, RecursionError, ValueError, TypeError) as exc:
             self._refuse(f"{self.__name__} returned {exc}")
         return value
@@ -266,16 +282,21 @@ class KernelFunction:
         return shim.encode(value)
 
 
-def _write_back(original: Any, now: Any) -> None:
-    """Make ``original`` (the check's argument) what the kernel's copy became."""
+def _write_back(original: Any, now: Any, kept: set[str] = frozenset()) -> None:
+    """Make ``original`` (the check's argument) what the kernel's copy became.
+
+    In a dict, the arrays the call changed in place (``kept``: the same object before and
+    after, as the shim saw it) are changed in place here too; a value the call stored anew is
+    stored anew, and the array it replaced is left as it was, as in the kernel.
+    """
     if isinstance(original, np.ndarray) and isinstance(now, np.ndarray):
         if original.shape == now.shape and original.flags.writeable:
             with np.errstate(all="ignore"):
                 original[...] = now.astype(original.dtype, copy=False)
     elif isinstance(original, dict) and isinstance(now, dict):
-        for key, value in now.items():  # arrays keep their identity when updated in place
+        for key, value in now.items():
             old = original.get(key)
-            if (isinstance(old, np.ndarray) and isinstance(value, np.ndarray)
+            if (key in kept and isinstance(old, np.ndarray) and isinstance(value, np.ndarray)
                     and old.shape == value.shape and old.dtype == value.dtype):
                 old[...] = value
                 now[key] = old
@@ -324,12 +345,14 @@ def parse_hidden_cell(source: str) -> HiddenCall | None:
 
 @dataclass
 class HiddenResult:
-    """What the trusted side writes into a hidden test cell."""
+    """What the trusted side writes into a hidden test cell: the printed report (a rendering of
+    ``record``), the score, the flags, and the check's record as data."""
 
     report: str
     score: float
     flags: list[tuple[str, str]]
     stopped: KernelGone | None = None
+    record: CheckRecord | None = None
 
 
 def load_check_files(paths) -> dict[str, Any]:
@@ -375,29 +398,41 @@ def run_hidden_cell(source: str, points: float, channel: KernelChannel,
     known = {name: getattr(checks, name) for name in checks.__all__} | dict(extra or {})
     check = known.get(call.check) if call else None
     if call is None or not callable(check):
-        return HiddenResult("This test cell is not a hidden check the grader knows; it scores 0 "
-                            "(tell the instructor).\n", 0.0, [])
+        record = CheckRecord(function=call.check if call else "this test cell",
+                             points=float(points), score=0.0, notes=[
+                                 "this test cell is not a hidden check the grader knows; it "
+                                 "scores 0 (tell the instructor)"])
+        return HiddenResult(render(record), 0.0, [], record=record)
     args = [KernelFunction(channel, v) if kind == "name" else v for kind, v in call.args]
     channel.start_check()
-    out = io.StringIO()
+    out = io.StringIO()  # the check prints its report; the record is what counts
     stopped = None
     try:
         with contextlib.redirect_stdout(out):
             score = check(*args)
+        record = getattr(score, "record", None)
     except KernelGone as exc:
         stopped, score = exc, 0.0
-        out.write(f"\nThis check stopped: {exc.reason}. It scores 0.\n")
+        record = getattr(exc, "record", None)
+        if record is not None:
+            record.stopped = f"{exc.reason}; the kernel is not answering"
     if not isinstance(score, (int, float)) or isinstance(score, bool) or not np.isfinite(score):
         score = 0.0
     score = float(min(max(score, 0.0), float(points)))
     zeroed = channel.zeroed()
+    legacy = record is None  # a course's own check that makes no record: its printed text
+    if legacy:
+        record = CheckRecord(function=call.check, points=float(points), score=score,
+                             stopped=stopped.reason if stopped is not None else "")
     if zeroed and score > 0:
-        out.write(f"  This check scores 0: the grader flagged {zeroed[0][0].replace('-', ' ')} "
-                  f"({zeroed[0][1]}). The instructor will review it.\n")
+        record.zeroed = f"the grader flagged {zeroed[0][0].replace('-', ' ')} ({zeroed[0][1]})"
         score = 0.0
+    record.score = score
     flags = list(channel.flags)
-    for kind, reason in flags:
-        out.write(f"  Flag [{kind}]: {reason}\n")
+    record.flags = [[kind, " ".join(str(reason).split())] for kind, reason in flags]
     if stopped is not None:
         flags.append((stopped.kind, stopped.reason))
-    return HiddenResult(out.getvalue(), score, flags, stopped)
+    report = render(record)
+    if legacy:
+        report = out.getvalue() + "\n".join(report.splitlines()[1:]) + "\n"
+    return HiddenResult(report, score, flags, stopped, record)

@@ -143,7 +143,8 @@ class Row:
 
 
 def collect(assignments: dict[str, str], students: list[str], root: Path = ROOT) -> list[Row]:
-    """Scores from the gradebook, and diagnoses from the autograded notebooks' outputs."""
+    """Scores from the gradebook, and diagnoses from the records of the autograded notebooks'
+    hidden checks (:func:`autograder.notebooks.diagnoses`)."""
     from nbgrader.api import Gradebook
 
     put_tools_on_path()  # the Gradebook runs `alembic`

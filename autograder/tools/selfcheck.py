@@ -14,9 +14,11 @@ points. Nothing of the course directory changes:
    once: ``generate_assignment`` (which builds the scratch gradebook from ``source/``),
    ``autograde``, and ``generate_feedback`` when ``--html`` is given. The course's own
    ``gradebook.db``, ``submitted/``, ``autograded/`` and ``feedback/`` are never opened.
-4. The autograded notebook's test cells are read with :mod:`autograder.notebooks` and printed:
-   points, parts passed and failed, each diagnosis with the student's value beside the expected
-   one; written answers are listed as graded by a person.
+4. The autograded notebook's test cells are read with :mod:`autograder.notebooks`: each hidden
+   check's record (:func:`~autograder.notebooks.check_record`), never its printed text, gives
+   the points, the parts passed, partial and failed, each diagnosis with the student's value
+   beside the expected one, and the errors carried forward; written answers are listed as
+   graded by a person.
 
 Student code runs in the bubblewrap sandbox when it can start here
 (:func:`autograder.kernel.sandbox.check_sandbox`); otherwise without it (``BN_UNSANDBOXED=1``),
@@ -32,18 +34,18 @@ import argparse
 import importlib.util
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from autograder.course_dir import ROOT
-from autograder.notebooks import output_text, test_cells, trusted_flags, trusted_score
+from autograder.notebooks import check_record, test_cells, trusted_flags, trusted_score
+from autograder.record import FAILED, PARTIAL, PASSED
+from autograder.record import render as render_record
 
 #: What a course copy without the hidden half (a class release) gets.
 FULL_REPOSITORY = ("self-check needs the full course repository (for example on Binder); "
@@ -62,9 +64,6 @@ RESULT = "selfcheck.json"
 #: Seconds the child process may take (nbgrader's own per-cell timeout is 60 s).
 CHILD_TIMEOUT = 900
 
-_PART = re.compile(r"^\s*\[(ok  |FAIL)\] (.*)$")
-_DIAGNOSIS = re.compile(r"Diagnosis (M\d+):?\s*(.*)")
-_HEADER = re.compile(r"^\S+: [0-9.eE+-]+ / [0-9.eE+-]+ points?$")  # the check's own title line
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints")
 
 
@@ -83,6 +82,9 @@ class TestCellResult:
     failed: list[str] = field(default_factory=list)
     diagnoses: list[tuple[str, str]] = field(default_factory=list)  # (id, explanation)
     report: str = ""
+    partial: list[str] = field(default_factory=list)
+    #: "4 of 6 parts passed, 1 partial, 1 failed" (every part counted once).
+    summary: str = ""
 
 
 @dataclass
@@ -324,26 +326,25 @@ def cell_score(cell) -> float:
 
 
 def parse_cell(cell) -> TestCellResult:
-    """Points, parts and diagnoses of one autograded test cell, from its check's printed report
-    (the ``[ok  ]``/``[FAIL]`` part lines, ``Diagnosis Mk: ...`` and yours/expected lines)."""
+    """Points, parts and diagnoses of one autograded test cell, from the record its hidden check
+    left in the trusted metadata (:func:`autograder.notebooks.check_record`); nothing is read
+    back from the printed output, which student text could imitate."""
     meta = cell["metadata"]["nbgrader"]
     result = TestCellResult(meta.get("grade_id", "?"), cell_score(cell), float(meta.get("points", 0)))
-    errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-    # the report is printed; the cell's value (its partial credit) and tracebacks are not shown
-    printed = output_text([{"outputs": [o for o in cell.get("outputs", [])
-                                        if o.get("output_type") == "stream"]}])
-    shown = []
-    for line in printed.splitlines():
-        part = _PART.match(line)
-        if part:
-            (result.passed if part.group(1) == "ok  " else result.failed).append(part.group(2))
-        diagnosis = _DIAGNOSIS.search(line)
-        if diagnosis and diagnosis.group(1) not in dict(result.diagnoses):
-            result.diagnoses.append((diagnosis.group(1), diagnosis.group(2).strip()))
-        if line.strip() and not _HEADER.match(line):
-            shown.append(line.rstrip())
-    shown += [f"{o.get('ename', '')}: {o.get('evalue', '')}" for o in errors]
-    result.report = textwrap.dedent("\n".join(shown))
+    record = check_record(cell)
+    if record is None:  # not run (a kernel that died before it): the trusted side said why
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        result.report = "\n".join(f"{o.get('ename', '')}: {o.get('evalue', '')}" for o in errors) \
+            or "this check left no record (it did not run)"
+        result.summary = "no parts ran"
+        return result
+    for part in record.parts:
+        {PASSED: result.passed, PARTIAL: result.partial, FAILED: result.failed}[part.status].append(
+            part.name)
+    explained = {d.id: d.explanation for d in reversed(record.diagnoses) if d.id}
+    result.diagnoses = [(mk, explained[mk]) for mk in record.diagnosis_ids]
+    result.summary = record.summary()
+    result.report = "\n".join(render_record(record).splitlines()[1:])  # the title line is ours below
     return result
 
 
@@ -411,11 +412,13 @@ def render(result: SelfCheck) -> str:
     lines = [f"Self-check of {result.notebook} (assignment {result.assignment}), graded as "
              "nbgrader autograde grades it."]
     lines += [f"{note}" for note in result.notes]
+    if any(cell.partial for cell in result.cells):
+        lines.append("Parts: [ok  ] passed, [part] partial credit (some of its points), [FAIL] "
+                     "failed.")
     for cell in result.cells:
-        parts = len(cell.passed) + len(cell.failed)
-        summary = f"{len(cell.passed)} of {parts} parts passed" if parts else "no parts ran"
+        summary = cell.summary or "no parts ran"
         lines += ["", f"{cell.grade_id}: {cell.score:g} / {cell.points:g} points ({summary})"]
-        lines += [f"  {ln}" for ln in cell.report.splitlines()]
+        lines += [ln if ln.startswith("  ") else f"  {ln}" for ln in cell.report.splitlines()]
         if cell.diagnoses:
             lines.append("  diagnosed: " + ", ".join(m for m, _ in cell.diagnoses)
                          + " (explained in autograder/MISCONCEPTIONS.md)")
