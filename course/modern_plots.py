@@ -109,7 +109,7 @@ def plot_lr_sweep(sweep: dict):
     axes[1].set_ylim(0, 1.02)
     finish(axes[0], "Final training loss (x: diverged)", "Adam learning rate [1]",
            "mean loss of the last 20 steps [nats]", legend=False)
-    finish(axes[1], "Test accuracy (dotted: highest stable lr, lowest seed)",
+    finish(axes[1], "Test accuracy (0 if diverged; dotted: highest stable lr)",
            "Adam learning rate [1]", "test accuracy [fraction]")
     axes[1].legend(fontsize=8, loc="lower left")
     fig.tight_layout()
