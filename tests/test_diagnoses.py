@@ -38,6 +38,7 @@ from autograder.checks import batchrenorm as checks_batchrenorm
 from autograder.checks import beyond_batchnorm as checks_beyond
 from autograder.checks import experiments as checks_experiments
 from autograder.checks import modern as checks_modern
+from autograder.checks import rmsnorm as checks_rmsnorm
 from autograder.checks import spatial_batchnorm as checks_spatial
 from autograder.checks import standardization as checks_standardization
 from autograder.record import FAILED, PASSED
@@ -57,6 +58,7 @@ NOTEBOOKS = {
     checks_batchrenorm: ROOT / "source" / "05_beyond_batchnorm" / "beyond_batchnorm.ipynb",
     checks_experiments: ROOT / "source" / "04_experiments" / "experiments.ipynb",
     checks_modern: ROOT / "source" / "06_modern_normalization" / "modern_normalization.ipynb",
+    checks_rmsnorm: ROOT / "source" / "06_modern_normalization" / "modern_normalization.ipynb",
 }
 CHECKS = {getattr(m, n).function_name: getattr(m, n) for m in NOTEBOOKS for n in m.__all__}
 NOTEBOOK_OF = {getattr(m, n).function_name: nb for m, nb in NOTEBOOKS.items() for n in m.__all__}

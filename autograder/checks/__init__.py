@@ -9,7 +9,7 @@ composed with the student's own callees (error carried forward, ``carried.py``).
 The checks are grouped by assignment (``standardization.py``; ``batchnorm_stages.py``,
 ``batchnorm_forward.py`` with ``batchnorm_models.py``, and ``spatial_batchnorm.py``;
 ``batchnorm_backward.py``; ``sandwich.py`` and ``experiments.py``; ``beyond_batchnorm.py`` and
-``batchrenorm.py``; ``modern.py`` for 06) on top of ``framework.py`` (the API: ``hidden_check``, ``Grader`` of
+``batchrenorm.py``; ``rmsnorm.py`` and ``modern.py`` for 06) on top of ``framework.py`` (the API: ``hidden_check``, ``Grader`` of
 ``grader.py``, the helpers of ``values.py``); this module is the single import point the
 notebooks use.
 
@@ -32,6 +32,8 @@ from autograder.checks.experiments import *  # noqa: F403
 from autograder.checks.experiments import __all__ as _measuring
 from autograder.checks.modern import *  # noqa: F403
 from autograder.checks.modern import __all__ as _modern
+from autograder.checks.rmsnorm import *  # noqa: F403
+from autograder.checks.rmsnorm import __all__ as _rmsnorm
 from autograder.checks.sandwich import *  # noqa: F403
 from autograder.checks.sandwich import __all__ as _experiments
 from autograder.checks.spatial_batchnorm import *  # noqa: F403
@@ -40,4 +42,4 @@ from autograder.checks.standardization import *  # noqa: F403
 from autograder.checks.standardization import __all__ as _standardization
 
 __all__ = [*_standardization, *_stages, *_forward, *_spatial, *_backward, *_experiments, *_measuring, *_beyond,
-           *_batchrenorm, *_modern]
+           *_batchrenorm, *_rmsnorm, *_modern]

@@ -11,7 +11,7 @@ with exactly one catalogued mistake. The block fixtures call the notebook's own 
 from __future__ import annotations
 
 from autograder.samples import modern_normalization as samples
-from diagnoses import Fixture, alternative, mistake, uncatalogued
+from diagnoses import alternative, mistake, uncatalogued
 
 _ADA = samples.STUDENTS["ada"]["answers"]
 
