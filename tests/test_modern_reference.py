@@ -69,6 +69,18 @@ def test_rmsnorm_keeps_the_dtype_and_matches_torch_in_low_precision(dtype, rtol)
                                atol=rtol)
 
 
+@pytest.mark.parametrize("dtype, compute", [(np.float16, np.float32), (np.float32, np.float32),
+                                            (np.float64, np.float64)])
+def test_torch_eps_none_is_the_machine_epsilon_of_the_type_torch_computes_in(dtype, compute):
+    """What notebook 06 says of torch's default eps=None: float32's epsilon for float16 and
+    float32 inputs, float64's for float64 (not float16's 9.8e-4 for float16)."""
+    x = np.array([[1e-4, -2e-4, 3e-4]]).astype(dtype)  # mean square ~5e-8: any eps shows
+    layer = torch.nn.RMSNorm(3, dtype=torch.from_numpy(x).dtype)
+    got = layer(torch.from_numpy(x)).detach().numpy().astype(np.float64)
+    ours = R.rmsnorm_forward(x, np.ones(3, dtype), {"eps": float(np.finfo(compute).eps)})[0]
+    np.testing.assert_allclose(got, ours.astype(np.float64), rtol=2e-3 if dtype == np.float16 else 1e-6)
+
+
 def test_float16_computed_in_float16_would_overflow_above_256():
     """Why the reference computes float16 in float32: in float16, 256**2 is already inf."""
     with np.errstate(over="ignore"):
