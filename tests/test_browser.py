@@ -31,6 +31,7 @@ from autograder.tools.demo import build_submission, load_samples
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency")
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
+pytestmark = pytest.mark.requires_system("chromium")  # Debian's, driven by Playwright
 expect.set_options(timeout=60_000)  # page state on a busy 2-core machine; cells get CELL_TIMEOUT
 
 ASSIGNMENT, NOTEBOOK = "02_batchnorm_forward", "batchnorm_forward.ipynb"
@@ -84,8 +85,6 @@ def lab(course, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(lab):
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (.ci/run does)")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1400, "height": 1000})

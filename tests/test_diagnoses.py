@@ -31,6 +31,7 @@ from diagnoses import forward as fx_forward
 from diagnoses import modern as fx_modern
 from diagnoses import standardization as fx_standardization
 
+from autograder.checks import backward_stages as checks_backward_stages
 from autograder.checks import batchnorm_backward as checks_backward
 from autograder.checks import batchnorm_forward as checks_forward
 from autograder.checks import batchnorm_stages as checks_stages
@@ -41,7 +42,7 @@ from autograder.checks import modern as checks_modern
 from autograder.checks import rmsnorm as checks_rmsnorm
 from autograder.checks import spatial_batchnorm as checks_spatial
 from autograder.checks import standardization as checks_standardization
-from autograder.record import FAILED, PASSED
+from autograder.record import PASSED
 
 ROOT = Path(__file__).resolve().parents[1]
 CATALOGUE = ROOT / "autograder" / "MISCONCEPTIONS.md"
@@ -54,6 +55,7 @@ NOTEBOOKS = {
     checks_stages: ROOT / "source" / "02_batchnorm_forward" / "batchnorm_forward.ipynb",
     checks_spatial: ROOT / "source" / "02_batchnorm_forward" / "batchnorm_forward.ipynb",
     checks_backward: ROOT / "source" / "03_batchnorm_backward" / "batchnorm_backward.ipynb",
+    checks_backward_stages: ROOT / "source" / "03_batchnorm_backward" / "batchnorm_backward.ipynb",
     checks_beyond: ROOT / "source" / "05_beyond_batchnorm" / "beyond_batchnorm.ipynb",
     checks_batchrenorm: ROOT / "source" / "05_beyond_batchnorm" / "beyond_batchnorm.ipynb",
     checks_experiments: ROOT / "source" / "04_experiments" / "experiments.ipynb",
@@ -89,6 +91,19 @@ _BACKWARD_NA = {
     "M19 M20": "the analytic gradient: " + NO_FD,
     "M21": NO_SPLITS,
 }
+
+
+#: Notebook 03's derivation steps: one stage or one path each (shared one-line reasons).
+_STEP_NA = {
+    "M1 M4": "computes no variance: the statistics are given or come from the cache",
+    "M6 M7 M9": "no running statistics in a backward pass",
+    "M8": "graded in train mode only, as the notebook's backward exercises are",
+    "M12": "normalizes nothing: it differentiates a stage whose inputs are given",
+    "M13 M14": NO_SPATIAL,
+    "M19 M20": "the analytic gradient: " + NO_FD,
+    "M21": NO_SPLITS,
+}
+ONE_STEP = "one stage or path: the paths into x meet in batchnorm_backward (dropping one is M17 there)"
 
 
 def _bug_hunt_na(bug: str, others: str) -> dict[str, str]:
@@ -180,14 +195,49 @@ APPLICABILITY: dict[str, tuple[str, dict[str, str]]] = {
         "M15 M16 M17 M18": "estimates a gradient numerically: no analytic formula to get wrong",
         "M21": NO_SPLITS,
     }),
+    "scale_shift_backward": ("M10 M15 M16", _STEP_NA | {
+        "M2": "its sums run over the batch; a sum over axis 1 gives a wrong shape, reported with the "
+              "expected one",
+        "M3 M5": "takes no square root and divides by nothing",
+        "M11": "receives x_hat: the raw x is not among its inputs",
+        "M17": ONE_STEP,
+        "M18": "no variance here: dvar is normalize_backward's",
+    }),
+    "normalize_backward": ("M3 M10 M15 M16 M18", _STEP_NA | {
+        "M2": "receives the statistics; a sum over axis 1 gives dmean/dvar of the wrong shape, "
+              "reported with the expected one",
+        "M5": "eps is inside the root by contract, so a zero variance divides by sqrt(eps); "
+              "dropping eps is M3",
+        "M11": NO_GAMMA + ": dgamma is scale_shift_backward's",
+        "M17": ONE_STEP,
+    }),
+    "batch_stats_backward": ("M10 M16 M17", _STEP_NA | {
+        "M2": "sums nothing: it spreads dmean and dvar over the rows of their column",
+        "M3 M5": "takes no square root and divides by nothing but N: eps belongs to normalize",
+        "M11": NO_GAMMA,
+        "M15": "sums nothing: it spreads dmean and dvar over the N rows (their sums are "
+               "normalize_backward's)",
+        "M18": "receives x, not x_hat: (x - mean) is all it can use",
+    }),
     "batchnorm_backward": ("M10 M11 M15 M16 M17 M18", _BACKWARD_NA | {"M13 M14": NO_SPATIAL}),
+    "dx_through_var": ("M10 M15 M16 M18", _STEP_NA | {
+        "M2": "receives x_hat and inv_std: it computes no statistics",
+        "M3 M5": "receives inv_std: no square root, no eps",
+        "M11": "receives dx_hat: gamma was applied before",
+        "M17": "one path by definition: the others are dx_through_mean and the direct term",
+    }),
+    "dx_through_mean": ("M10 M15 M16", _STEP_NA | {
+        "M2": "receives dx_hat and inv_std: it computes no statistics",
+        "M3 M5": "receives inv_std: no square root, no eps",
+        "M11": "receives dx_hat: gamma was applied before",
+        "M17": "one path by definition: the others are dx_through_var and the direct term",
+        "M18": "the mean path has no (x - mu) factor: x_hat does not enter it",
+    }),
     "batchnorm_backward_alt": ("M10 M11 M15 M16 M17 M18",
                                _BACKWARD_NA | {"M13 M14": NO_SPATIAL}),
     "spatial_batchnorm_backward": ("M10 M11 M13 M14 M15 M16 M17 M18", _BACKWARD_NA),
-    "fixed_backward_dgamma": ("M15", _bug_hunt_na("bug 1 (dgamma not summed)",
-                                                  "M10 M11 M16 M17 M18")),
-    "fixed_backward_inv_n": ("M16", _bug_hunt_na("bug 2 (1/D for 1/N)", "M10 M11 M15 M17 M18")),
-    "fixed_backward_dvar": ("M17 M18", _bug_hunt_na("bug 3 (x_hat in dvar; deleting the dvar "
+    "fixed_backward_inv_n": ("M16", _bug_hunt_na("bug 1 (1/D for 1/N)", "M10 M11 M15 M17 M18")),
+    "fixed_backward_dvar": ("M17 M18", _bug_hunt_na("bug 2 (x_hat in dvar; deleting the dvar "
                                                     "term instead is M17)", "M10 M11 M15 M16")),
     "mode_accuracies": ("M8 M10", {
         "M1 M2 M3 M4 M5 M11 M12": "computes no statistics and normalizes nothing: the sandwich "
@@ -455,6 +505,6 @@ def test_a_mistake_outside_the_catalogue_loses_points_under_no_catalogue_name(fi
     score, record, report = _grade(fixture, capsys)
     assert score < CHECKS[fixture.function].points, report
     assert not record.diagnosis_ids, f"{fixture.id}: misdiagnosed\n{report}"
-    failed = [p for p in record.parts if p.status == FAILED]
+    failed = [p for p in record.parts if p.status != PASSED]
     assert any(_shows_example(p) or any(" raised " in ln for f in p.findings for ln in f.lines)
                for p in failed), f"{fixture.id}: a failed part shows neither values nor the error\n{report}"

@@ -28,7 +28,6 @@ import course
 
 #: The reference function each check's graded function is modelled on (its output's shape).
 REFERENCE_OF = {
-    "fixed_backward_dgamma": "batchnorm_backward",
     "fixed_backward_inv_n": "batchnorm_backward",
     "fixed_backward_dvar": "batchnorm_backward",
 }

@@ -130,6 +130,33 @@ def test_a_tampered_locked_cell_is_restored_and_said(course, tmp_path, edit):
     assert (selfcheck.UNSANDBOXED_NOTE in result.stdout) == (edit == "deleted")
 
 
+def test_other_notebooks_in_the_learners_folder_change_nothing(course, tmp_path):
+    """The learner works in release/: a broken draft, JupyterLab's duplicate, a copy of another
+    assignment and a FIFO beside the checked notebook are never read (only the release notebook
+    nbgrader_config.ASSIGNMENTS names is the course's)."""
+    folder = course / "release" / A01
+    path = folder / f"my copy of {NB01}"
+    answers = load_samples(NB01).STUDENTS["ada"]["answers"]
+    nbformat.write(build_submission(folder / NB01, answers), path)
+    strays = {"draft.ipynb": '{"cells": [', "standardization-Copy1.ipynb": (folder / NB01).read_text(),
+              "batchnorm_forward.ipynb": (course / "release" / A02 / NB02).read_text()}
+    try:
+        for name, text in strays.items():
+            (folder / name).write_text(text)
+        os.mkfifo(folder / "pipe.ipynb")
+        result = _check(course, path)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "test_standardize: 2 / 2 points" in result.stdout
+    finally:
+        for name in [*strays, "pipe.ipynb", path.name]:
+            (folder / name).unlink(missing_ok=True)
+
+
+def test_a_fifo_is_one_line_and_never_blocks(course, tmp_path):
+    os.mkfifo(tmp_path / NB01)
+    assert "is a FIFO, not a regular file" in _one_line_error(_check(course, tmp_path / NB01))
+
+
 def test_malformed_json_is_one_line(course, tmp_path):
     path = tmp_path / NB01
     path.write_text('{"cells": [')

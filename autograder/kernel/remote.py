@@ -19,6 +19,7 @@ flag (``refused-output``, ``cell-timeout``, ``kernel-died``) is recorded by this
 from __future__ import annotations
 
 import ast
+import asyncio
 import contextlib
 import io
 import json
@@ -126,7 +127,10 @@ class KernelChannel:
         from jupyter_core.utils import run_sync
 
         self.calls += 1
-        response = run_sync(self._request)(payload)
+        try:
+            response = run_sync(self._request)(payload)
+        finally:
+            self._note_refusals()
         if response.get("tampering"):
             self.flags.append(("tampering", "the kernel answered a request it was not sent"))
         guard = response.get("guard")
@@ -140,7 +144,20 @@ class KernelChannel:
         """The flags of this check that score it 0 (tampering, and the guard's zero kinds)."""
         return [f for f in self.flags if f[0] in ZERO_KINDS]
 
+    def _note_refusals(self) -> None:
+        """Flag what the kernel client's relays refused during the call (see
+        :mod:`autograder.kernel.channels`): the answer it was waiting for, if that was it."""
+        from autograder.kernel.channels import describe
+        from autograder.kernel.output_limits import refusals
+
+        refused = refusals(self.client.kc, self.client.km)
+        if refused:
+            self.flags.append(("refused-output", describe(refused)))
+
     async def _request(self, payload: dict) -> dict:
+        """Every wait here is bounded: the replies by the check's deadline (then the kernel is
+        interrupted, and given :data:`INTERRUPT_GRACE` more), the kernel manager's calls and
+        the execute reply after "idle" by :data:`INTERRUPT_GRACE` each."""
         kc, km = self.client.kc, self.client.km
         code = (f"__import__('autograder.kernel.shim', fromlist=['serve'])"
                 f".serve({json.dumps(json.dumps(payload))})")
@@ -155,37 +172,51 @@ class KernelChannel:
                     raise KernelGone("cell-timeout", "the kernel did not stop when interrupted "
                                      "and was shut down", stopped=True)
                 interrupted = True
-                await km.interrupt_kernel()
+                await _bounded(km.interrupt_kernel(), "interrupting it")
                 deadline = time.monotonic() + INTERRUPT_GRACE
                 continue
             try:
                 msg = await kc.get_iopub_msg(timeout=min(remaining, 0.5))
             except queue.Empty:
-                if not await km.is_alive():
+                if not await _bounded(km.is_alive(), "asking whether it lives"):
                     raise KernelGone("kernel-died", "the kernel died", stopped=True) from None
                 continue
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            parent = msg.get("parent_header")
+            if not isinstance(parent, dict) or parent.get("msg_id") != msg_id:
                 continue
-            kind, content = msg.get("msg_type"), msg.get("content", {})
-            if kind == "display_data" and response is None:
-                response = self._parse(content.get("data", {}).get(shim.MIME), payload["id"])
+            kind, content = msg.get("msg_type"), msg.get("content")
+            content = content if isinstance(content, dict) else {}
+            data = content.get("data")
+            if kind == "display_data" and response is None and isinstance(data, dict):
+                response = self._parse(data.get(shim.MIME), payload["id"])
             elif kind == "status" and content.get("execution_state") == "idle":
                 break
-        await self._drain_reply(msg_id)
+        if not await self._drain_reply(msg_id):
+            raise KernelGone("cell-timeout", f"the kernel said the call of {payload['fn']} was "
+                             f"over but sent no reply within {INTERRUPT_GRACE:g} s; it was "
+                             "stopped", stopped=True)
         if interrupted:
             raise KernelGone("cell-timeout", f"a call of {payload['fn']} ran past the "
                              f"{self.timeout:g} s limit and was interrupted", stopped=False)
         if response is None:
-            raise Refused(f"{payload['fn']} gave no answer the grader could read (did the "
-                          "notebook replace IPython's display machinery?)")
+            raise Refused(f"{payload['fn']} gave no answer the grader could read (too large, "
+                          "or the notebook replaced IPython's display machinery)")
         return response
 
-    async def _drain_reply(self, msg_id: str) -> None:
-        with contextlib.suppress(queue.Empty):
-            while True:
-                reply = await self.client.kc.get_shell_msg(timeout=INTERRUPT_GRACE)
-                if reply.get("parent_header", {}).get("msg_id") == msg_id:
-                    return
+    async def _drain_reply(self, msg_id: str) -> bool:
+        """Read shell messages until the reply to ``msg_id``, for at most
+        :data:`INTERRUPT_GRACE` seconds in all (a kernel can send other messages for ever);
+        whether it came."""
+        deadline = time.monotonic() + INTERRUPT_GRACE
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                reply = await self.client.kc.get_shell_msg(timeout=remaining)
+            except queue.Empty:
+                return False
+            parent = reply.get("parent_header")
+            if isinstance(parent, dict) and parent.get("msg_id") == msg_id:
+                return True
+        return False
 
     @staticmethod
     def _parse(text: Any, nonce: str) -> dict:
@@ -198,6 +229,15 @@ class KernelChannel:
         if not isinstance(response, dict) or response.get("id") != nonce:
             return {"refused": "an answer to another request", "tampering": True}
         return response
+
+
+async def _bounded(awaitable: Any, doing: str) -> Any:
+    """Await a kernel manager's call for at most :data:`INTERRUPT_GRACE` seconds."""
+    try:
+        return await asyncio.wait_for(awaitable, INTERRUPT_GRACE)
+    except TimeoutError:
+        raise KernelGone("cell-timeout", f"the kernel manager did not answer within "
+                         f"{INTERRUPT_GRACE:g} s when {doing}", stopped=True) from None
 
 
 class KernelFunction:

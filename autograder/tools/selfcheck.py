@@ -4,12 +4,16 @@ A self-learner (on Binder, or a laptop with the full repository) grades their ow
 way the instructor's ``nbgrader autograde`` would: same hidden checks, same diagnoses, same
 points. Nothing of the course directory changes:
 
-1. The notebook is read (never written) and recognized by its graded cells among
-   ``release/*/*.ipynb`` (any file name works). Locked cells that were edited or deleted are
-   restored from the release, as the instructor's grading would, and the output says so.
+1. The notebook is read (never written) through the front door (:mod:`autograder.kernel.
+   submission`: a regular file, within the size and JSON limits, oddly typed metadata cleaned)
+   and recognized by its graded cells among the course's own release notebooks, the one
+   ``nbgrader_config.ASSIGNMENTS`` names per assignment (any file name works; other files in
+   ``release/``, where a learner may keep copies or broken drafts, are never read). Locked cells
+   that were edited or deleted are restored from the release, as the instructor's grading
+   would, and the output says so.
 2. A scratch copy of what grading needs is made in a temporary folder (``nbgrader_config.py``,
-   ``course/``, ``autograder/``, ``data/``, ``source/<assignment>``, ``release/<assignment>``)
-   with the notebook as ``submitted/self-check/<assignment>/<notebook>``.
+   ``course/``, ``autograder/``, ``data/``, ``source/<assignment>``) with the repaired notebook
+   staged as ``submitted/self-check/<assignment>/<notebook>``.
 3. One child process runs nbgrader's own commands there, in process, so nbgrader is imported
    once: ``generate_assignment`` (which builds the scratch gradebook from ``source/``),
    ``autograde``, and ``generate_feedback`` when ``--html`` is given. The course's own
@@ -123,52 +127,68 @@ def require_full_course(root: Path) -> None:
         raise SelfCheckError(FULL_REPOSITORY)
 
 
-def require_json(path: Path) -> None:
-    """Raise :class:`SelfCheckError` unless ``path`` is a file holding well-formed JSON."""
-    if not path.is_file():
-        raise SelfCheckError(f"{path} does not exist or is not a file")
+def read_notebook_bytes(path: Path) -> bytes:
+    """The bytes of the learner's notebook at ``path``, read through the front door
+    (:func:`autograder.kernel.submission.read_path`: ``O_NOFOLLOW | O_NONBLOCK`` after an
+    ``lstat``, so a FIFO never blocks; a link the learner made to their own file is resolved
+    first), up to the notebook size limit.
+
+    Raises
+    ------
+    SelfCheckError
+        If it does not exist, is not a regular file, is too large or cannot be read.
+    """
+    from autograder.kernel.submission import MAX_NOTEBOOK_BYTES, RejectedSubmission, read_path
+
+    path = Path(os.path.realpath(path))
     try:
-        json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SelfCheckError(f"{path.name} is not a notebook: malformed JSON ({exc})") from None
+        return read_path(path, MAX_NOTEBOOK_BYTES)
+    except FileNotFoundError:
+        raise SelfCheckError(f"{path} does not exist or is not a file") from None
+    except (OSError, RejectedSubmission) as exc:
+        raise SelfCheckError(f"{path.name} cannot be checked: {exc}") from None
 
 
 def identify(path: Path, root: Path, name: str):
     """Read the notebook at ``path`` (called ``name``) and find the released notebook it is a
-    copy of, by its graded cells (at least half of the release's).
+    copy of, by its graded cells (at least half of the release's), among the course's own
+    (:func:`autograder.kernel.submission.named_releases`).
 
     Returns
     -------
     (nb, release, notes)
-        The notebook (with deleted locked cells put back when needed), its
-        :class:`~autograder.tools.runner.inspect.ReleaseNotebook`, and one line per edited or deleted
-        locked cell (nbgrader grades the instructor's version of each).
+        The notebook repaired against the release (deleted locked cells put back, grade cells'
+        metadata restored), its :class:`~autograder.kernel.submission.ReleaseNotebook`, and one
+        line per edited or deleted locked cell (nbgrader grades the instructor's version).
 
     Raises
     ------
     SelfCheckError
         If the file is not a readable notebook or is none of the course's.
     """
-    from autograder.tools.runner.inspect import (
-        _owner,
-        _read_notebook,
-        _tampering,
-        release_notebooks,
+    from autograder.kernel.submission import (
+        RejectedSubmission,
+        named_releases,
+        owner,
+        parse_notebook,
+        repair_notebook,
+        tampering,
     )
 
-    nb, error = _read_notebook(path)
-    if nb is None:
-        raise SelfCheckError(f"{name} is not a readable notebook ({error})")
-    released = release_notebooks(root)
-    owner = _owner(nb, released, assignment="")
-    if owner is None:
+    try:
+        nb = parse_notebook(read_notebook_bytes(path), name)
+    except RejectedSubmission as exc:
+        detail = str(exc).replace("is not a notebook (not JSON", "is not a notebook: malformed JSON")
+        raise SelfCheckError(f"{name} is not a readable notebook ({detail})") from None
+    releases = [r for found in named_releases(root).values() for r in found]
+    reference = owner(nb, releases)
+    if reference is None:
         raise SelfCheckError(
-            f"{name} is not one of the course's notebooks (release/*/*.ipynb): "
-            "self-check grades your copy of a released notebook")
-    reference = next(r for r in released if r.assignment == owner)
-    flags, repaired = _tampering(reference.name, nb, reference)
-    notes = [f"restored: {reason}" for kind, reason in flags if kind == "tampering"]
-    return (repaired if repaired is not None else nb), reference, notes
+            f"{name} is not one of the course's notebooks (release/<assignment>/<notebook> as "
+            "nbgrader_config.ASSIGNMENTS names it): self-check grades your copy of a released "
+            "notebook")
+    notes = [f"restored: {reason}" for kind, reason in tampering(nb, reference)]
+    return repair_notebook(nb, reference.notebook), reference, notes
 
 
 def sandbox_available() -> bool:
@@ -247,9 +267,10 @@ def grade_here(root: Path, scratch: Path, name: str, feedback: bool) -> dict:
     import nbformat
 
     nb, reference, notes = identify(scratch / INCOMING, root, name)
-    for folder in ("source", "release"):
-        shutil.copytree(root / folder / reference.assignment, scratch / folder / reference.assignment,
-                        ignore=_IGNORED)
+    # the instructor's source only: generate_assignment makes the scratch release from it, so
+    # no file of a learner's release folder reaches the grading
+    shutil.copytree(root / "source" / reference.assignment,
+                    scratch / "source" / reference.assignment, ignore=_IGNORED)
     if not sandbox_available():
         os.environ["BN_UNSANDBOXED"] = "1"  # nbgrader's kernel manager reads it
         notes.insert(0, UNSANDBOXED_NOTE)
@@ -388,10 +409,14 @@ def self_check(path: Path, html: Path | None = None, root: Path = ROOT) -> SelfC
     if importlib.util.find_spec("nbgrader") is None:
         raise SelfCheckError(f"nbgrader is not installed for {sys.executable}: run `make check "
                              "NB=...`, or activate the course's environment (.venv) first")
-    require_json(path)
+    data = read_notebook_bytes(path)
+    try:
+        json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise SelfCheckError(f"{path.name} is not a notebook: malformed JSON ({exc})") from None
     with tempfile.TemporaryDirectory(prefix="bn-selfcheck-") as tmp:
         scratch = make_scratch(root, Path(tmp))
-        shutil.copyfile(path, scratch / INCOMING)
+        (scratch / INCOMING).write_bytes(data)
         data = run_child(scratch, root, path.name, html is not None)
         if "error" in data:
             raise SelfCheckError(data["error"])

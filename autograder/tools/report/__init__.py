@@ -7,6 +7,10 @@ figure embedded as a base64 PNG, no JavaScript, nothing fetched from the network
 - a histogram of the students' total scores;
 - per-test-cell pass rates (how many students got full, partial and zero points on each
   autograded test cell);
+- an item analysis of every graded cell (:mod:`.items`): mean score, share at full marks,
+  discrimination (corrected item-total correlation) and the misconceptions diagnosed, with a
+  heat map of students × cells and misconceptions × cells;
+- a link to ``similarity.html`` when ``python -m autograder similarity`` has written it;
 - per-mistake counts: how many students were diagnosed with each misconception (the hidden
   checks' records in the trusted metadata, :func:`autograder.notebooks.diagnoses`; text in an
   output that looks like a diagnosis is only text), titled from the instructor catalogue
