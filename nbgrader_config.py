@@ -46,6 +46,7 @@ ASSIGNMENTS = {
     "03_batchnorm_backward": "batchnorm_backward.ipynb",
     "04_experiments": "experiments.ipynb",
     "05_beyond_batchnorm": "beyond_batchnorm.ipynb",
+    "06_modern_normalization": "modern_normalization.ipynb",
 }
 
 # The hidden checks live in autograder/, which is never given to students. Kernels started by

@@ -25,6 +25,7 @@ NOTEBOOKS = {
     "03_batchnorm_backward": ROOT / "source" / "03_batchnorm_backward" / "batchnorm_backward.ipynb",
     "04_experiments": ROOT / "source" / "04_experiments" / "experiments.ipynb",
     "05_beyond_batchnorm": ROOT / "source" / "05_beyond_batchnorm" / "beyond_batchnorm.ipynb",
+    "06_modern_normalization": ROOT / "source" / "06_modern_normalization" / "modern_normalization.ipynb",
 }
 
 
@@ -95,6 +96,28 @@ SCENARIOS = [
              {"mode_accuracies": ("bn = dict(bn_params[i - 1], mode=mode)",
                                   "bn = dict(bn_params[i - 1])")},
              frozenset({"mode_accuracies"})),
+    # ------------------------------------------------------------------ 06
+    Scenario("callee rmsnorm_forward subtracts the mean (M33)", "06_modern_normalization",
+             {"rmsnorm_forward": ("    inv_rms = 1.0 / np.sqrt(",
+                                  "    xc = xc - xc.mean(axis=-1, keepdims=True)\n"
+                                  "    inv_rms = 1.0 / np.sqrt(")},
+             frozenset({"rmsnorm_forward"}),
+             {"residual_block_forward": ("rmsnorm_forward", "M33")}),
+    Scenario("callee rmsnorm_backward drops the path through the RMS (M17)",
+             "06_modern_normalization",
+             {"rmsnorm_backward": ("dx = inv_rms * (g - x_hat * np.mean(g * x_hat, axis=-1, keepdims=True))",
+                                   "dx = inv_rms * g")},
+             frozenset({"rmsnorm_backward"}),
+             {"residual_block_backward": ("rmsnorm_backward", "M17")}),
+    Scenario("caller residual_block_forward normalizes the skip path (M36)",
+             "06_modern_normalization",
+             {"residual_block_forward": ("out = x + (a @ w2 + b2)",
+                                         "out = (z if placement == 'pre' else x) + (a @ w2 + b2)")},
+             frozenset({"residual_block_forward"})),
+    Scenario("caller residual_block_backward drops the skip gradient (M38)",
+             "06_modern_normalization",
+             {"residual_block_backward": ("return ds + dz, dw1", "return dz, dw1")},
+             frozenset({"residual_block_backward"})),
 ]
 
 #: The single-ddof=1 notebook of issue 20 (02 right everywhere except ddof=1 in batch_stats).

@@ -28,6 +28,7 @@ from diagnoses import backward as fx_backward
 from diagnoses import beyond_batchnorm as fx_beyond
 from diagnoses import experiments as fx_experiments
 from diagnoses import forward as fx_forward
+from diagnoses import modern as fx_modern
 from diagnoses import standardization as fx_standardization
 
 from autograder.checks import backward_stages as checks_backward_stages
@@ -37,6 +38,8 @@ from autograder.checks import batchnorm_stages as checks_stages
 from autograder.checks import batchrenorm as checks_batchrenorm
 from autograder.checks import beyond_batchnorm as checks_beyond
 from autograder.checks import experiments as checks_experiments
+from autograder.checks import modern as checks_modern
+from autograder.checks import rmsnorm as checks_rmsnorm
 from autograder.checks import spatial_batchnorm as checks_spatial
 from autograder.checks import standardization as checks_standardization
 from autograder.record import PASSED
@@ -56,11 +59,13 @@ NOTEBOOKS = {
     checks_beyond: ROOT / "source" / "05_beyond_batchnorm" / "beyond_batchnorm.ipynb",
     checks_batchrenorm: ROOT / "source" / "05_beyond_batchnorm" / "beyond_batchnorm.ipynb",
     checks_experiments: ROOT / "source" / "04_experiments" / "experiments.ipynb",
+    checks_modern: ROOT / "source" / "06_modern_normalization" / "modern_normalization.ipynb",
+    checks_rmsnorm: ROOT / "source" / "06_modern_normalization" / "modern_normalization.ipynb",
 }
 CHECKS = {getattr(m, n).function_name: getattr(m, n) for m in NOTEBOOKS for n in m.__all__}
 NOTEBOOK_OF = {getattr(m, n).function_name: nb for m, nb in NOTEBOOKS.items() for n in m.__all__}
 
-_FIXTURES = (fx_standardization, fx_forward, fx_backward, fx_beyond, fx_experiments)
+_FIXTURES = (fx_standardization, fx_forward, fx_backward, fx_beyond, fx_experiments, fx_modern)
 MISTAKES: list[Fixture] = [f for m in _FIXTURES for f in m.MISTAKES]
 ALTERNATIVES: list[Fixture] = [f for m in _FIXTURES for f in m.ALTERNATIVES]
 UNCATALOGUED: list[Fixture] = [f for m in _FIXTURES for f in getattr(
@@ -310,6 +315,60 @@ APPLICABILITY |= {
 }
 
 
+# --------------------------------------------------------------------------- notebook 06
+NB06 = "a mistake of notebook 06's layers (RMSNorm, the residual block, folding)"
+# notebooks 01-05 have none of RMSNorm's, the residual block's or folding's mistakes
+APPLICABILITY = {fn: (ids, {**na, "M33 M34 M35 M36 M37 M38 M39 M40": NB06})
+                 for fn, (ids, na) in APPLICABILITY.items()}
+NOT_GRADED_06 = "graded in notebooks 02-05; 06's checks name only the mistakes of its new layers"
+OF_05 = "a mistake of notebook 05's layers (LayerNorm, GroupNorm, Batch Renorm)"
+RMS_ONLY = "RMSNorm's mistakes, graded in rmsnorm_forward"
+BLOCK_ONLY = "the residual block's mistakes"
+FOLD_ONLY = "folding's mistakes"
+CARRIED = ("the normalization's own mistakes, graded in the student's RMSNorm, which the block "
+           "calls: carried forward, never charged here")
+_NB05_IDS = "M22 M23 M24 M25 M26 M27 M28 M29 M30 M31"
+APPLICABILITY |= {
+    "rmsnorm_forward": ("M3 M10 M33 M34 M35", {
+        "M1 M4": "no variance: the mean square has no ddof and no centering (centering is M33)",
+        "M2": "statistics over the wrong axis are M34, RMSNorm's own id",
+        "M5": "a zero row gives 0 / sqrt(eps) = 0: nothing divides by zero while eps > 0",
+        "M6 M7 M8 M9 M32": NO_RUNNING, "M11 M12": NOT_GRADED_06, "M13 M14": NO_SPATIAL,
+        "M15 M16 M17 M18": NO_GRADIENT, "M19 M20": NO_FD, "M21": NO_SPLITS, _NB05_IDS: OF_05,
+        "M36 M37 M38": BLOCK_ONLY, "M39 M40": FOLD_ONLY}),
+    "rmsnorm_backward": ("M10 M15 M17 M33 M34", {
+        "M1 M4": "computes no statistics: the cache holds inv_rms",
+        "M2": "sums over the wrong axis are M34",
+        "M3 M5": "the cache's inv_rms already holds eps: no square root is taken here",
+        "M6 M7 M8 M9 M32": "no running statistics in a backward pass",
+        "M11 M16 M18": NOT_GRADED_06, "M12": "normalizes nothing: x_hat comes from the cache",
+        "M13 M14": NO_SPATIAL, "M19 M20": "the analytic gradient: " + NO_FD, "M21": NO_SPLITS,
+        _NB05_IDS: OF_05, "M35": "float16 is graded in the forward pass",
+        "M36 M37 M38": BLOCK_ONLY, "M39 M40": FOLD_ONLY}),
+    "residual_block_forward": ("M10 M36 M37", {
+        "M1 M2 M3 M4 M5 M11 M12 M33 M34 M35": CARRIED,
+        "M6 M7 M8 M9 M32": NO_RUNNING, "M13 M14": NO_SPATIAL, "M15 M16 M17 M18": NO_GRADIENT,
+        "M19 M20": NO_FD, "M21": NO_SPLITS, _NB05_IDS: OF_05, "M38": "a backward-pass mistake",
+        "M39 M40": FOLD_ONLY}),
+    "residual_block_backward": ("M10 M15 M36 M37 M38", {
+        "M1 M2 M3 M4 M5 M11 M12 M33 M34 M35": CARRIED,
+        "M16 M18": NOT_GRADED_06,
+        "M17": "a path through the norm dropped is rmsnorm_backward's M17; the skip path "
+               "dropped is M38",
+        "M6 M7 M8 M9 M32": "no running statistics in a backward pass", "M13 M14": NO_SPATIAL,
+        "M19 M20": "the analytic gradient: " + NO_FD, "M21": NO_SPLITS, _NB05_IDS: OF_05,
+        "M39 M40": FOLD_ONLY}),
+    "fold_batchnorm": ("M3 M10 M39 M40", {
+        "M1 M2 M4": GIVEN_STATS,
+        "M5": "a zero running_var is divided by sqrt(eps) > 0; without eps that is M3",
+        "M6 M7 M8 M9 M32": "reads the running statistics, never updates them (changing them is "
+                           "M10)",
+        "M11 M12": NOT_GRADED_06, "M13 M14": NO_SPATIAL, "M15 M16 M17 M18": NO_GRADIENT,
+        "M19 M20": NO_FD, "M21": NO_SPLITS, _NB05_IDS: OF_05, "M33 M34 M35": RMS_ONLY,
+        "M36 M37 M38": BLOCK_ONLY}),
+}
+
+
 def _applies(function: str) -> set[str]:
     return set(APPLICABILITY[function][0].split())
 
@@ -324,7 +383,7 @@ def _catalogue_ids() -> list[str]:
 
 def test_the_table_covers_every_graded_function_and_every_mistake_once():
     ids = _catalogue_ids()
-    assert ids == [f"M{k}" for k in range(1, 33)], f"catalogue ids changed: {ids}"
+    assert ids == [f"M{k}" for k in range(1, 41)], f"catalogue ids changed: {ids}"
     assert set(APPLICABILITY) == set(CHECKS), "one row per graded function"
     for function in APPLICABILITY:
         applies, na = _applies(function), _not_applicable(function)

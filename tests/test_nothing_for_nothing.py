@@ -193,6 +193,8 @@ def test_the_checks_with_callees_are_the_chains_of_the_notebooks():
         "spatial_batchnorm_forward": {"batchnorm_forward"},
         "spatial_batchnorm_backward": {"batchnorm_backward"},
         "mode_accuracies": {"affine_bn_relu_forward"},
+        "residual_block_forward": {"rmsnorm_forward"},
+        "residual_block_backward": {"rmsnorm_backward"},
     }
 
 

@@ -2,16 +2,16 @@
 
 Each check compares the student's function with ``autograder.reference`` on seeded random
 inputs, names the mistake when the output matches a known one (``autograder/MISCONCEPTIONS.md``
-ids M1–M32), and returns the points earned (nbgrader partial credit) with its record
+ids M1–M40), and returns the points earned (nbgrader partial credit) with its record
 (``autograder.record``: parts, diagnoses, notes; its rendering is what the cell prints). A
 function that calls other graded functions of its notebook is also compared with the reference
 composed with the student's own callees (error carried forward, ``carried.py``).
 The checks are grouped by assignment (``standardization.py``; ``batchnorm_stages.py``,
 ``batchnorm_forward.py`` with ``batchnorm_models.py``, and ``spatial_batchnorm.py``;
 ``backward_stages.py`` and ``batchnorm_backward.py``; ``sandwich.py`` and ``experiments.py``;
-``beyond_batchnorm.py`` and ``batchrenorm.py``) on top of ``framework.py`` (the API:
-``hidden_check``, ``Grader`` of ``grader.py``, the helpers of ``values.py``); this module is the
-single import point the notebooks use.
+``beyond_batchnorm.py`` and ``batchrenorm.py``; ``rmsnorm.py`` and ``modern.py`` for 06) on top of
+``framework.py`` (the API: ``hidden_check``, ``Grader`` of ``grader.py``, the helpers of
+``values.py``); this module is the single import point the notebooks use.
 
 May import ``autograder.reference``, ``autograder.notebooks``, ``autograder.record``,
 ``autograder.course_dir`` and ``course``; never ``autograder.tools``, ``autograder.kernel`` or
@@ -32,6 +32,10 @@ from autograder.checks.beyond_batchnorm import *  # noqa: F403
 from autograder.checks.beyond_batchnorm import __all__ as _beyond
 from autograder.checks.experiments import *  # noqa: F403
 from autograder.checks.experiments import __all__ as _measuring
+from autograder.checks.modern import *  # noqa: F403
+from autograder.checks.modern import __all__ as _modern
+from autograder.checks.rmsnorm import *  # noqa: F403
+from autograder.checks.rmsnorm import __all__ as _rmsnorm
 from autograder.checks.sandwich import *  # noqa: F403
 from autograder.checks.sandwich import __all__ as _experiments
 from autograder.checks.spatial_batchnorm import *  # noqa: F403
@@ -40,4 +44,4 @@ from autograder.checks.standardization import *  # noqa: F403
 from autograder.checks.standardization import __all__ as _standardization
 
 __all__ = [*_standardization, *_stages, *_forward, *_spatial, *_backward_stages, *_backward, *_experiments, *_measuring, *_beyond,
-           *_batchrenorm]
+           *_batchrenorm, *_rmsnorm, *_modern]

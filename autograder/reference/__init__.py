@@ -2,7 +2,8 @@
 
 One module per assignment: :mod:`.standardization` (01), :mod:`.batchnorm` (02 and 03, with
 :mod:`.backward_stages` for 03's staged derivation), :mod:`.experiments` (04), :mod:`.beyond`
-(05); this facade keeps ``from autograder.reference import batchnorm_forward`` working. Only the trusted side imports it: it is never mounted into
+(05), :mod:`.modern` (06); this facade keeps ``from autograder.reference import
+batchnorm_forward`` working. Only the trusted side imports it: it is never mounted into
 the sandbox.
 
 BatchNorm follows PyTorch's ``torch.nn.BatchNorm1d`` / ``BatchNorm2d`` semantics exactly
@@ -47,6 +48,14 @@ from autograder.reference.experiments import (
     affine_bn_relu_forward,
     mode_accuracies,
 )
+from autograder.reference.modern import (
+    RMS_EPS,
+    fold_batchnorm,
+    residual_block_backward,
+    residual_block_forward,
+    rmsnorm_backward,
+    rmsnorm_forward,
+)
 from autograder.reference.standardization import (
     fit_standardizer,
     is_constant_feature,
@@ -82,4 +91,10 @@ __all__ = [
     "spatial_groupnorm_backward",
     "batchrenorm_forward",
     "batchrenorm_backward",
+    "rmsnorm_forward",
+    "rmsnorm_backward",
+    "residual_block_forward",
+    "residual_block_backward",
+    "fold_batchnorm",
+    "RMS_EPS",
 ]

@@ -1,10 +1,11 @@
 """Files that an assignment hands to students, generated from the hidden reference.
 
-Assignments 04 and 05 train networks with BatchNorm, but BatchNorm is the solution of 02 and 03,
-so ``source/04_experiments/provided_batchnorm.py`` (and 05's copy) is *generated* here from
-:mod:`autograder.reference` (the exact source of the functions, not a copy that could drift).
-nbgrader copies it into ``release/`` with the notebook. In a real course, release 04 only after
-the deadlines of 02 and 03.
+Assignments 04 to 06 train networks with BatchNorm, but BatchNorm is the solution of 02 and 03,
+so ``source/04_experiments/provided_batchnorm.py`` (and 05's and 06's copies) is *generated* here
+from :mod:`autograder.reference` (the exact source of the functions, not a copy that could
+drift); 06 also gets 05's LayerNorm (``provided_layernorm.py``). nbgrader copies them into
+``release/`` with the notebook. In a real course, release an assignment only after the deadlines
+of the ones whose solutions it ships.
 
 ``python -m autograder.tools.provided`` (run by ``make release``) rewrites the files;
 ``tests/test_experiments.py`` checks that the committed files equal :func:`render`.
@@ -18,6 +19,7 @@ from pathlib import Path
 from autograder import reference as ref
 from autograder.course_dir import ROOT  # noqa: E402
 from autograder.reference import batchnorm as ref_batchnorm
+from autograder.reference import beyond as ref_beyond
 
 _BN_HEADER = '''\
 """BatchNorm forward and backward passes, provided for assignments 04 and 05.
@@ -49,7 +51,23 @@ import numpy as np
 from course.validate import as_float_array, check_real
 '''
 
-#: The BatchNorm file: 04 trains its network with it; 05 compares Batch Renorm with BatchNorm.
+_LN_HEADER = '''\
+"""LayerNorm forward and backward passes, provided for assignment 06.
+
+These are the course's reference solutions of notebook 05 (``torch.nn.LayerNorm(D)`` semantics:
+each row normalized over its D features with the biased variance, eps inside the square root),
+released after 05's deadline. Section 2 of notebook 06 starts from ``layernorm_backward``.
+
+Generated from autograder/reference/beyond.py by ``python -m autograder.tools.provided``; do not edit.
+"""
+
+import numpy as np
+
+from course.validate import as_float_array, check_real, check_vector
+'''
+
+#: The BatchNorm file: 04 trains its network with it; 05 compares Batch Renorm with BatchNorm;
+#: 06 folds it.
 _BATCHNORM = [
     _BN_HEADER,
     ref_batchnorm._bn_settings,
@@ -60,6 +78,16 @@ _BATCHNORM = [
 ]
 #: The numerical gradient: 04's and 05's visible gradient checks.
 _GRADCHECK = [_GRADCHECK_HEADER, ref.numerical_gradient]
+#: LayerNorm: 06 compares RMSNorm with it and derives RMSNorm's backward pass from it.
+_LAYERNORM = [
+    _LN_HEADER,
+    ref_beyond._param_dict,
+    ref_beyond._standardize_last,
+    ref_beyond._centered_backward,
+    ref_beyond._backward_cache,
+    ref.layernorm_forward,
+    ref.layernorm_backward,
+]
 
 #: What each provided file holds, in order: its header, then reference functions or
 #: (name, value) constants.
@@ -68,6 +96,8 @@ PROVIDED = {
     Path("source/05_beyond_batchnorm/provided_batchnorm.py"): _BATCHNORM,
     Path("source/04_experiments/provided_gradcheck.py"): _GRADCHECK,
     Path("source/05_beyond_batchnorm/provided_gradcheck.py"): _GRADCHECK,
+    Path("source/06_modern_normalization/provided_batchnorm.py"): _BATCHNORM,
+    Path("source/06_modern_normalization/provided_layernorm.py"): _LAYERNORM,
 }
 
 
