@@ -42,6 +42,8 @@ class Scenario:
 
 
 _DDOF1 = ("var = ((x - mean) ** 2).mean(axis=0)", "var = x.var(axis=0, ddof=1)")
+#: 03's normalize_backward with x_hat where x - mean belongs in dvar (M18, seed 000's slip)
+M18_DVAR = ("(dx_hat * xmu).sum(axis=0)", "(dx_hat * xmu * inv_std).sum(axis=0)")
 
 SCENARIOS = [
     # ------------------------------------------------------------------ 01
@@ -75,10 +77,38 @@ SCENARIOS = [
                                             "rows = x.reshape(-1, C)")},
              frozenset({"spatial_batchnorm_forward"})),
     # ------------------------------------------------------------------ 03
+    # batchnorm_backward chains the three stage functions, and spatial_batchnorm_backward calls
+    # batchnorm_backward; a stage's mistake reaches the spatial pass through batchnorm_backward
+    Scenario("callee scale_shift_backward leaves dgamma per sample (M15)", "03_batchnorm_backward",
+             {"scale_shift_backward": ("dgamma = (dout * x_hat).sum(axis=0)",
+                                       "dgamma = dout * x_hat")},
+             frozenset({"scale_shift_backward"}),
+             {"batchnorm_backward": ("scale_shift_backward", "M15"),
+              "spatial_batchnorm_backward": ("scale_shift_backward", "M15")}),
+    Scenario("callee normalize_backward has x_hat for x - mean in dvar (M18)",
+             "03_batchnorm_backward",
+             {"normalize_backward": M18_DVAR},
+             frozenset({"normalize_backward"}),
+             {"batchnorm_backward": ("normalize_backward", "M18"),
+              "spatial_batchnorm_backward": ("normalize_backward", "M18")}),
+    Scenario("callee batch_stats_backward divides by D (M16)", "03_batchnorm_backward",
+             {"batch_stats_backward": ("N = x.shape[0]", "N = x.shape[1]")},
+             frozenset({"batch_stats_backward"}),
+             {"batchnorm_backward": ("batch_stats_backward", "M16"),
+              "spatial_batchnorm_backward": ("batch_stats_backward", "M16")}),
+    # batchnorm_backward writes the statistics' path itself, with 1/D, instead of calling its
+    # batch_stats_backward: its own mistake, carried into the spatial pass that calls it
     Scenario("callee batchnorm_backward divides by D (M16)", "03_batchnorm_backward",
-             {"batchnorm_backward": ("N = dout.shape[0]", "N = dout.shape[1]")},
+             {"batchnorm_backward": ("dx = dx_direct + batch_stats_backward(dmean, dvar, x)",
+                                     "dx = dx_direct + (dmean + 2.0 * dvar * (x - cache[\"mean\"]))"
+                                     " / x.shape[1]")},
              frozenset({"batchnorm_backward"}),
              {"spatial_batchnorm_backward": ("batchnorm_backward", "M16")}),
+    Scenario("caller batchnorm_backward drops the direct path (M17)", "03_batchnorm_backward",
+             {"batchnorm_backward": ("dx = dx_direct + batch_stats_backward(dmean, dvar, x)",
+                                     "dx = batch_stats_backward(dmean, dvar, x)")},
+             frozenset({"batchnorm_backward"}),
+             {"spatial_batchnorm_backward": ("batchnorm_backward", "M17")}),
     Scenario("caller spatial_batchnorm_backward reshapes without moving C (M14)",
              "03_batchnorm_backward",
              {"spatial_batchnorm_backward": ("dout_rows = dout.transpose(0, 2, 3, 1).reshape(-1, C)",

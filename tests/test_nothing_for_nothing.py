@@ -191,6 +191,8 @@ def test_the_checks_with_callees_are_the_chains_of_the_notebooks():
         "standardize_splits": {"fit_standardizer", "standardize"},
         "batchnorm_forward": {"batch_stats", "normalize", "scale_shift"},
         "spatial_batchnorm_forward": {"batchnorm_forward"},
+        "batchnorm_backward": {"scale_shift_backward", "normalize_backward",
+                               "batch_stats_backward"},
         "spatial_batchnorm_backward": {"batchnorm_backward"},
         "mode_accuracies": {"affine_bn_relu_forward"},
     }

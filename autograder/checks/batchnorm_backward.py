@@ -5,8 +5,15 @@ deep copies of ``dout`` and the cache, and compares the result with ``autograder
 computed in float64. When the result is wrong it is compared with what each known mistake
 (``MISCONCEPTIONS.md`` M10 dout or cache changed, M11 x for x_hat in dgamma, M13-M20) would
 produce, computed below from the same cache, and the matching one is named, with the student's
-value beside the expected one. The spatial check also names M15-M18 (made on the (N*H*W, C)
-rows), since a spatial backward usually reuses the student's batchnorm_backward.
+value beside the expected one. The spatial check (``spatial_backward.py``) reuses these helpers.
+
+Error carried forward: the notebook's ``batchnorm_backward`` chains the student's three stage
+functions (``scale_shift_backward``, ``normalize_backward``, ``batch_stats_backward``, checked in
+``backward_stages.py``), so its check declares them (``uses=``) and, in the carried-forward run,
+takes its expected values from :func:`_backward_composed`, the reference built from the student's
+own stages (``autograder/checks/carried.py``): a stage's mistake is charged in that stage only.
+``batchnorm_backward_alt`` and the bug-hunt fixes call no graded function in the solution (the
+notebook asks for the closed form "without calling your staged functions").
 
 Data: columns with standard deviations between 2 and 5 (so that x_hat and x - mu differ, which
 M18 needs), an offset (mean 1e3 in float64), N != D (so that 1/N and 1/D differ, M16), and an
@@ -26,6 +33,7 @@ N = 2, where x_hat = +-1 whatever x is):
 from __future__ import annotations
 
 import copy
+import functools
 
 import numpy as np
 
@@ -41,13 +49,11 @@ from autograder.checks.framework import (
     rng,
     unpack,
 )
-from autograder.reference import batchnorm as ref_batchnorm
 
 __all__ = [
     "check_numerical_gradient",
     "check_batchnorm_backward",
     "check_batchnorm_backward_alt",
-    "check_spatial_batchnorm_backward",
     "check_fixed_backward_inv_n",
     "check_fixed_backward_dvar",
 ]
@@ -132,9 +138,10 @@ def _closest_explained(got, candidates):
     return values[best], candidates[best][1]
 
 
-def _dx_mistakes(got, dout, cache, counts=()) -> dict:
+def _dx_mistakes(got, dout, cache, counts=(), dropped=()) -> dict:
     """M16-M18 for dx in the (N, D) layout. ``counts``: other wrong values of N to try (the
-    spatial check passes the number of images and of pixels)."""
+    spatial check passes the number of images and of pixels); ``dropped``: more spellings of
+    M17, ``(value callable, explanation)`` (:func:`_path_dropped`)."""
     N, D = np.shape(dout)
     correct = ref.batchnorm_backward(np.asarray(dout, np.float64), _as64(cache))[0]
     wrong_n = [D, N * D, N - 1, *counts]
@@ -164,6 +171,7 @@ def _dx_mistakes(got, dout, cache, counts=()) -> dict:
              "dx misses the direct path: x enters the normalization itself, not only through "
              "the batch mean and variance, so the gradient normalize sends to x (mean and var "
              "held fixed) is added to the one that comes back through the statistics."),
+            *dropped,
         ]),
         "M18": (_closest(got, [
             lambda: _variant(dout, cache, dvar_with="x_hat"),
@@ -204,16 +212,6 @@ def _dgamma_mistakes(got, name_shapes, dout_rows, cache) -> dict:
             "M11": (lambda: (np.asarray(dout_rows, np.float64) * x).sum(axis=0), _M11)}
 
 
-def _rows_of(value, shape):
-    """A student's (N, C, H, W) array as (N*H*W, C) rows in float64, or None if it is not one."""
-    if np.shape(value) != tuple(shape):
-        return None
-    try:
-        return ref_batchnorm._nchw_to_rows(np.asarray(value, dtype=np.float64))
-    except (TypeError, ValueError):
-        return None
-
-
 def _example(got, expected) -> str:
     """The report lines that show the student's value beside the expected one."""
     return f"\n      yours:    {fmt(got)}\n      expected: {fmt(expected)}"
@@ -241,18 +239,75 @@ def _call_backward(g, fn, dout, cache):
     return result
 
 
+# --------------------------------------------------------------------------- the solution's chain
+def _staged(uses, dout, cache):
+    """The notebook's staged backward on the callees ``uses``: (dx through the direct path, dx
+    through the batch statistics, dgamma, dbeta), each stage given copies of its inputs."""
+    x = np.asarray(cache["x"])
+    dx_hat, dgamma, dbeta = unpack(uses.scale_shift_backward(
+        np.copy(dout), np.copy(cache["x_hat"]), np.copy(cache["gamma"])), 3, "dx_hat, dgamma, dbeta")
+    direct, dmean, dvar = unpack(uses.normalize_backward(
+        np.copy(dx_hat), x.copy(), np.copy(cache["mean"]), np.copy(cache["var"]), cache["eps"]),
+        3, "dx, dmean, dvar")
+    through_stats = uses.batch_stats_backward(np.copy(dmean), np.copy(dvar), x.copy())
+    return np.asarray(direct), np.asarray(through_stats), dgamma, dbeta
+
+
+def _backward_composed(uses, dout, cache):
+    """batchnorm_backward as the notebook's solution builds it from ``uses.scale_shift_backward``,
+    ``uses.normalize_backward`` and ``uses.batch_stats_backward``: dx is the direct path's plus
+    the statistics' (x feeds both stages). With the references it equals
+    ``reference.batchnorm_backward`` up to rounding (~1e-13 of ``scale``); in the
+    carried-forward run the stages are the student's own."""
+    direct, through_stats, dgamma, dbeta = _staged(uses, dout, cache)
+    return direct + through_stats, dgamma, dbeta
+
+
+def _reference(g):
+    """Where batchnorm_backward's expected values come from: the reference, or in the
+    carried-forward run (``g.carrying``) the reference composed with the student's own stages.
+    The checks that share these parts and declare no callees always get the reference."""
+    return functools.partial(_backward_composed, g.uses) if g.carrying else ref.batchnorm_backward
+
+
+def _path_dropped(g, dout, cache) -> list:
+    """In the carried-forward run, M17's spellings built on the student's own stages (the direct
+    path alone, the statistics' path alone), so that a path the caller drops is named in the
+    caller even when a stage has a mistake of its own; none in the first run."""
+    if not g.carrying:
+        return []
+    staged = functools.cache(functools.partial(_staged, g.uses, np.asarray(dout, np.float64),
+                                               _as64(cache)))  # the stages run once
+
+    def path(k: int):
+        try:
+            return staged()[k]
+        except Exception:  # noqa: BLE001 - a stage that fails here already failed the part
+            return np.empty((0, 0))
+
+    return [(lambda: path(1), "dx misses the direct path: your batchnorm_backward returns "
+             "only the gradient that comes back through the batch statistics; the dx of "
+             "normalize_backward (mean and var held fixed) is added to it, since x feeds both "
+             "stages."),
+            (lambda: path(0), "dx misses the paths through the batch mean and variance: "
+             "your batchnorm_backward returns only the dx of normalize_backward; the gradient "
+             "batch_stats_backward sends back to x is added to it, since x feeds both stages.")]
+
+
 def _compare_backward(g, fn, dout, cache, *, dx_mistakes=True):
-    """Compare the three gradients with the reference; name the mistake if one matches."""
+    """Compare the three gradients with the reference (or, carrying forward, the reference
+    composed with the student's stages: :func:`_reference`); name the mistake if one matches."""
     dx, dgamma, dbeta = _call_backward(g, fn, dout, cache)
     N = dout.shape[0]
     scale = _scale(dout, cache)
     rtol, atol, atol_sum = _tols(dout.dtype, N, scale)
-    e_dx, e_dg, e_db = ref.batchnorm_backward(dout.astype(np.float64), _as64(cache))
+    e_dx, e_dg, e_db = _reference(g)(dout.astype(np.float64), _as64(cache))
     g.compare("dbeta", dbeta, e_db, rtol=rtol, atol=atol_sum, mistakes=_m15(dbeta, "dbeta", dout.shape))
     g.compare("dgamma", dgamma, e_dg, rtol=rtol, atol=atol_sum,
               mistakes=_dgamma_mistakes(dgamma, [dout.shape], dout, cache))
     g.compare("dx", dx, e_dx, rtol=rtol, atol=atol,
-              mistakes=_dx_mistakes(dx, dout, cache) if dx_mistakes else None)
+              mistakes=_dx_mistakes(dx, dout, cache, dropped=_path_dropped(g, dout, cache))
+              if dx_mistakes else None)
 
 
 def _backward_parts(g, fn, seed: int):
@@ -260,7 +315,7 @@ def _backward_parts(g, fn, seed: int):
     with g.part("returns dx (N, D), dgamma (D,), dbeta (D,) on a 4x3 example", weight=1):
         *_, dout, cache = _bn_case(seed, 4, 3)
         got = _call_backward(g, fn, dout, cache)
-        expected = ref.batchnorm_backward(dout, cache)
+        expected = [np.asarray(e) for e in _reference(g)(dout, cache)]
         for name, v, e in zip(("dx", "dgamma", "dbeta"), got, expected, strict=True):
             if np.shape(v) != e.shape:
                 hint = (f"\n      {DIAGNOSIS} M15: {_m15_text(name)}"
@@ -414,9 +469,12 @@ def check_numerical_gradient(g, fn):
 
 
 # --------------------------------------------------------------------------- the backward passes
-@hidden_check("batchnorm_backward", points=2)
+@hidden_check("batchnorm_backward", points=2,
+              uses=("scale_shift_backward", "normalize_backward", "batch_stats_backward"),
+              composed=_backward_composed)
 def check_batchnorm_backward(g, fn):
-    """dx, dgamma, dbeta against the reference; any correct route (staged or closed) passes."""
+    """dx, dgamma, dbeta against the reference; any correct route (staged or closed) passes.
+    A mistake of a stage it calls is charged in that stage (error carried forward)."""
     _backward_parts(g, fn, seed=310)
     with g.part("dout and the cache are left unmodified (N=6, D=3)", weight=1):
         *_, dout, cache = _bn_case(316, 6, 3)
@@ -427,98 +485,6 @@ def check_batchnorm_backward(g, fn):
 def check_batchnorm_backward_alt(g, fn):
     """The closed form: same answers as the staged graph."""
     _backward_parts(g, fn, seed=320)
-
-
-def _spatial_composed(uses, dout, cache):
-    """The spatial backward as the notebook's solution builds it: ``uses.batchnorm_backward`` on
-    the (N*H*W, C) rows of dout, dx put back as (N, C, H, W) (the student's own
-    batchnorm_backward in the carried-forward run, autograder/checks/carried.py)."""
-    dx_rows, dgamma, dbeta = unpack(uses.batchnorm_backward(ref_batchnorm._nchw_to_rows(dout),
-                                                            copy.deepcopy(cache)),
-                                    3, "dx, dgamma, dbeta")
-    return ref_batchnorm._rows_to_nchw(np.asarray(dx_rows), dout.shape), dgamma, dbeta
-
-
-@hidden_check("spatial_batchnorm_backward", points=3, uses=("batchnorm_backward",))
-def check_spatial_batchnorm_backward(g, fn):
-    """Per-channel backward on (N, C, H, W); sums over N, H, W."""
-
-    def case(seed, shape, dtype=np.float64, offset=0.0):
-        r = rng(seed)
-        N, C, H, W = shape
-        x = offset + r.uniform(2.0, 5.0, (1, C, 1, 1)) * r.normal(size=shape)
-        gamma = r.uniform(0.5, 2.0, C)
-        beta = r.normal(size=C)
-        dout = r.normal(size=shape)
-        x, gamma, beta, dout = (a.astype(dtype) for a in (x, gamma, beta, dout))
-        _, cache = ref.spatial_batchnorm_forward(x, gamma, beta, {"mode": "train"})
-        return dout, cache
-
-    def compare(dout, cache):
-        dx, dgamma, dbeta = _call_backward(g, fn, dout, cache)
-        N, C, H, W = dout.shape
-        rows = N * H * W
-        scale = _scale(dout, cache)
-        rtol, atol, atol_sum = _tols(dout.dtype, rows, scale)
-        d64, c64 = dout.astype(np.float64), _as64(cache)
-        if g.carrying:  # the reference composed with the student's own batchnorm_backward
-            e_dx, e_dg, e_db = _spatial_composed(g.uses, d64, c64)
-        else:
-            e_dx, e_dg, e_db = ref.spatial_batchnorm_backward(d64, c64)
-        # M14: dout reshaped to (-1, C) without moving C last, or dx reshaped back that way
-        flat = d64.reshape(-1, C)
-        backward = g.uses.batchnorm_backward
-        m14_dx = lambda: np.asarray(backward(flat.copy(), copy.deepcopy(c64))[0]).reshape(  # noqa: E731
-            dout.shape)
-        m14_dx2 = lambda: np.asarray(backward(ref_batchnorm._nchw_to_rows(d64),  # noqa: E731
-                                              copy.deepcopy(c64))[0]).reshape(dout.shape)
-        m14_dg = (flat * c64["x_hat"]).sum(axis=0)
-        x_hat4 = ref_batchnorm._rows_to_nchw(c64["x_hat"], dout.shape)
-        m14 = "channels are mixed: (N, C, H, W) was reshaped to (-1, C) without moving C last. "
-        m14 += "Transpose to (N, H, W, C) first (and back after), then reshape."
-        m13 = "the sums are per activation (over N only), not per channel: sum over N, H and W "
-        m13 += "so that dgamma and dbeta have shape (C,)."
-        # M15-M18 and M11 as in batchnorm_backward, made on the (N*H*W, C) rows; a wrong 1/N
-        # may also count the images (N) or the pixels (H*W) instead of N*H*W
-        not_summed = (dout.shape, (rows, C))
-        d_rows = ref_batchnorm._nchw_to_rows(d64)
-        dx_rows = _rows_of(dx, dout.shape)
-        per_row = _dx_mistakes(dx_rows, d_rows, c64, counts=(N, H * W))
-        g.compare("dbeta", dbeta, e_db, rtol=rtol, atol=atol_sum, mistakes={
-            "M13": (lambda: d64.sum(axis=0), m13), "M14": (lambda: flat.sum(axis=0), m14),
-            **_m15(dbeta, "dbeta", *not_summed)})
-        g.compare("dgamma", dgamma, e_dg, rtol=rtol, atol=atol_sum, mistakes={
-            "M13": (lambda: (d64 * x_hat4).sum(axis=0), m13), "M14": (m14_dg, m14),
-            **_dgamma_mistakes(dgamma, not_summed, d_rows, c64)})
-        g.compare("dx", dx, e_dx, rtol=rtol, atol=atol, mistakes={
-            "M14": (_closest(dx, [m14_dx, m14_dx2]), m14),
-            **{k: (lambda w=w: ref_batchnorm._rows_to_nchw(np.asarray(w() if callable(w) else w),
-                                                 dout.shape), text)
-               for k, (w, text) in per_row.items()}})
-
-    with g.part("shapes: dx (N, C, H, W), dgamma and dbeta (C,)", weight=0.5):
-        dout, cache = case(330, (2, 3, 4, 5))
-        got = _call_backward(g, fn, dout, cache)
-        expected = ref.spatial_batchnorm_backward(dout, cache)
-        per_activation, per_value = (3, 4, 5), ((2, 3, 4, 5), (2 * 4 * 5, 3))
-        for name, v, e in zip(("dx", "dgamma", "dbeta"), got, expected, strict=True):
-            if np.shape(v) != e.shape:
-                hint = ""
-                if name != "dx" and np.shape(v) == per_activation:
-                    hint = (f"\n      {DIAGNOSIS} M13: the sums are per activation (over N "
-                            "only), not per channel: sum over N, H and W so that dgamma and "
-                            "dbeta have shape (C,).")
-                elif name != "dx" and np.shape(v) in per_value:
-                    hint = f"\n      {DIAGNOSIS} M15: {_m15_text(name, spatial=True)}"
-                raise Failure(f"{name} has shape {np.shape(v)}, expected {e.shape}."
-                              f"{_example(v, e)}{hint}")
-    with g.part("matches the reference: float64, N=3, C=4, H=5, W=2, offset 50", weight=1.5):
-        compare(*case(331, (3, 4, 5, 2), offset=50.0))
-    with g.part("float32, N=8, C=3, H=W=6", weight=0.5):
-        compare(*case(332, (8, 3, 6, 6), dtype=np.float32, offset=5.0))
-    with g.part("dout and the cache are left unmodified", weight=0.5):
-        dout, cache = case(333, (2, 2, 3, 3))
-        _call_backward(g, fn, dout, cache)
 
 
 # --------------------------------------------------------------------------- the bug hunt
