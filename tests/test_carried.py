@@ -127,6 +127,24 @@ def test_the_callee_mistake_written_again_inline_is_charged_in_the_caller(monkey
     assert mistake in score.record.diagnosis_ids
 
 
+def test_a_caller_mistake_on_top_of_a_callee_mistake_is_named_in_the_caller():
+    """03: normalize_backward has M18 and batchnorm_backward, which calls it, also drops the
+    direct path (M17). The first is charged in normalize_backward, the second in
+    batchnorm_backward, whose diagnosis is found on the student's own stages (on the
+    reference's it would match no catalogued dx), and nothing is forgiven there."""
+    sources = _edit({"normalize_backward": M18_DVAR,
+                     "batchnorm_backward": ("dx = dx_direct + batch_stats_backward(dmean, dvar, x)",
+                                            "dx = batch_stats_backward(dmean, dvar, x)")},
+                    "03_batchnorm_backward")
+    scores = grade(sources, "03_batchnorm_backward")
+    assert scores["normalize_backward"] < _points("normalize_backward")
+    assert "M18" in scores["normalize_backward"].record.diagnosis_ids
+    bn = scores["batchnorm_backward"]
+    assert bn < _points("batchnorm_backward") and not bn.record.carried
+    assert "M17" in bn.record.diagnosis_ids, bn.record.parts
+    assert "M18" not in bn.record.diagnosis_ids, "the callee's mistake is named again"
+
+
 @pytest.mark.parametrize("stub", ["zeros and ones", "the input returned", "None"])
 def test_nothing_is_carried_forward_from_a_stub_callee(monkeypatch, stub):
     body = {"zeros and ones": "return np.zeros(x.shape[1]), np.ones(x.shape[1])",
