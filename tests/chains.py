@@ -45,6 +45,13 @@ _DDOF1 = ("var = ((x - mean) ** 2).mean(axis=0)", "var = x.var(axis=0, ddof=1)")
 #: 03's normalize_backward with x_hat where x - mean belongs in dvar (M18, seed 000's slip)
 M18_DVAR = ("(dx_hat * xmu).sum(axis=0)", "(dx_hat * xmu * inv_std).sum(axis=0)")
 
+#: 03's batchnorm_backward_alt as the sum of its three paths, calling dx_through_mean and
+#: dx_through_var
+ALT_BY_PATHS = ("dx = (gamma * inv_std / N) * (N * dout - dbeta - x_hat * dgamma)",
+                "dx_hat = dout * gamma\n"
+                "    dx = dx_hat * inv_std + dx_through_mean(dx_hat, inv_std) + "
+                "dx_through_var(dx_hat, x_hat, inv_std)")
+
 SCENARIOS = [
     # ------------------------------------------------------------------ 01
     Scenario("callee standardize squares the numerator (M12)", "01_standardization",
@@ -109,6 +116,13 @@ SCENARIOS = [
                                      "dx = batch_stats_backward(dmean, dvar, x)")},
              frozenset({"batchnorm_backward"}),
              {"spatial_batchnorm_backward": ("batchnorm_backward", "M17")}),
+    # batchnorm_backward_alt written as the sum of its paths (the notebook asks for one
+    # expression, but a caller of a wrong path function is charged once, there)
+    Scenario("callee dx_through_var divides by D (M16)", "03_batchnorm_backward",
+             {"dx_through_var": ("N = dx_hat.shape[0]", "N = dx_hat.shape[1]"),
+              "batchnorm_backward_alt": ALT_BY_PATHS},
+             frozenset({"dx_through_var"}),
+             {"batchnorm_backward_alt": ("dx_through_var", "M16")}),
     Scenario("caller spatial_batchnorm_backward reshapes without moving C (M14)",
              "03_batchnorm_backward",
              {"spatial_batchnorm_backward": ("dout_rows = dout.transpose(0, 2, 3, 1).reshape(-1, C)",

@@ -377,6 +377,24 @@ def test_ben_loses_points_only_where_his_normalize_backward_is_used(capsys):
     assert all(scores[n] == getattr(CB, f"check_{n}").points for n in others), scores
 
 
+@pytest.mark.parametrize("function", ["batchnorm_backward", "batchnorm_backward_alt"])
+def test_the_composed_references_of_error_carried_forward_agree_with_torch(function):
+    """The reference each 03 caller is compared with when its callees are the student's
+    (``hidden_check(composed=...)``), built here from the callees' references, gives PyTorch's
+    gradients: error carried forward changes nothing for a student whose callees are right."""
+    from autograder.checks import carried
+
+    names, composed, refs = carried.COMPOSED[function]
+    assert set(names) == set(getattr(CB, f"check_{function}").uses)
+    for seed, (N, D, offset) in enumerate([(6, 3, 2.0), (40, 5, 1e3), (2, 4, 0.0)]):
+        x, gamma, beta, dout, bn = _case(900 + seed, N, D, offset)
+        _, cache = R.batchnorm_forward(x, gamma, beta, dict(bn))
+        got = composed(carried.Uses(refs), dout, copy.deepcopy(cache))
+        for name, a, t in zip(("dx", "dgamma", "dbeta"), got, _torch_train_grads(x, gamma, beta, dout),
+                              strict=True):
+            assert rel_error(np.asarray(a), t) < 1e-8, (function, name, N, D, rel_error(a, t))
+
+
 # --------------------------------------------------------------------------- other mistakes
 def _run(check, src, capsys):
     ns = _namespace({})

@@ -14,7 +14,7 @@ import io
 
 import numpy as np
 import pytest
-from chains import DDOF1, M18_DVAR, SCENARIOS, Scenario, answers, hidden_checks
+from chains import ALT_BY_PATHS, DDOF1, M18_DVAR, SCENARIOS, Scenario, answers, hidden_checks
 
 import autograder.checks as checks
 from autograder import reference as ref
@@ -127,22 +127,36 @@ def test_the_callee_mistake_written_again_inline_is_charged_in_the_caller(monkey
     assert mistake in score.record.diagnosis_ids
 
 
-def test_a_caller_mistake_on_top_of_a_callee_mistake_is_named_in_the_caller():
-    """03: normalize_backward has M18 and batchnorm_backward, which calls it, also drops the
-    direct path (M17). The first is charged in normalize_backward, the second in
-    batchnorm_backward, whose diagnosis is found on the student's own stages (on the
-    reference's it would match no catalogued dx), and nothing is forgiven there."""
-    sources = _edit({"normalize_backward": M18_DVAR,
-                     "batchnorm_backward": ("dx = dx_direct + batch_stats_backward(dmean, dvar, x)",
-                                            "dx = batch_stats_backward(dmean, dvar, x)")},
-                    "03_batchnorm_backward")
-    scores = grade(sources, "03_batchnorm_backward")
-    assert scores["normalize_backward"] < _points("normalize_backward")
-    assert "M18" in scores["normalize_backward"].record.diagnosis_ids
-    bn = scores["batchnorm_backward"]
-    assert bn < _points("batchnorm_backward") and not bn.record.carried
-    assert "M17" in bn.record.diagnosis_ids, bn.record.parts
-    assert "M18" not in bn.record.diagnosis_ids, "the callee's mistake is named again"
+#: (03 edits: a callee's mistake, and the caller that calls it dropping a path (M17); the callee,
+#: its mistake, the caller)
+ON_TOP = {
+    "batchnorm_backward": ({
+        "normalize_backward": M18_DVAR,
+        "batchnorm_backward": ("dx = dx_direct + batch_stats_backward(dmean, dvar, x)",
+                               "dx = batch_stats_backward(dmean, dvar, x)")},
+        "normalize_backward", "M18"),
+    "batchnorm_backward_alt": ({
+        "dx_through_var": ("N = dx_hat.shape[0]", "N = dx_hat.shape[1]"),
+        "batchnorm_backward_alt": (ALT_BY_PATHS[0], ALT_BY_PATHS[1].replace(
+            " + dx_through_mean(dx_hat, inv_std)", ""))},
+        "dx_through_var", "M16"),
+}
+
+
+@pytest.mark.parametrize("caller", sorted(ON_TOP))
+def test_a_caller_mistake_on_top_of_a_callee_mistake_is_named_in_the_caller(caller):
+    """03: a callee has a mistake and the caller, which calls it, also drops a path (M17). The
+    first is charged in the callee, the second in the caller, whose diagnosis is found on the
+    student's own callees (on the references it would match no catalogued dx), and nothing is
+    forgiven there."""
+    edits, callee, mistake = ON_TOP[caller]
+    scores = grade(_edit(edits, "03_batchnorm_backward"), "03_batchnorm_backward")
+    assert scores[callee] < _points(callee)
+    assert mistake in scores[callee].record.diagnosis_ids
+    score = scores[caller]
+    assert score < _points(caller) and not score.record.carried
+    assert "M17" in score.record.diagnosis_ids, score.record.parts
+    assert mistake not in score.record.diagnosis_ids, "the callee's mistake is named again"
 
 
 @pytest.mark.parametrize("stub", ["zeros and ones", "the input returned", "None"])

@@ -193,6 +193,7 @@ def test_the_checks_with_callees_are_the_chains_of_the_notebooks():
         "spatial_batchnorm_forward": {"batchnorm_forward"},
         "batchnorm_backward": {"scale_shift_backward", "normalize_backward",
                                "batch_stats_backward"},
+        "batchnorm_backward_alt": {"dx_through_mean", "dx_through_var"},
         "spatial_batchnorm_backward": {"batchnorm_backward"},
         "mode_accuracies": {"affine_bn_relu_forward"},
     }

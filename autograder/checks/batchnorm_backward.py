@@ -12,8 +12,10 @@ functions (``scale_shift_backward``, ``normalize_backward``, ``batch_stats_backw
 ``backward_stages.py``), so its check declares them (``uses=``) and, in the carried-forward run,
 takes its expected values from :func:`_backward_composed`, the reference built from the student's
 own stages (``autograder/checks/carried.py``): a stage's mistake is charged in that stage only.
-``batchnorm_backward_alt`` and the bug-hunt fixes call no graded function in the solution (the
-notebook asks for the closed form "without calling your staged functions").
+``batchnorm_backward_alt`` calls no graded function in the solution (the notebook asks for the
+closed form "without calling your staged functions"), but a student who writes it as the sum of
+its paths calls ``dx_through_mean`` and ``dx_through_var``, so its check declares those
+(:func:`_alt_composed`). The bug-hunt fixes declare nothing.
 
 Data: columns with standard deviations between 2 and 5 (so that x_hat and x - mu differ, which
 M18 needs), an offset (mean 1e3 in float64), N != D (so that 1/N and 1/D differ, M16), and an
@@ -263,35 +265,77 @@ def _backward_composed(uses, dout, cache):
     return direct + through_stats, dgamma, dbeta
 
 
+def _paths(uses, dout, cache):
+    """batchnorm_backward_alt's three paths from x to the loss on the callees ``uses``: the
+    direct one (``dx_hat * inv_std``), ``uses.dx_through_mean`` and ``uses.dx_through_var``,
+    each path function given copies of its inputs."""
+    dx_hat = np.asarray(dout) * cache["gamma"]
+    inv_std = np.asarray(cache["inv_std"])
+    mean = uses.dx_through_mean(dx_hat.copy(), inv_std.copy())
+    var = uses.dx_through_var(dx_hat.copy(), np.copy(cache["x_hat"]), inv_std.copy())
+    return dx_hat * inv_std, np.asarray(mean), np.asarray(var)
+
+
+def _alt_composed(uses, dout, cache):
+    """batchnorm_backward_alt as the sum of its paths (:func:`_paths`), for a student who writes
+    it with ``dx_through_mean`` and ``dx_through_var`` (the notebook asks for one expression, but
+    a caller of a wrong path function is charged once, there). With the references it equals
+    ``reference.batchnorm_backward_alt`` up to rounding."""
+    direct, mean, var = _paths(uses, dout, cache)
+    dout = np.asarray(dout)
+    return direct + mean + var, (dout * cache["x_hat"]).sum(axis=0), dout.sum(axis=0)
+
+
+#: The composed reference of each check that declares callees, by graded function.
+_COMPOSED = {"batchnorm_backward": _backward_composed, "batchnorm_backward_alt": _alt_composed}
+
+
 def _reference(g):
-    """Where batchnorm_backward's expected values come from: the reference, or in the
-    carried-forward run (``g.carrying``) the reference composed with the student's own stages.
-    The checks that share these parts and declare no callees always get the reference."""
-    return functools.partial(_backward_composed, g.uses) if g.carrying else ref.batchnorm_backward
+    """Where a backward pass's expected values come from: the reference, or in the
+    carried-forward run (``g.carrying``) the reference composed with the student's own callees
+    (:data:`_COMPOSED`). The checks that share these parts and declare no callees (the bug
+    hunt) always get the reference."""
+    composed = _COMPOSED.get(g.name) if g.carrying else None
+    return functools.partial(composed, g.uses) if composed else ref.batchnorm_backward
+
+
+#: M17's spellings on the student's own callees: (which paths are kept, explanation).
+_DROPPED = {
+    "batchnorm_backward": (_staged, [
+        ((1,), "dx misses the direct path: your batchnorm_backward returns only the gradient "
+               "that comes back through the batch statistics; the dx of normalize_backward "
+               "(mean and var held fixed) is added to it, since x feeds both stages."),
+        ((0,), "dx misses the paths through the batch mean and variance: your "
+               "batchnorm_backward returns only the dx of normalize_backward; the gradient "
+               "batch_stats_backward sends back to x is added to it, since x feeds both "
+               "stages.")]),
+    "batchnorm_backward_alt": (_paths, [
+        ((0, 2), "dx misses the path through the batch mean: dx is the sum of three paths, the "
+                 "direct one, dx_through_mean and dx_through_var."),
+        ((0, 1), "dx misses the path through the batch variance: dx is the sum of three paths, "
+                 "the direct one, dx_through_mean and dx_through_var."),
+        ((1, 2), "dx misses the direct path (dx_hat * inv_std): dx is the sum of three paths, "
+                 "the direct one, dx_through_mean and dx_through_var.")]),
+}
 
 
 def _path_dropped(g, dout, cache) -> list:
-    """In the carried-forward run, M17's spellings built on the student's own stages (the direct
-    path alone, the statistics' path alone), so that a path the caller drops is named in the
-    caller even when a stage has a mistake of its own; none in the first run."""
-    if not g.carrying:
+    """In the carried-forward run, M17's spellings built on the student's own callees (a path
+    left out of the sum, :data:`_DROPPED`), so that a path the caller drops is named in the
+    caller even when a callee has a mistake of its own; none in the first run."""
+    if not g.carrying or g.name not in _DROPPED:
         return []
-    staged = functools.cache(functools.partial(_staged, g.uses, np.asarray(dout, np.float64),
-                                               _as64(cache)))  # the stages run once
+    paths_of, spellings = _DROPPED[g.name]
+    paths = functools.cache(functools.partial(paths_of, g.uses, np.asarray(dout, np.float64),
+                                              _as64(cache)))  # the callees run once
 
-    def path(k: int):
+    def kept(ks: tuple[int, ...]):
         try:
-            return staged()[k]
-        except Exception:  # noqa: BLE001 - a stage that fails here already failed the part
+            return sum(np.asarray(paths()[k]) for k in ks)
+        except Exception:  # noqa: BLE001 - a callee that fails here already failed the part
             return np.empty((0, 0))
 
-    return [(lambda: path(1), "dx misses the direct path: your batchnorm_backward returns "
-             "only the gradient that comes back through the batch statistics; the dx of "
-             "normalize_backward (mean and var held fixed) is added to it, since x feeds both "
-             "stages."),
-            (lambda: path(0), "dx misses the paths through the batch mean and variance: "
-             "your batchnorm_backward returns only the dx of normalize_backward; the gradient "
-             "batch_stats_backward sends back to x is added to it, since x feeds both stages.")]
+    return [(lambda ks=ks: kept(ks), text) for ks, text in spellings]
 
 
 def _compare_backward(g, fn, dout, cache, *, dx_mistakes=True):
@@ -481,9 +525,11 @@ def check_batchnorm_backward(g, fn):
         _call_backward(g, fn, dout, cache)
 
 
-@hidden_check("batchnorm_backward_alt", points=2)
+@hidden_check("batchnorm_backward_alt", points=2, uses=("dx_through_mean", "dx_through_var"),
+              composed=_alt_composed)
 def check_batchnorm_backward_alt(g, fn):
-    """The closed form: same answers as the staged graph."""
+    """The closed form: same answers as the staged graph. Written with the path functions
+    instead, a mistake of theirs is charged there (error carried forward)."""
     _backward_parts(g, fn, seed=320)
 
 
