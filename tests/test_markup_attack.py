@@ -322,6 +322,9 @@ def test_formgrader_page_runs_no_script_of_the_submission(served, chromium, stud
         assert page.locator("img[src^='data:image/png']").count() >= 2  # the outputs are there
         # the Formgrader works: a manual score is saved through its API
         score = page.locator(".nbgrader_cell", has=page.locator(f"#{WRITTEN_ANSWER}"))
+        # formgrade.js binds the score inputs once its grades arrive (as nbgrader's UI tests wait)
+        page.wait_for_function("() => typeof formgrader !== 'undefined' && formgrader.grades"
+                               " && formgrader.grades.loaded && formgrader.comments.loaded")
         with page.expect_response(lambda r: "/formgrader/api/grade/" in r.url
                                   and r.request.method == "PUT") as response:
             score.locator("input.score").fill("1")

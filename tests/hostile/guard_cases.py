@@ -106,9 +106,14 @@ CASES: dict[str, Case] = {
     ),
     "builtins": Case(
         cells=(
-            "import builtins\n_isinstance = isinstance\n"
-            "builtins.isinstance = lambda obj, kind: _isinstance(obj, kind)\n"
-            "builtins.abs = lambda value: 0 * value  # numpy's isclose calls abs(x - y)\n\n"
+            "import builtins, sys\n_isinstance, _abs = isinstance, abs\n"
+            "builtins.isinstance = lambda obj, kind: _isinstance(obj, kind)\n\n"
+            "def _abs_zero_under_close(value):\n"
+            "    # numpy's isclose calls abs(x - y): zero it under the checker's close() only, so\n"
+            "    # that its test for a trivial (constant) expected output still sees real values\n"
+            "    caller = sys._getframe(3) if len(__import__('traceback').extract_stack()) > 3 else None\n"
+            "    return 0 * value if caller and caller.f_code.co_name == 'close' else _abs(value)\n\n"
+            "builtins.abs = _abs_zero_under_close\n\n"
             "def batch_stats(x):\n    return x.mean(axis=0), x.var(axis=0, ddof=1)  # M1\n",
             hidden("batch_stats"),
         ),

@@ -100,11 +100,13 @@ CASES: dict[str, Case] = {
     "read_outside": Case(
         "import os\nprint('autograded/ holds', sorted(os.listdir('../..')))\n"
         "print('/root holds', sorted(os.listdir('/root')) if os.path.isdir('/root') else [])\n"
+        "# at the top level, so that the cell's own output shows every attempt (what the\n"
+        "# graded function prints is quoted in the check's record, capped)\n"
+        "for path in ('../../../source/99_sandbox/sandbox.ipynb', 'COURSE_ROOT/gradebook.db',\n"
+        "             '../../../submitted/OTHER/99_sandbox/sandbox.ipynb', 'HOST_SECRET'):\n"
+        "    try:\n        print(open(path, 'rb').read())\n"
+        "    except OSError as e:\n        print('blocked:', e)\n"
         "\ndef f(x):\n"
-        "    for path in ('../../../source/99_sandbox/sandbox.ipynb', 'COURSE_ROOT/gradebook.db',\n"
-        "                 '../../../submitted/OTHER/99_sandbox/sandbox.ipynb', 'HOST_SECRET'):\n"
-        "        try:\n            print(open(path, 'rb').read())\n"
-        "        except OSError as e:\n            print('blocked:', e)\n"
         "    return x + 1\n",
         score=2,
         reasons=("No such file or directory: '../../../source/99_sandbox/sandbox.ipynb'",
