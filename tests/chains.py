@@ -43,6 +43,15 @@ class Scenario:
 
 
 _DDOF1 = ("var = ((x - mean) ** 2).mean(axis=0)", "var = x.var(axis=0, ddof=1)")
+#: 03's normalize_backward with x_hat where x - mean belongs in dvar (M18, seed 000's slip)
+M18_DVAR = ("(dx_hat * xmu).sum(axis=0)", "(dx_hat * xmu * inv_std).sum(axis=0)")
+
+#: 03's batchnorm_backward_alt as the sum of its three paths, calling dx_through_mean and
+#: dx_through_var
+ALT_BY_PATHS = ("dx = (gamma * inv_std / N) * (N * dout - dbeta - x_hat * dgamma)",
+                "dx_hat = dout * gamma\n"
+                "    dx = dx_hat * inv_std + dx_through_mean(dx_hat, inv_std) + "
+                "dx_through_var(dx_hat, x_hat, inv_std)")
 
 SCENARIOS = [
     # ------------------------------------------------------------------ 01
@@ -76,10 +85,45 @@ SCENARIOS = [
                                             "rows = x.reshape(-1, C)")},
              frozenset({"spatial_batchnorm_forward"})),
     # ------------------------------------------------------------------ 03
+    # batchnorm_backward chains the three stage functions, and spatial_batchnorm_backward calls
+    # batchnorm_backward; a stage's mistake reaches the spatial pass through batchnorm_backward
+    Scenario("callee scale_shift_backward leaves dgamma per sample (M15)", "03_batchnorm_backward",
+             {"scale_shift_backward": ("dgamma = (dout * x_hat).sum(axis=0)",
+                                       "dgamma = dout * x_hat")},
+             frozenset({"scale_shift_backward"}),
+             {"batchnorm_backward": ("scale_shift_backward", "M15"),
+              "spatial_batchnorm_backward": ("scale_shift_backward", "M15")}),
+    Scenario("callee normalize_backward has x_hat for x - mean in dvar (M18)",
+             "03_batchnorm_backward",
+             {"normalize_backward": M18_DVAR},
+             frozenset({"normalize_backward"}),
+             {"batchnorm_backward": ("normalize_backward", "M18"),
+              "spatial_batchnorm_backward": ("normalize_backward", "M18")}),
+    Scenario("callee batch_stats_backward divides by D (M16)", "03_batchnorm_backward",
+             {"batch_stats_backward": ("N = x.shape[0]", "N = x.shape[1]")},
+             frozenset({"batch_stats_backward"}),
+             {"batchnorm_backward": ("batch_stats_backward", "M16"),
+              "spatial_batchnorm_backward": ("batch_stats_backward", "M16")}),
+    # batchnorm_backward writes the statistics' path itself, with 1/D, instead of calling its
+    # batch_stats_backward: its own mistake, carried into the spatial pass that calls it
     Scenario("callee batchnorm_backward divides by D (M16)", "03_batchnorm_backward",
-             {"batchnorm_backward": ("N = dout.shape[0]", "N = dout.shape[1]")},
+             {"batchnorm_backward": ("dx = dx_direct + batch_stats_backward(dmean, dvar, x)",
+                                     "dx = dx_direct + (dmean + 2.0 * dvar * (x - cache[\"mean\"]))"
+                                     " / x.shape[1]")},
              frozenset({"batchnorm_backward"}),
              {"spatial_batchnorm_backward": ("batchnorm_backward", "M16")}),
+    Scenario("caller batchnorm_backward drops the direct path (M17)", "03_batchnorm_backward",
+             {"batchnorm_backward": ("dx = dx_direct + batch_stats_backward(dmean, dvar, x)",
+                                     "dx = batch_stats_backward(dmean, dvar, x)")},
+             frozenset({"batchnorm_backward"}),
+             {"spatial_batchnorm_backward": ("batchnorm_backward", "M17")}),
+    # batchnorm_backward_alt written as the sum of its paths (the notebook asks for one
+    # expression, but a caller of a wrong path function is charged once, there)
+    Scenario("callee dx_through_var divides by D (M16)", "03_batchnorm_backward",
+             {"dx_through_var": ("N = dx_hat.shape[0]", "N = dx_hat.shape[1]"),
+              "batchnorm_backward_alt": ALT_BY_PATHS},
+             frozenset({"dx_through_var"}),
+             {"batchnorm_backward_alt": ("dx_through_var", "M16")}),
     Scenario("caller spatial_batchnorm_backward reshapes without moving C (M14)",
              "03_batchnorm_backward",
              {"spatial_batchnorm_backward": ("dout_rows = dout.transpose(0, 2, 3, 1).reshape(-1, C)",

@@ -350,13 +350,49 @@ def test_checks_on_sample_students(student, capsys):
 
 
 def test_ben_loses_points_only_where_his_normalize_backward_is_used(capsys):
-    """ben's one bug (M18 in normalize_backward) costs points there and in the two functions
-    that call it, batchnorm_backward and the spatial pass; nowhere else."""
+    """ben's one bug (M18 in normalize_backward) costs points in normalize_backward only (issue
+    20, error carried forward): batchnorm_backward calls it as the notebook asks, and the
+    spatial pass calls batchnorm_backward, so both keep full marks although their dx differs
+    from the reference, each with a note naming normalize_backward and M18 (through
+    batchnorm_backward for the spatial pass); nothing else loses points."""
     scores, text = _grade("ben", capsys)
-    used = ("normalize_backward", "batchnorm_backward", "spatial_batchnorm_backward")
-    assert all(scores[n] < getattr(CB, f"check_{n}").points for n in used), scores
-    others = [n for n in CHECKED if n not in used]
+    assert scores["normalize_backward"] < CB.check_normalize_backward.points, scores
+    assert "M18" in scores["normalize_backward"].record.diagnosis_ids
+    # the callers' output is wrong (so their full marks are carried forward, not earned by
+    # being right): ben's dx against PyTorch's autograd, which knows nothing of our code
+    ns = _namespace(samples.STUDENTS["ben"]["answers"])
+    x, gamma, beta, dout, bn = _case(7, 6, 3, offset=2.0)
+    _, cache = R.batchnorm_forward(x, gamma, beta, dict(bn))
+    torch_dx = _torch_train_grads(x, gamma, beta, dout)[0]
+    assert rel_error(ns["batchnorm_backward"](dout, copy.deepcopy(cache))[0], torch_dx) > 1e-3
+    for caller, through in (("batchnorm_backward", []),
+                            ("spatial_batchnorm_backward", ["batchnorm_backward"])):
+        record = scores[caller].record
+        assert scores[caller] == getattr(CB, f"check_{caller}").points, (caller, record.parts)
+        assert [(c.callee, "M18" in c.mistakes, c.through) for c in record.carried] == \
+            [("normalize_backward", True, through)], caller
+        assert not record.diagnosis_ids, f"{caller}: the callee's mistake is named again"
+    others = [n for n in CHECKED if n not in ("normalize_backward", "batchnorm_backward",
+                                              "spatial_batchnorm_backward")]
     assert all(scores[n] == getattr(CB, f"check_{n}").points for n in others), scores
+
+
+@pytest.mark.parametrize("function", ["batchnorm_backward", "batchnorm_backward_alt"])
+def test_the_composed_references_of_error_carried_forward_agree_with_torch(function):
+    """The reference each 03 caller is compared with when its callees are the student's
+    (``hidden_check(composed=...)``), built here from the callees' references, gives PyTorch's
+    gradients: error carried forward changes nothing for a student whose callees are right."""
+    from autograder.checks import carried
+
+    names, composed, refs = carried.COMPOSED[function]
+    assert set(names) == set(getattr(CB, f"check_{function}").uses)
+    for seed, (N, D, offset) in enumerate([(6, 3, 2.0), (40, 5, 1e3), (2, 4, 0.0)]):
+        x, gamma, beta, dout, bn = _case(900 + seed, N, D, offset)
+        _, cache = R.batchnorm_forward(x, gamma, beta, dict(bn))
+        got = composed(carried.Uses(refs), dout, copy.deepcopy(cache))
+        for name, a, t in zip(("dx", "dgamma", "dbeta"), got, _torch_train_grads(x, gamma, beta, dout),
+                              strict=True):
+            assert rel_error(np.asarray(a), t) < 1e-8, (function, name, N, D, rel_error(a, t))
 
 
 # --------------------------------------------------------------------------- other mistakes

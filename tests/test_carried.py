@@ -14,7 +14,7 @@ import io
 
 import numpy as np
 import pytest
-from chains import DDOF1, SCENARIOS, Scenario, answers, hidden_checks
+from chains import ALT_BY_PATHS, DDOF1, M18_DVAR, SCENARIOS, Scenario, answers, hidden_checks
 
 import autograder.checks as checks
 from autograder import reference as ref
@@ -92,18 +92,71 @@ def _edit(scenario_edits: dict, assignment: str) -> dict:
     return answers(Scenario("edited", assignment, scenario_edits, frozenset()))
 
 
-def test_the_callee_mistake_written_again_inline_is_charged_in_the_caller(monkeypatch):
-    """batchnorm_forward computes ddof=1 itself instead of calling its (equally wrong)
-    batch_stats: it did not call the callee, so nothing is carried forward."""
-    sources = _edit({"batch_stats": DDOF1.edits["batch_stats"],
-                     "batchnorm_forward": ("mean, var = batch_stats(x)",
-                                           "mean, var = x.mean(axis=0), x.var(axis=0, ddof=1)")},
-                    "02_batchnorm_forward")
-    scores = grade(sources, "02_batchnorm_forward")
-    baseline = _without_carrying(monkeypatch, sources, "02_batchnorm_forward")
-    bn = scores["batchnorm_forward"]
-    assert bn == baseline["batchnorm_forward"] < 6 and not bn.record.carried
-    assert "M1" in bn.record.diagnosis_ids
+#: (assignment, the callee's mistake and the caller writing it again inline, the caller, its id)
+INLINE = {
+    # batchnorm_forward computes ddof=1 itself instead of calling its batch_stats
+    "02 batch_stats ddof=1": ("02_batchnorm_forward", {
+        "batch_stats": DDOF1.edits["batch_stats"],
+        "batchnorm_forward": ("mean, var = batch_stats(x)",
+                              "mean, var = x.mean(axis=0), x.var(axis=0, ddof=1)")},
+        "batchnorm_forward", "M1"),
+    # batchnorm_backward differentiates the normalization itself, with x_hat in dvar, instead
+    # of calling its normalize_backward
+    "03 normalize_backward M18": ("03_batchnorm_backward", {
+        "normalize_backward": M18_DVAR,
+        "batchnorm_backward": (
+            '    dx_direct, dmean, dvar = normalize_backward(dx_hat, x, cache["mean"], cache["var"], '
+            'cache["eps"])',
+            '    inv_std = 1.0 / np.sqrt(cache["var"] + cache["eps"])\n'
+            '    dx_direct, dmean = dx_hat * inv_std, -inv_std * dx_hat.sum(axis=0)\n'
+            '    dvar = -0.5 * inv_std**3 * (dx_hat * cache["x_hat"]).sum(axis=0)')},
+        "batchnorm_backward", "M18"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INLINE))
+def test_the_callee_mistake_written_again_inline_is_charged_in_the_caller(monkeypatch, case):
+    """The caller writes its callee's mistake itself instead of calling its (equally wrong)
+    callee: it did not call the callee, so nothing is carried forward."""
+    assignment, edits, caller, mistake = INLINE[case]
+    sources = _edit(edits, assignment)
+    scores = grade(sources, assignment)
+    baseline = _without_carrying(monkeypatch, sources, assignment)
+    score = scores[caller]
+    assert score == baseline[caller] < _points(caller) and not score.record.carried
+    assert mistake in score.record.diagnosis_ids
+
+
+#: (03 edits: a callee's mistake, and the caller that calls it dropping a path (M17); the callee,
+#: its mistake, the caller)
+ON_TOP = {
+    "batchnorm_backward": ({
+        "normalize_backward": M18_DVAR,
+        "batchnorm_backward": ("dx = dx_direct + batch_stats_backward(dmean, dvar, x)",
+                               "dx = batch_stats_backward(dmean, dvar, x)")},
+        "normalize_backward", "M18"),
+    "batchnorm_backward_alt": ({
+        "dx_through_var": ("N = dx_hat.shape[0]", "N = dx_hat.shape[1]"),
+        "batchnorm_backward_alt": (ALT_BY_PATHS[0], ALT_BY_PATHS[1].replace(
+            " + dx_through_mean(dx_hat, inv_std)", ""))},
+        "dx_through_var", "M16"),
+}
+
+
+@pytest.mark.parametrize("caller", sorted(ON_TOP))
+def test_a_caller_mistake_on_top_of_a_callee_mistake_is_named_in_the_caller(caller):
+    """03: a callee has a mistake and the caller, which calls it, also drops a path (M17). The
+    first is charged in the callee, the second in the caller, whose diagnosis is found on the
+    student's own callees (on the references it would match no catalogued dx), and nothing is
+    forgiven there."""
+    edits, callee, mistake = ON_TOP[caller]
+    scores = grade(_edit(edits, "03_batchnorm_backward"), "03_batchnorm_backward")
+    assert scores[callee] < _points(callee)
+    assert mistake in scores[callee].record.diagnosis_ids
+    score = scores[caller]
+    assert score < _points(caller) and not score.record.carried
+    assert "M17" in score.record.diagnosis_ids, score.record.parts
+    assert mistake not in score.record.diagnosis_ids, "the callee's mistake is named again"
 
 
 @pytest.mark.parametrize("stub", ["zeros and ones", "the input returned", "None"])

@@ -39,7 +39,9 @@ from autograder.checks import batchrenorm as checks_batchrenorm
 from autograder.checks import beyond_batchnorm as checks_beyond
 from autograder.checks import experiments as checks_experiments
 from autograder.checks import modern as checks_modern
+from autograder.checks import numerical_gradient as checks_numerical_gradient
 from autograder.checks import rmsnorm as checks_rmsnorm
+from autograder.checks import spatial_backward as checks_spatial_backward
 from autograder.checks import spatial_batchnorm as checks_spatial
 from autograder.checks import standardization as checks_standardization
 from autograder.record import PASSED
@@ -56,6 +58,8 @@ NOTEBOOKS = {
     checks_spatial: ROOT / "source" / "02_batchnorm_forward" / "batchnorm_forward.ipynb",
     checks_backward: ROOT / "source" / "03_batchnorm_backward" / "batchnorm_backward.ipynb",
     checks_backward_stages: ROOT / "source" / "03_batchnorm_backward" / "batchnorm_backward.ipynb",
+    checks_numerical_gradient: ROOT / "source" / "03_batchnorm_backward" / "batchnorm_backward.ipynb",
+    checks_spatial_backward: ROOT / "source" / "03_batchnorm_backward" / "batchnorm_backward.ipynb",
     checks_beyond: ROOT / "source" / "05_beyond_batchnorm" / "beyond_batchnorm.ipynb",
     checks_batchrenorm: ROOT / "source" / "05_beyond_batchnorm" / "beyond_batchnorm.ipynb",
     checks_experiments: ROOT / "source" / "04_experiments" / "experiments.ipynb",

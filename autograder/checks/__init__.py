@@ -8,10 +8,11 @@ function that calls other graded functions of its notebook is also compared with
 composed with the student's own callees (error carried forward, ``carried.py``).
 The checks are grouped by assignment (``standardization.py``; ``batchnorm_stages.py``,
 ``batchnorm_forward.py`` with ``batchnorm_models.py``, and ``spatial_batchnorm.py``;
-``backward_stages.py`` and ``batchnorm_backward.py``; ``sandwich.py`` and ``experiments.py``;
-``beyond_batchnorm.py`` and ``batchrenorm.py``; ``rmsnorm.py`` and ``modern.py`` for 06) on top of
-``framework.py`` (the API: ``hidden_check``, ``Grader`` of ``grader.py``, the helpers of
-``values.py``); this module is the single import point the notebooks use.
+``numerical_gradient.py``, ``backward_stages.py``, ``batchnorm_backward.py`` and
+``spatial_backward.py``; ``sandwich.py`` and ``experiments.py``;
+``beyond_batchnorm.py`` and ``batchrenorm.py``; ``rmsnorm.py`` and ``modern.py`` for 06) on
+top of ``framework.py`` (the API: ``hidden_check``, ``Grader`` of ``grader.py``, the helpers
+of ``values.py``); this module is the single import point the notebooks use.
 
 May import ``autograder.reference``, ``autograder.notebooks``, ``autograder.record``,
 ``autograder.course_dir`` and ``course``; never ``autograder.tools``, ``autograder.kernel`` or
@@ -34,14 +35,19 @@ from autograder.checks.experiments import *  # noqa: F403
 from autograder.checks.experiments import __all__ as _measuring
 from autograder.checks.modern import *  # noqa: F403
 from autograder.checks.modern import __all__ as _modern
+from autograder.checks.numerical_gradient import *  # noqa: F403
+from autograder.checks.numerical_gradient import __all__ as _numerical
 from autograder.checks.rmsnorm import *  # noqa: F403
 from autograder.checks.rmsnorm import __all__ as _rmsnorm
 from autograder.checks.sandwich import *  # noqa: F403
 from autograder.checks.sandwich import __all__ as _experiments
+from autograder.checks.spatial_backward import *  # noqa: F403
+from autograder.checks.spatial_backward import __all__ as _spatial_backward
 from autograder.checks.spatial_batchnorm import *  # noqa: F403
 from autograder.checks.spatial_batchnorm import __all__ as _spatial
 from autograder.checks.standardization import *  # noqa: F403
 from autograder.checks.standardization import __all__ as _standardization
 
-__all__ = [*_standardization, *_stages, *_forward, *_spatial, *_backward_stages, *_backward, *_experiments, *_measuring, *_beyond,
+__all__ = [*_standardization, *_stages, *_forward, *_spatial, *_numerical, *_backward_stages,
+           *_backward, *_spatial_backward, *_experiments, *_measuring, *_beyond,
            *_batchrenorm, *_rmsnorm, *_modern]

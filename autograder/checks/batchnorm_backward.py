@@ -5,8 +5,17 @@ deep copies of ``dout`` and the cache, and compares the result with ``autograder
 computed in float64. When the result is wrong it is compared with what each known mistake
 (``MISCONCEPTIONS.md`` M10 dout or cache changed, M11 x for x_hat in dgamma, M13-M20) would
 produce, computed below from the same cache, and the matching one is named, with the student's
-value beside the expected one. The spatial check also names M15-M18 (made on the (N*H*W, C)
-rows), since a spatial backward usually reuses the student's batchnorm_backward.
+value beside the expected one. The spatial check (``spatial_backward.py``) reuses these helpers.
+
+Error carried forward: the notebook's ``batchnorm_backward`` chains the student's three stage
+functions (``scale_shift_backward``, ``normalize_backward``, ``batch_stats_backward``, checked in
+``backward_stages.py``), so its check declares them (``uses=``) and, in the carried-forward run,
+takes its expected values from :func:`_backward_composed`, the reference built from the student's
+own stages (``autograder/checks/carried.py``): a stage's mistake is charged in that stage only.
+``batchnorm_backward_alt`` calls no graded function in the solution (the notebook asks for the
+closed form "without calling your staged functions"), but a student who writes it as the sum of
+its paths calls ``dx_through_mean`` and ``dx_through_var``, so its check declares those
+(:func:`_alt_composed`). The bug-hunt fixes declare nothing.
 
 Data: columns with standard deviations between 2 and 5 (so that x_hat and x - mu differ, which
 M18 needs), an offset (mean 1e3 in float64), N != D (so that 1/N and 1/D differ, M16), and an
@@ -26,6 +35,7 @@ N = 2, where x_hat = +-1 whatever x is):
 from __future__ import annotations
 
 import copy
+import functools
 
 import numpy as np
 
@@ -35,19 +45,15 @@ from autograder.checks.framework import (
     Failure,
     fmt,
     hidden_check,
-    kernel_function,
     quiet,
     require_unchanged,
     rng,
     unpack,
 )
-from autograder.reference import batchnorm as ref_batchnorm
 
 __all__ = [
-    "check_numerical_gradient",
     "check_batchnorm_backward",
     "check_batchnorm_backward_alt",
-    "check_spatial_batchnorm_backward",
     "check_fixed_backward_inv_n",
     "check_fixed_backward_dvar",
 ]
@@ -132,9 +138,10 @@ def _closest_explained(got, candidates):
     return values[best], candidates[best][1]
 
 
-def _dx_mistakes(got, dout, cache, counts=()) -> dict:
+def _dx_mistakes(got, dout, cache, counts=(), dropped=()) -> dict:
     """M16-M18 for dx in the (N, D) layout. ``counts``: other wrong values of N to try (the
-    spatial check passes the number of images and of pixels)."""
+    spatial check passes the number of images and of pixels); ``dropped``: more spellings of
+    M17, ``(value callable, explanation)`` (:func:`_path_dropped`)."""
     N, D = np.shape(dout)
     correct = ref.batchnorm_backward(np.asarray(dout, np.float64), _as64(cache))[0]
     wrong_n = [D, N * D, N - 1, *counts]
@@ -164,6 +171,7 @@ def _dx_mistakes(got, dout, cache, counts=()) -> dict:
              "dx misses the direct path: x enters the normalization itself, not only through "
              "the batch mean and variance, so the gradient normalize sends to x (mean and var "
              "held fixed) is added to the one that comes back through the statistics."),
+            *dropped,
         ]),
         "M18": (_closest(got, [
             lambda: _variant(dout, cache, dvar_with="x_hat"),
@@ -204,16 +212,6 @@ def _dgamma_mistakes(got, name_shapes, dout_rows, cache) -> dict:
             "M11": (lambda: (np.asarray(dout_rows, np.float64) * x).sum(axis=0), _M11)}
 
 
-def _rows_of(value, shape):
-    """A student's (N, C, H, W) array as (N*H*W, C) rows in float64, or None if it is not one."""
-    if np.shape(value) != tuple(shape):
-        return None
-    try:
-        return ref_batchnorm._nchw_to_rows(np.asarray(value, dtype=np.float64))
-    except (TypeError, ValueError):
-        return None
-
-
 def _example(got, expected) -> str:
     """The report lines that show the student's value beside the expected one."""
     return f"\n      yours:    {fmt(got)}\n      expected: {fmt(expected)}"
@@ -241,18 +239,117 @@ def _call_backward(g, fn, dout, cache):
     return result
 
 
+# --------------------------------------------------------------------------- the solution's chain
+def _staged(uses, dout, cache):
+    """The notebook's staged backward on the callees ``uses``: (dx through the direct path, dx
+    through the batch statistics, dgamma, dbeta), each stage given copies of its inputs."""
+    x = np.asarray(cache["x"])
+    dx_hat, dgamma, dbeta = unpack(uses.scale_shift_backward(
+        np.copy(dout), np.copy(cache["x_hat"]), np.copy(cache["gamma"])), 3, "dx_hat, dgamma, dbeta")
+    direct, dmean, dvar = unpack(uses.normalize_backward(
+        np.copy(dx_hat), x.copy(), np.copy(cache["mean"]), np.copy(cache["var"]), cache["eps"]),
+        3, "dx, dmean, dvar")
+    through_stats = uses.batch_stats_backward(np.copy(dmean), np.copy(dvar), x.copy())
+    return np.asarray(direct), np.asarray(through_stats), dgamma, dbeta
+
+
+def _backward_composed(uses, dout, cache):
+    """batchnorm_backward as the notebook's solution builds it from ``uses.scale_shift_backward``,
+    ``uses.normalize_backward`` and ``uses.batch_stats_backward``: dx is the direct path's plus
+    the statistics' (x feeds both stages). With the references it equals
+    ``reference.batchnorm_backward`` up to rounding (~1e-13 of ``scale``); in the
+    carried-forward run the stages are the student's own."""
+    direct, through_stats, dgamma, dbeta = _staged(uses, dout, cache)
+    return direct + through_stats, dgamma, dbeta
+
+
+def _paths(uses, dout, cache):
+    """batchnorm_backward_alt's three paths from x to the loss on the callees ``uses``: the
+    direct one (``dx_hat * inv_std``), ``uses.dx_through_mean`` and ``uses.dx_through_var``,
+    each path function given copies of its inputs."""
+    dx_hat = np.asarray(dout) * cache["gamma"]
+    inv_std = np.asarray(cache["inv_std"])
+    mean = uses.dx_through_mean(dx_hat.copy(), inv_std.copy())
+    var = uses.dx_through_var(dx_hat.copy(), np.copy(cache["x_hat"]), inv_std.copy())
+    return dx_hat * inv_std, np.asarray(mean), np.asarray(var)
+
+
+def _alt_composed(uses, dout, cache):
+    """batchnorm_backward_alt as the sum of its paths (:func:`_paths`), for a student who writes
+    it with ``dx_through_mean`` and ``dx_through_var`` (the notebook asks for one expression, but
+    a caller of a wrong path function is charged once, there). With the references it equals
+    ``reference.batchnorm_backward_alt`` up to rounding."""
+    direct, mean, var = _paths(uses, dout, cache)
+    dout = np.asarray(dout)
+    return direct + mean + var, (dout * cache["x_hat"]).sum(axis=0), dout.sum(axis=0)
+
+
+#: The composed reference of each check that declares callees, by graded function.
+_COMPOSED = {"batchnorm_backward": _backward_composed, "batchnorm_backward_alt": _alt_composed}
+
+
+def _reference(g):
+    """Where a backward pass's expected values come from: the reference, or in the
+    carried-forward run (``g.carrying``) the reference composed with the student's own callees
+    (:data:`_COMPOSED`). The checks that share these parts and declare no callees (the bug
+    hunt) always get the reference."""
+    composed = _COMPOSED.get(g.name) if g.carrying else None
+    return functools.partial(composed, g.uses) if composed else ref.batchnorm_backward
+
+
+#: M17's spellings on the student's own callees: (which paths are kept, explanation).
+_DROPPED = {
+    "batchnorm_backward": (_staged, [
+        ((1,), "dx misses the direct path: your batchnorm_backward returns only the gradient "
+               "that comes back through the batch statistics; the dx of normalize_backward "
+               "(mean and var held fixed) is added to it, since x feeds both stages."),
+        ((0,), "dx misses the paths through the batch mean and variance: your "
+               "batchnorm_backward returns only the dx of normalize_backward; the gradient "
+               "batch_stats_backward sends back to x is added to it, since x feeds both "
+               "stages.")]),
+    "batchnorm_backward_alt": (_paths, [
+        ((0, 2), "dx misses the path through the batch mean: dx is the sum of three paths, the "
+                 "direct one, dx_through_mean and dx_through_var."),
+        ((0, 1), "dx misses the path through the batch variance: dx is the sum of three paths, "
+                 "the direct one, dx_through_mean and dx_through_var."),
+        ((1, 2), "dx misses the direct path (dx_hat * inv_std): dx is the sum of three paths, "
+                 "the direct one, dx_through_mean and dx_through_var.")]),
+}
+
+
+def _path_dropped(g, dout, cache) -> list:
+    """In the carried-forward run, M17's spellings built on the student's own callees (a path
+    left out of the sum, :data:`_DROPPED`), so that a path the caller drops is named in the
+    caller even when a callee has a mistake of its own; none in the first run."""
+    if not g.carrying or g.name not in _DROPPED:
+        return []
+    paths_of, spellings = _DROPPED[g.name]
+    paths = functools.cache(functools.partial(paths_of, g.uses, np.asarray(dout, np.float64),
+                                              _as64(cache)))  # the callees run once
+
+    def kept(ks: tuple[int, ...]):
+        try:
+            return sum(np.asarray(paths()[k]) for k in ks)
+        except Exception:  # noqa: BLE001 - a callee that fails here already failed the part
+            return np.empty((0, 0))
+
+    return [(lambda ks=ks: kept(ks), text) for ks, text in spellings]
+
+
 def _compare_backward(g, fn, dout, cache, *, dx_mistakes=True):
-    """Compare the three gradients with the reference; name the mistake if one matches."""
+    """Compare the three gradients with the reference (or, carrying forward, the reference
+    composed with the student's stages: :func:`_reference`); name the mistake if one matches."""
     dx, dgamma, dbeta = _call_backward(g, fn, dout, cache)
     N = dout.shape[0]
     scale = _scale(dout, cache)
     rtol, atol, atol_sum = _tols(dout.dtype, N, scale)
-    e_dx, e_dg, e_db = ref.batchnorm_backward(dout.astype(np.float64), _as64(cache))
+    e_dx, e_dg, e_db = _reference(g)(dout.astype(np.float64), _as64(cache))
     g.compare("dbeta", dbeta, e_db, rtol=rtol, atol=atol_sum, mistakes=_m15(dbeta, "dbeta", dout.shape))
     g.compare("dgamma", dgamma, e_dg, rtol=rtol, atol=atol_sum,
               mistakes=_dgamma_mistakes(dgamma, [dout.shape], dout, cache))
     g.compare("dx", dx, e_dx, rtol=rtol, atol=atol,
-              mistakes=_dx_mistakes(dx, dout, cache) if dx_mistakes else None)
+              mistakes=_dx_mistakes(dx, dout, cache, dropped=_path_dropped(g, dout, cache))
+              if dx_mistakes else None)
 
 
 def _backward_parts(g, fn, seed: int):
@@ -260,7 +357,7 @@ def _backward_parts(g, fn, seed: int):
     with g.part("returns dx (N, D), dgamma (D,), dbeta (D,) on a 4x3 example", weight=1):
         *_, dout, cache = _bn_case(seed, 4, 3)
         got = _call_backward(g, fn, dout, cache)
-        expected = ref.batchnorm_backward(dout, cache)
+        expected = [np.asarray(e) for e in _reference(g)(dout, cache)]
         for name, v, e in zip(("dx", "dgamma", "dbeta"), got, expected, strict=True):
             if np.shape(v) != e.shape:
                 hint = (f"\n      {DIAGNOSIS} M15: {_m15_text(name)}"
@@ -283,242 +380,25 @@ def _backward_parts(g, fn, seed: int):
         _compare_backward(g, fn, dout, cache)
 
 
-# --------------------------------------------------------------------------- numerical gradient
-_FWD_DIFF = ("your gradient matches a one-sided difference (f(x+h) - f(x)) / h, whose error is "
-             "about h times the second derivative (~1e-5 here). Use the centered difference "
-             "(f(x+h) - f(x-h)) / (2h): its error is about h**2.")
-_NO_DOUT = ("your gradient ignores dout: it is the gradient of sum(f(x)), not of "
-            "sum(f(x) * dout). Multiply the change of f by dout before summing.")
-
-
-def _fd(f, x, dout, h=1e-5, kind="central"):
-    """Finite differences of sum(f(x) * dout), in float64 on a copy of x."""
-    x = np.array(x, dtype=np.float64)
-    grad = np.zeros_like(x)
-    base = np.array(f(x), dtype=np.float64)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        x[i] = old + h
-        plus = np.array(f(x), dtype=np.float64)
-        x[i] = old - h
-        minus = np.array(f(x), dtype=np.float64)
-        x[i] = old
-        if kind == "central":
-            grad[i] = np.sum((plus - minus) * dout) / (2 * h)
-        elif kind == "forward":
-            grad[i] = np.sum((plus - base) * dout) / h
-        else:
-            grad[i] = np.sum((base - minus) * dout) / h
-    return grad
-
-
-def _numgrad_mistakes(f, x, dout) -> dict:
-    """Each mistake id with the spellings of it to try, as zero-argument callables."""
-    ones = np.ones_like(np.asarray(dout, dtype=np.float64))
-    return {
-        "M19": ([lambda: _fd(f, x, dout, kind="forward"),
-                 lambda: _fd(f, x, dout, kind="backward")], _FWD_DIFF),
-        "M20": ([lambda: _fd(f, x, ones), lambda: _fd(f, x, ones, kind="forward"),
-                 lambda: _fd(f, x, ones, kind="backward")], _NO_DOUT),
-    }
-
-
-def _compare_numgrad(g, what, got, expected, f, x, dout, *, rtol, atol):
-    """compare() with the M19/M20 spellings, each tried in turn."""
-    try:
-        g.compare(what, got, expected, rtol=rtol, atol=atol)
-    except Failure as exc:
-        for key, (spellings, text) in _numgrad_mistakes(f, x, dout).items():
-            for spelling in spellings:
-                v = spelling()
-                if np.shape(v) == np.shape(got) and np.allclose(
-                        np.asarray(got, dtype=np.float64), v, rtol=rtol, atol=atol):
-                    raise Failure(f"{exc}\n      {DIAGNOSIS} {key}: {text}") from None
-        raise
-
-
-#: f(x) = BatchNorm's train-mode forward with fixed gamma and beta, written out so that it can be
-#: defined in the student's kernel (the reference is not there); equal to
-#: reference.batchnorm_forward(z, gamma, beta, {"mode": "train"})[0] up to rounding.
-_BN_SOURCE = """def bn(z):
-    mu = z.mean(axis=0)
-    var = ((z - mu) ** 2).mean(axis=0)
-    return gamma * ((z - mu) / np.sqrt(var + 1e-5)) + beta
-"""
-
-
-def _call_numgrad(g, fn, f, x, dout):
-    x_in, d_in = x.copy(), dout.copy()
-    grad = g.call(fn, f, x_in, d_in)
-    return grad, x_in, d_in
-
-
-@hidden_check("numerical_gradient", points=3)
-def check_numerical_gradient(g, fn):
-    """Centered differences, weighted by dout, x restored, on 2-D and 4-D arrays."""
-    r = rng(300)
-    cube = kernel_function("def cube(z):\n    return z**3\n", "cube")
-
-    with g.part("centered difference: f(x) = x**3 on a 3x4 x, dout = ones", weight=1):
-        x = r.uniform(0.5, 2.0, (3, 4))
-        dout = np.ones((3, 4))
-        grad, _, _ = _call_numgrad(g, fn, cube, x, dout)
-        # exact answer 3 x**2; centered error ~h**2 = 1e-10, one-sided ~3 x h ~ 1e-5 relative
-        _compare_numgrad(g, "grad", grad, 3 * x**2 * dout, cube, x, dout, rtol=1e-7, atol=1e-9)
-
-    with g.part("weights by dout: f = BatchNorm forward (5x3), dout not all ones", weight=1):
-        x, gamma, beta, dout, cache = _bn_case(301, 5, 3, offset=2.0)
-
-        bn = kernel_function(_BN_SOURCE, "bn", gamma=gamma, beta=beta)
-
-        grad, _, _ = _call_numgrad(g, fn, bn, x, dout)
-        expected = ref.batchnorm_backward(dout, cache)[0]
-        scale = _scale(dout, cache)
-        # centered differences of BN with h = 1e-5 are within ~1e-10 * scale of the exact dx
-        _compare_numgrad(g, "grad", grad, expected, bn, x, dout, rtol=1e-6, atol=1e-7 * scale)
-
-    with g.part("leaves x and dout exactly unchanged", weight=0.5):
-        x = r.normal(size=(4, 3))
-        dout = r.normal(size=(4, 3))
-        sine = kernel_function("def sine(z):\n    return np.sin(z)\n", "sine")
-        grad, x_after, d_after = _call_numgrad(g, fn, sine, x, dout)
-        require_unchanged("dout", dout, d_after, _M10_DOUT)
-        if not np.array_equal(x_after, x):
-            diff = np.abs(x_after - x)
-            at = np.unravel_index(int(np.argmax(diff)), x.shape)
-            where = f"x[{', '.join(map(str, at))}]"
-            raise Failure(
-                f"x differs from its value before the call, by up to {float(diff[at]):.3g}.\n"
-                f"      before: {where} = {float(x[at])!r}\n"
-                f"      after:  {where} = {float(x_after[at])!r}\n"
-                f"      {DIAGNOSIS} M19: x is not restored after it is perturbed. Save old = x[i] "
-                "before changing it and write x[i] = old back (adding and subtracting h can "
-                "leave rounding errors)."
-            )
-        _compare_numgrad(g, "grad", grad, np.cos(x) * dout, sine, x, dout, rtol=1e-6, atol=1e-8)
-
-    with g.part("works on a 4-D x (2x3x2x2), f couples entries of a channel", weight=0.5):
-        x = r.normal(size=(2, 3, 2, 2))
-        dout = r.normal(size=(2, 3, 2, 2))
-
-        coupled = kernel_function("def coupled(z):\n"
-                                  "    return np.tanh(z) * z.sum(axis=(2, 3), keepdims=True)\n",
-                                  "coupled")
-
-        grad, _, _ = _call_numgrad(g, fn, coupled, x, dout)
-        t = np.tanh(x)
-        expected = (1 - t**2) * x.sum(axis=(2, 3), keepdims=True) * dout + (t * dout).sum(
-            axis=(2, 3), keepdims=True)
-        # analytic gradient; centered differences are within ~1e-9 of it
-        _compare_numgrad(g, "grad", grad, expected, coupled, x, dout, rtol=1e-6, atol=1e-8)
-
-
 # --------------------------------------------------------------------------- the backward passes
-@hidden_check("batchnorm_backward", points=2)
+@hidden_check("batchnorm_backward", points=2,
+              uses=("scale_shift_backward", "normalize_backward", "batch_stats_backward"),
+              composed=_backward_composed)
 def check_batchnorm_backward(g, fn):
-    """dx, dgamma, dbeta against the reference; any correct route (staged or closed) passes."""
+    """dx, dgamma, dbeta against the reference; any correct route (staged or closed) passes.
+    A mistake of a stage it calls is charged in that stage (error carried forward)."""
     _backward_parts(g, fn, seed=310)
     with g.part("dout and the cache are left unmodified (N=6, D=3)", weight=1):
         *_, dout, cache = _bn_case(316, 6, 3)
         _call_backward(g, fn, dout, cache)
 
 
-@hidden_check("batchnorm_backward_alt", points=2)
+@hidden_check("batchnorm_backward_alt", points=2, uses=("dx_through_mean", "dx_through_var"),
+              composed=_alt_composed)
 def check_batchnorm_backward_alt(g, fn):
-    """The closed form: same answers as the staged graph."""
+    """The closed form: same answers as the staged graph. Written with the path functions
+    instead, a mistake of theirs is charged there (error carried forward)."""
     _backward_parts(g, fn, seed=320)
-
-
-def _spatial_composed(uses, dout, cache):
-    """The spatial backward as the notebook's solution builds it: ``uses.batchnorm_backward`` on
-    the (N*H*W, C) rows of dout, dx put back as (N, C, H, W) (the student's own
-    batchnorm_backward in the carried-forward run, autograder/checks/carried.py)."""
-    dx_rows, dgamma, dbeta = unpack(uses.batchnorm_backward(ref_batchnorm._nchw_to_rows(dout),
-                                                            copy.deepcopy(cache)),
-                                    3, "dx, dgamma, dbeta")
-    return ref_batchnorm._rows_to_nchw(np.asarray(dx_rows), dout.shape), dgamma, dbeta
-
-
-@hidden_check("spatial_batchnorm_backward", points=3, uses=("batchnorm_backward",))
-def check_spatial_batchnorm_backward(g, fn):
-    """Per-channel backward on (N, C, H, W); sums over N, H, W."""
-
-    def case(seed, shape, dtype=np.float64, offset=0.0):
-        r = rng(seed)
-        N, C, H, W = shape
-        x = offset + r.uniform(2.0, 5.0, (1, C, 1, 1)) * r.normal(size=shape)
-        gamma = r.uniform(0.5, 2.0, C)
-        beta = r.normal(size=C)
-        dout = r.normal(size=shape)
-        x, gamma, beta, dout = (a.astype(dtype) for a in (x, gamma, beta, dout))
-        _, cache = ref.spatial_batchnorm_forward(x, gamma, beta, {"mode": "train"})
-        return dout, cache
-
-    def compare(dout, cache):
-        dx, dgamma, dbeta = _call_backward(g, fn, dout, cache)
-        N, C, H, W = dout.shape
-        rows = N * H * W
-        scale = _scale(dout, cache)
-        rtol, atol, atol_sum = _tols(dout.dtype, rows, scale)
-        d64, c64 = dout.astype(np.float64), _as64(cache)
-        if g.carrying:  # the reference composed with the student's own batchnorm_backward
-            e_dx, e_dg, e_db = _spatial_composed(g.uses, d64, c64)
-        else:
-            e_dx, e_dg, e_db = ref.spatial_batchnorm_backward(d64, c64)
-        # M14: dout reshaped to (-1, C) without moving C last, or dx reshaped back that way
-        flat = d64.reshape(-1, C)
-        backward = g.uses.batchnorm_backward
-        m14_dx = lambda: np.asarray(backward(flat.copy(), copy.deepcopy(c64))[0]).reshape(  # noqa: E731
-            dout.shape)
-        m14_dx2 = lambda: np.asarray(backward(ref_batchnorm._nchw_to_rows(d64),  # noqa: E731
-                                              copy.deepcopy(c64))[0]).reshape(dout.shape)
-        m14_dg = (flat * c64["x_hat"]).sum(axis=0)
-        x_hat4 = ref_batchnorm._rows_to_nchw(c64["x_hat"], dout.shape)
-        m14 = "channels are mixed: (N, C, H, W) was reshaped to (-1, C) without moving C last. "
-        m14 += "Transpose to (N, H, W, C) first (and back after), then reshape."
-        m13 = "the sums are per activation (over N only), not per channel: sum over N, H and W "
-        m13 += "so that dgamma and dbeta have shape (C,)."
-        # M15-M18 and M11 as in batchnorm_backward, made on the (N*H*W, C) rows; a wrong 1/N
-        # may also count the images (N) or the pixels (H*W) instead of N*H*W
-        not_summed = (dout.shape, (rows, C))
-        d_rows = ref_batchnorm._nchw_to_rows(d64)
-        dx_rows = _rows_of(dx, dout.shape)
-        per_row = _dx_mistakes(dx_rows, d_rows, c64, counts=(N, H * W))
-        g.compare("dbeta", dbeta, e_db, rtol=rtol, atol=atol_sum, mistakes={
-            "M13": (lambda: d64.sum(axis=0), m13), "M14": (lambda: flat.sum(axis=0), m14),
-            **_m15(dbeta, "dbeta", *not_summed)})
-        g.compare("dgamma", dgamma, e_dg, rtol=rtol, atol=atol_sum, mistakes={
-            "M13": (lambda: (d64 * x_hat4).sum(axis=0), m13), "M14": (m14_dg, m14),
-            **_dgamma_mistakes(dgamma, not_summed, d_rows, c64)})
-        g.compare("dx", dx, e_dx, rtol=rtol, atol=atol, mistakes={
-            "M14": (_closest(dx, [m14_dx, m14_dx2]), m14),
-            **{k: (lambda w=w: ref_batchnorm._rows_to_nchw(np.asarray(w() if callable(w) else w),
-                                                 dout.shape), text)
-               for k, (w, text) in per_row.items()}})
-
-    with g.part("shapes: dx (N, C, H, W), dgamma and dbeta (C,)", weight=0.5):
-        dout, cache = case(330, (2, 3, 4, 5))
-        got = _call_backward(g, fn, dout, cache)
-        expected = ref.spatial_batchnorm_backward(dout, cache)
-        per_activation, per_value = (3, 4, 5), ((2, 3, 4, 5), (2 * 4 * 5, 3))
-        for name, v, e in zip(("dx", "dgamma", "dbeta"), got, expected, strict=True):
-            if np.shape(v) != e.shape:
-                hint = ""
-                if name != "dx" and np.shape(v) == per_activation:
-                    hint = (f"\n      {DIAGNOSIS} M13: the sums are per activation (over N "
-                            "only), not per channel: sum over N, H and W so that dgamma and "
-                            "dbeta have shape (C,).")
-                elif name != "dx" and np.shape(v) in per_value:
-                    hint = f"\n      {DIAGNOSIS} M15: {_m15_text(name, spatial=True)}"
-                raise Failure(f"{name} has shape {np.shape(v)}, expected {e.shape}."
-                              f"{_example(v, e)}{hint}")
-    with g.part("matches the reference: float64, N=3, C=4, H=5, W=2, offset 50", weight=1.5):
-        compare(*case(331, (3, 4, 5, 2), offset=50.0))
-    with g.part("float32, N=8, C=3, H=W=6", weight=0.5):
-        compare(*case(332, (8, 3, 6, 6), dtype=np.float32, offset=5.0))
-    with g.part("dout and the cache are left unmodified", weight=0.5):
-        dout, cache = case(333, (2, 2, 3, 3))
-        _call_backward(g, fn, dout, cache)
 
 
 # --------------------------------------------------------------------------- the bug hunt

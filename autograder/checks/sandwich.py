@@ -21,7 +21,7 @@ import copy
 import numpy as np
 
 from autograder import reference as ref
-from autograder.checks.batchnorm_backward import _closest, _fd, _m15, _variant
+from autograder.checks.batchnorm_backward import _closest, _m15, _variant
 from autograder.checks.batchnorm_forward import _bn_wrong
 from autograder.checks.framework import (
     DIAGNOSIS,
@@ -34,6 +34,7 @@ from autograder.checks.framework import (
     rng,
     unpack,
 )
+from autograder.checks.numerical_gradient import _fd
 
 __all__ = ["check_affine_bn_relu_forward", "check_affine_bn_relu_backward"]
 

@@ -4,7 +4,8 @@ ada: complete and correct, in her own style (``np.nditer`` in the numerical grad
 sums, dvar written with x_hat and inv_std**2, means where the 1/N sums are, ``np.moveaxis`` for
 the spatial layout).
 ben: one typical mistake, x_hat in place of (x - mu) in normalize_backward's dvar (M18); his
-batchnorm_backward and spatial pass, which call it, inherit it.
+batchnorm_backward and spatial pass, which call it, inherit it in their output but keep full
+marks, with a note naming it (error carried forward: the mistake is charged once, where it is).
 cyd: several mistakes: a one-sided difference that ignores dout (M19, M20), dgamma left per sample
 in scale_shift_backward as a published blog post has it (M15), 1/D in batch_stats_backward (M16),
 channels mixed by a bare reshape (M14); the closed form and bug 1 not attempted.

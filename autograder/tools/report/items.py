@@ -10,8 +10,8 @@ gradebook:
   Theory*, 1986, ch. 14; "corrected item-total correlation"). Near 0 or negative: the cell does
   not separate students who did well on the rest from those who did not. None when fewer than
   three students have a score on it, or when its scores or the rest are all equal;
-* the **misconceptions** its hidden check diagnosed, with how many students (read through
-  :func:`autograder.notebooks.diagnoses` from each autograded notebook's cell).
+* the **misconceptions** its hidden check diagnosed, with how many students (read from the
+  check records of each autograded notebook, :func:`autograder.notebooks.check_records`).
 
 A written answer still waiting for manual grading has no score yet: that student is left out of
 the cell's numbers (``n`` says how many count), while their total, nbgrader's, counts it as 0.
@@ -31,7 +31,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from autograder.notebooks import diagnoses as notebook_diagnoses
+from autograder.notebooks import check_records
 
 #: Scores within this many points of the maximum count as full marks (gradebook floats).
 _TOL = 1e-9
@@ -127,11 +127,12 @@ def analyse(cells: list[tuple[str, str, float, bool]], students: list[str],
 
 
 def cell_diagnoses(nb, grade_id: str) -> set[str]:
-    """The misconception ids the hidden check of one test cell diagnosed, read with
-    :func:`autograder.notebooks.diagnoses` on that cell alone."""
-    cells = [c for c in nb.get("cells", [])
-             if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == grade_id]
-    return notebook_diagnoses({**nb, "cells": cells}) if cells else set()
+    """The misconception ids the hidden check of one test cell diagnosed: those of its record
+    (:func:`autograder.notebooks.check_records`, the cell's trusted metadata), never its
+    printed output. A mistake carried forward from a callee is not the cell's: it is counted
+    in the callee's cell."""
+    record = check_records(nb).get(grade_id)
+    return set(record.diagnosis_ids) if record is not None else set()
 
 
 def from_gradebook(gb_assignment, submissions, notebooks: list[str],
