@@ -138,3 +138,19 @@ def test_demo_without_bubblewrap_grades_the_samples_and_real_grading_still_refus
     real_run = runs["students"]["real"]
     assert real_run["status"] != "graded", (real_run, runner.stdout + runner.stderr)
     assert "bubblewrap is missing" in json.dumps(real_run), real_run
+
+
+@pytest.mark.parametrize(("assignment", "notebook", "name"),
+                         [c for c in CASES if not load_samples(c[1]).STUDENTS[c[2]]["answers"]],
+                         ids=lambda v: v if isinstance(v, str) else None)
+def test_an_untouched_notebook_leaves_nothing_to_grade_by_hand(demo_run, assignment, notebook, name):
+    """nbgrader scores an untouched written answer 0 on its own (its checksum still matches);
+    the markdown sanitizer must not make it look edited, which sent it to manual grading."""
+    root, _ = demo_run
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        nb = gb.find_submission_notebook(notebook.removesuffix(".ipynb"), assignment,
+                                         DEMO_PREFIX + name)
+        pending = [g.name for g in nb.grades if g.needs_manual_grade]
+        written = [g for g in nb.grades if g.cell_type == "markdown"]
+        assert pending == [], f"{name} in {assignment}: {pending} wait for a grader"
+        assert all(g.auto_score == 0 for g in written), [(g.name, g.auto_score) for g in written]

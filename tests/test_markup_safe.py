@@ -353,3 +353,36 @@ def test_only_raster_images_may_be_data_urls(html, kept):
     cleaned = clean_html(html)
     assert ("data:" in cleaned) is kept, cleaned
     assert _Page(cleaned).handlers == []
+
+
+def _released_answer(source: str) -> nbformat.NotebookNode:
+    """A written-answer cell as nbgrader's OverwriteCells leaves it in autograde: its checksum is
+    the gradebook's, computed by nbgrader on the released text ``source``."""
+    from nbgrader.utils import compute_checksum
+    cell = new_markdown_cell(source, metadata=cell_metadata("answer_q", grade=True, solution=True,
+                                                            points=2))
+    cell.metadata["nbgrader"]["checksum"] = compute_checksum(cell)
+    return new_notebook(cells=[cell])
+
+
+def test_an_untouched_written_answer_keeps_nbgraders_zero_without_manual_grading():
+    """nbgrader scores an answer cell whose checksum still matches 0, with no manual grading;
+    rewriting its text (to rendered HTML) had sent every untouched answer to the Formgrader."""
+    from nbgrader.utils import determine_grade
+    nb = _released_answer("YOUR ANSWER HERE")
+    nb, _ = SanitizeStudentHTML().preprocess(nb, {})
+    assert nb.cells[0].source == "YOUR ANSWER HERE"
+    assert determine_grade(nb.cells[0]) == (0, 2)
+
+
+def test_an_answer_that_differs_from_the_release_is_cleaned_and_needs_grading():
+    """A student's own text, markup included, is rendered and cleaned, and goes to the grader:
+    the checksum (the gradebook's) no longer matches it."""
+    from nbgrader.utils import determine_grade
+    nb = _released_answer("YOUR ANSWER HERE")
+    nb.cells[0].source = 'My answer <img src="x" onerror="alert(1)">'
+    nb, _ = SanitizeStudentHTML().preprocess(nb, {})
+    assert nb.cells[0].source.startswith('<div class="student-markdown">')
+    assert determine_grade(nb.cells[0]) == (None, 2)
+    nb.cells[0].metadata["nbgrader"]["score"] = 0  # as nbgrader's GetGrades gives the feedback
+    assert _Page(render(nb, "feedback")).handlers == []

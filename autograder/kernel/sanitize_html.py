@@ -32,7 +32,10 @@ The templates the Formgrader and the feedback use (``autograder/tools/templates/
 ``nbgrader_config.py``) quote every attribute and carry a Content-Security-Policy: a second and a
 third line of defence.
 
-Cells the instructor locked are left alone: nbgrader restores them from the gradebook.
+Cells the instructor locked are left alone: nbgrader restores them from the gradebook. So is an
+answer cell still exactly as released (its nbgrader checksum, which ``OverwriteCells`` has just
+set from the gradebook, matches the cell): its text is the instructor's, and keeping it keeps
+nbgrader's rule that an untouched written answer scores 0 without manual grading.
 Allowed: the tags of :data:`TAGS`, the attributes of :data:`ATTRIBUTES`, and the URL schemes
 ``http``, ``https``, ``mailto`` and ``attachment`` (so no ``javascript:``, ``data:``,
 ``vbscript:``); ``<script>``, ``<style>``, ``<iframe>``, event handlers (``onerror``, ...) and
@@ -50,6 +53,7 @@ from collections.abc import Mapping
 import bleach
 from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
 from nbconvert.preprocessors.sanitize import SanitizeHTML
+from nbgrader.utils import compute_checksum
 from traitlets import Bool, default
 
 from autograder.kernel.output_limits import label
@@ -271,6 +275,19 @@ def _is_student_cell(cell) -> bool:
     return not meta or bool(meta.get("solution"))
 
 
+def _as_released(cell) -> bool:
+    """Whether an answer cell is exactly as released: its checksum (in autograde, the
+    gradebook's, written by nbgrader's ``OverwriteCells`` before this step) matches the cell."""
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    checksum = meta.get("checksum") if isinstance(meta, Mapping) else None
+    if not isinstance(checksum, str) or not checksum:
+        return False
+    try:
+        return compute_checksum(cell) == checksum
+    except Exception:  # a malformed cell is not the released one
+        return False
+
+
 class SanitizeStudentHTML(SanitizeHTML):
     """nbconvert's ``SanitizeHTML`` for what students control (see the module text)."""
 
@@ -322,6 +339,8 @@ class SanitizeStudentHTML(SanitizeHTML):
         kept = {name: bundle for name, bundle in kept.items() if bundle}
         if attachments is not None:
             cell["attachments"] = kept
+        if cell.cell_type == "markdown" and _as_released(cell):
+            return cell, resources
         if cell.cell_type == "markdown":
             source = "".join(cell.source) if isinstance(cell.source, list) else cell.source
             cell.source = clean_markdown(source, kept)
