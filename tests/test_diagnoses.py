@@ -200,7 +200,7 @@ _NEW_FORWARD_NA = {
     "M21": NO_SPLITS,
 }
 _NEW_BACKWARD_NA = _BACKWARD_NA | {
-    "M11 M16 M18": NOT_GRADED_05,
+    "M11 M18": NOT_GRADED_05,
     "M13 M14": "05's spatial layer groups channels: its layout mistakes are M24-M26",
     "M28 M29 M30 M31": "forward-pass mistakes of Batch Renorm: the cache is the reference's",
 }
@@ -209,7 +209,7 @@ APPLICABILITY |= {
         "M2": NOT_LN + "statistics over the wrong axis (the batch) are M22",
         "M6 M7 M8 M9": "no running statistics: keeping any is M23",
         "M24 M25 M26": GN_ONLY, "M27 M28 M29 M30 M31": BRN_ONLY}),
-    "layernorm_backward": ("M10 M15 M17 M22", _NEW_BACKWARD_NA | {
+    "layernorm_backward": ("M10 M15 M16 M17 M22", _NEW_BACKWARD_NA | {
         "M2": NOT_LN + "sums over the wrong axis are M22",
         "M23": "a backward pass has no mode", "M24 M25 M26": GN_ONLY, "M27": BRN_ONLY}),
     "spatial_groupnorm_forward": ("M1 M3 M10 M24 M25 M26", _NEW_FORWARD_NA | {
@@ -217,7 +217,7 @@ APPLICABILITY |= {
         "M6 M7 M8 M9": NO_RUNNING,
         "M22 M23": "LayerNorm's mistakes (G = 1 is graded as GroupNorm, by M24-M26)",
         "M27 M28 M29 M30 M31": BRN_ONLY}),
-    "spatial_groupnorm_backward": ("M10 M15 M17 M24 M25 M26", _NEW_BACKWARD_NA | {
+    "spatial_groupnorm_backward": ("M10 M15 M16 M17 M24 M25 M26", _NEW_BACKWARD_NA | {
         "M22 M23": "LayerNorm's mistakes", "M27": BRN_ONLY}),
     "batchrenorm_forward": ("M1 M3 M10 M28 M29 M30 M31", _NEW_FORWARD_NA | {
         "M2": NOT_GRADED_05 + " (BatchNorm's axis)",
@@ -225,6 +225,7 @@ APPLICABILITY |= {
         "M22 M23": "LayerNorm's mistakes", "M24 M25 M26": "GroupNorm's mistakes",
         "M27": "a backward-pass mistake"}),
     "batchrenorm_backward": ("M10 M15 M17 M27", _NEW_BACKWARD_NA | {
+        "M16": "its sums run over the batch with BatchNorm's own 1/N: " + NOT_GRADED_05,
         "M22 M23": "LayerNorm's mistakes", "M24 M25 M26": "GroupNorm's mistakes"}),
 }
 

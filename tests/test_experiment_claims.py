@@ -318,7 +318,7 @@ def test_health_update_ratios_freeze_the_baselines_first_layers_and_start_high_w
     assert np.all(base[:, :, :3] < -2.3), base[:, :, :3].max(axis=1)
     assert np.all(base[:, -1, :3] < base[:, :, :3].max(axis=1) - 0.5), "they fade"
     # ... while W4-W7 jump up in the first steps (they fit the constant of the later biases)
-    assert np.all(base[:, :, 3:].max(axis=1) > -1.5), base[:, :, 3:].max(axis=1)
+    assert np.all(base[:, :, 3:].max(axis=1) > -2), base[:, :, 3:].max(axis=1)
     # with BatchNorm the first step changes W by about lr / s = 3 times its size ...
     expected = np.log10(cfg.learning_rate / 1e-3)
     assert np.all(np.abs(bn[:, 0, :] - expected) < 0.3), bn[:, 0, :]

@@ -29,24 +29,31 @@ PASTE = {  # the functions the notebook tells a student to paste, by source note
     ROOT / "source" / "03_batchnorm_backward" / "batchnorm_backward.ipynb": ("batchnorm_backward",),
 }
 MARK = "CURVES "
-LOOSE = ("loss", "spread", "histograms")  # real-valued curves; the accuracies are exact counts
+LOOSE = ("loss", "spread", "histograms", "ics", "health")  # real-valued; accuracies are exact counts
 
-# Appended to the notebook: every curve of every figure, at full precision.
+# Appended to the notebook: every curve of every figure, at full precision, for every seed.
 DUMP = r'''
 import json as _json
 
 def _run(r):
-    return {"loss": r.loss_history, "train": r.train_acc_history, "val": r.val_acc_history}
+    return {"loss": r.loss_history, "train": r.train_acc_history, "val": r.val_acc_history,
+            "test": r.test_acc}
+
+def _seeds(runs):
+    return [_run(r) for r in runs.runs]
 
 _curves = {
-    "weight_scale": {k: [_run(r) for r in v] for k, v in sweep.items()},
-    "learning_rate": {k: [_run(r) for r in v] for k, v in lr_sweep.items()},
-    "batch_size": {k: {str(b): _run(r) for b, r in v.items()} for k, v in bs_sweep.items()},
-    "single_class": {k: _run(r) for k, r in single.items()},
-    "gaps": {k: {str(b): v for b, v in d.items()} for k, d in gaps.items()},
+    "weight_scale": {k: [_seeds(r) for r in v] for k, v in sweep.items()},
+    "learning_rate": {k: [_seeds(r) for r in v] for k, v in lr_sweep.items()},
+    "batch_size": {k: {str(b): _seeds(r) for b, r in v.items()} for k, v in bs_sweep.items()},
+    "single_class": {k: _seeds(r) for k, r in single.items()},
+    "gaps": {k: {str(b): np.asarray(v).tolist() for b, v in d.items()} for k, d in gaps.items()},
     "spread": {"mean": list(spread["mean"].values()), "var": list(spread["var"].values())},
     "histograms": [float(a.std()) for net in panels.values()
                    for a in net.activations(data["X_val"])["pre"]],
+    "ics": {k: [t.input_scale.tolist(), t.input_shift.tolist(), t.affine_scale.tolist()]
+            for k, t in ics.items()},
+    "health": {k: t.update_ratio.tolist() for k, t in health.items()},
 }
 print("CURVES " + _json.dumps(_curves))
 '''
