@@ -34,6 +34,10 @@ def _methods():
                                                       ref.spatial_groupnorm_backward, 4)),
     ]
 
+#: Tests that train networks over three seeds: a minute or more of CPU, so ``make test-fast``
+#: leaves them out (the project's marker for slow tests is ``nbgrader``).
+SLOW = pytest.mark.nbgrader
+
 
 @pytest.fixture(scope="module")
 def data():
@@ -69,6 +73,7 @@ def test_config_keeps_every_method_batch_size_and_three_seeds(monkeypatch):
     assert full.train_subset is None and full.samples_seen == 3 * 1077
 
 
+@SLOW
 def test_every_batch_size_sees_the_same_examples(sweep, cfg):
     n = cfg.train_subset or 1077
     for runs in sweep["LayerNorm"].values():
@@ -76,6 +81,7 @@ def test_every_batch_size_sees_the_same_examples(sweep, cfg):
         assert steps == {(cfg.samples_seen // n) * (n // runs.batch_size) or n // runs.batch_size}
 
 
+@SLOW
 def test_at_batch_size_2_batchnorm_falls_below_layernorm_and_groupnorm_for_every_seed(sweep):
     bn = sweep["BatchNorm"][2].values("test_acc")
     for name in ("LayerNorm", "GroupNorm (G=4)", "no normalization"):
@@ -83,6 +89,7 @@ def test_at_batch_size_2_batchnorm_falls_below_layernorm_and_groupnorm_for_every
         assert np.all(other - bn > 0.2) and separated(bn, other), (name, bn, other)
 
 
+@SLOW
 def test_at_batch_size_2_batch_renorm_beats_batchnorm_for_every_seed_but_not_layernorm(sweep):
     bn, brn = sweep["BatchNorm"][2], sweep["Batch Renorm"][2]
     ln = sweep["LayerNorm"][2]
@@ -91,6 +98,7 @@ def test_at_batch_size_2_batch_renorm_beats_batchnorm_for_every_seed_but_not_lay
     assert brn.high("test_acc") < ln.low("test_acc"), (_acc(brn), _acc(ln))
 
 
+@SLOW
 def test_batchnorms_modes_disagree_at_small_batches_and_batch_renorms_do_not(sweep):
     for b in (4, 8):
         gap = sweep["BatchNorm"][b].values("gap")
@@ -129,6 +137,7 @@ def test_batch_renorms_gradient_is_batchnorms_scaled_by_r_so_it_vanishes_at_n_2_
                                ref.batchnorm_backward(dout * cache["r"], bn_cache)[0], rtol=1e-10)
 
 
+@SLOW
 def test_single_class_batches_leave_batchnorm_at_chance_and_batch_renorm_recovers_part(non_iid):
     bn_iid, bn_single = non_iid["BatchNorm"]
     brn_iid, brn_single = non_iid["Batch Renorm"]
@@ -139,6 +148,7 @@ def test_single_class_batches_leave_batchnorm_at_chance_and_batch_renorm_recover
     assert bn_iid.low("test_acc") > 0.8, "the control trains"
 
 
+@SLOW
 def test_layernorm_groupnorm_and_no_normalization_keep_most_of_their_accuracy(non_iid):
     for name in ("LayerNorm", "GroupNorm (G=4)", "no normalization"):
         iid, single = non_iid[name]
@@ -154,6 +164,7 @@ def test_single_class_runs_hold_one_class_per_batch():
     assert len({int(y[b[0]]) for b in batches[:6]}) > 2, "the batches come in random order"
 
 
+@SLOW
 def test_renorm_trace_opens_its_limits_after_the_warm_up(sweep):
     t = sweep["Batch Renorm"][4].first.trace
     assert np.all(t["rmax"][:5] == 1.0) and np.all(t["dmax"][:5] == 0.0)
@@ -161,6 +172,7 @@ def test_renorm_trace_opens_its_limits_after_the_warm_up(sweep):
     assert np.all(t["r_min"] >= 1 / t["rmax"] - 1e-12) and np.all(t["r_max"] <= t["rmax"] + 1e-12)
 
 
+@SLOW
 def test_figures_are_fully_labelled_with_one_style_per_method(sweep, non_iid):
     import matplotlib
     matplotlib.use("Agg")

@@ -22,6 +22,10 @@ from course.seeds import separated
 
 BN_LAYER = (ref.affine_bn_relu_forward, ref.affine_bn_relu_backward)
 
+#: Tests that train networks over three seeds: a minute or more of CPU, so ``make test-fast``
+#: leaves them out (the project's marker for slow tests is ``nbgrader``).
+SLOW = pytest.mark.nbgrader
+
 
 @pytest.fixture(scope="module")
 def data():
@@ -80,6 +84,7 @@ def test_experiments_are_deterministic_and_seeds_differ(data, cfg):
     assert other.loss_history != a.loss_history, "the seed must change the weights and the order"
 
 
+@SLOW
 def test_reported_accuracies_are_the_final_networks_on_the_test_split(data, cfg, reduced_sweep):
     run = E.run_at(reduced_sweep["batchnorm"], 0.1).first
     pred = np.argmax(run.model.loss(data["X_test"]), axis=1)
@@ -89,6 +94,7 @@ def test_reported_accuracies_are_the_final_networks_on_the_test_split(data, cfg,
 
 
 # --------------------------------------------------------------------------- section 4
+@SLOW
 def test_at_the_smallest_weight_scale_batchnorm_trains_and_the_baseline_stays_at_chance(reduced_sweep):
     base, bn = reduced_sweep["baseline"][0], reduced_sweep["batchnorm"][0]
     assert base.weight_scale == bn.weight_scale == pytest.approx(1e-4)
@@ -98,6 +104,7 @@ def test_at_the_smallest_weight_scale_batchnorm_trains_and_the_baseline_stays_at
     assert separated(base.values("test_acc"), bn.values("test_acc"))
 
 
+@SLOW
 def test_large_weights_explode_the_baselines_logits_and_saturate_batchnorms_last_layer(reduced_sweep):
     base, bn = E.run_at(reduced_sweep["baseline"], 1.0), E.run_at(reduced_sweep["batchnorm"], 1.0)
     assert base.low("initial_loss") > 1e3, _per_seed(base, "initial_loss")
@@ -108,6 +115,7 @@ def test_large_weights_explode_the_baselines_logits_and_saturate_batchnorms_last
     assert np.allclose(at_01, np.log(10), atol=0.4), at_01
 
 
+@SLOW
 def test_small_weights_get_gradients_far_below_adams_eps_and_stay_at_chance(data, cfg, reduced_sweep):
     runs = E.run_at(reduced_sweep["baseline"], 1e-3)
     for run in runs.runs:
@@ -159,6 +167,7 @@ def test_one_adam_step_is_lr_times_g_over_abs_g_plus_eps(data, cfg):
                                    rtol=1e-9, atol=1e-15, err_msg=k)
 
 
+@SLOW
 def test_the_first_epoch_is_lost_from_small_weights_but_the_end_catches_up(reduced_sweep):
     small, good = E.run_at(reduced_sweep["batchnorm"], 1e-4), E.run_at(reduced_sweep["batchnorm"], 0.1)
     first = lambda runs: np.array([r.val_acc_history[0] for r in runs.runs])  # noqa: E731
@@ -166,6 +175,7 @@ def test_the_first_epoch_is_lost_from_small_weights_but_the_end_catches_up(reduc
 
 
 # --------------------------------------------------------------------------- sections 5 to 7
+@SLOW
 def test_batchnorm_trains_at_a_learning_rate_where_the_baseline_is_at_chance(data, cfg):
     sweep = E.learning_rate_sweep(data, cfg, BN_LAYER)
     base, bn = sweep["baseline"][-1], sweep["batchnorm"][-1]
@@ -174,6 +184,7 @@ def test_batchnorm_trains_at_a_learning_rate_where_the_baseline_is_at_chance(dat
         _per_seed(base, "test_acc"), _per_seed(bn, "test_acc"))
 
 
+@SLOW
 def test_single_class_batches_leave_batchnorm_at_chance_while_the_baseline_learns(data, cfg, reduced_sweep):
     single = E.single_class_experiment(data, cfg, BN_LAYER)
     iid = E.iid_control(data, cfg, BN_LAYER, reduced_sweep)
@@ -191,12 +202,14 @@ def batch_size_runs(data, cfg):
     return sweep, E.mode_gaps(sweep, data["X_test"], data["y_test"], ref.mode_accuracies)
 
 
+@SLOW
 def test_every_batch_size_gets_the_same_number_of_updates(cfg, batch_size_runs):
     sweep, _ = batch_size_runs
     for runs in sweep.values():
         assert {r.updates for seeds in runs.values() for r in seeds.runs} == {cfg.batch_size_updates}
 
 
+@SLOW
 def test_the_train_test_mode_gap_grows_as_the_batch_shrinks_for_every_seed(batch_size_runs):
     _, gaps = batch_size_runs
     gap = {B: np.abs(train - test) for B, (train, test) in gaps["batchnorm"].items()}
@@ -204,6 +217,7 @@ def test_the_train_test_mode_gap_grows_as_the_batch_shrinks_for_every_seed(batch
     assert np.all(gap[5] > gap[50]) and np.all(gap[10] > gap[200]), gap
 
 
+@SLOW
 def test_mode_gaps_hands_the_function_deep_copies(batch_size_runs, data):
     sweep, _ = batch_size_runs
     run = sweep["batchnorm"][5].first
@@ -275,6 +289,7 @@ def ics(data, cfg):
     return H.record_training(data, cfg, BN_LAYER, ref.batchnorm_forward, cfg.batch_size_weight_scale)
 
 
+@SLOW
 def test_without_batchnorm_the_layer_input_shifts_and_with_it_the_relus_input_does_not(ics):
     base, bn = ics["baseline"], ics["batchnorm"]
     # baseline: the ReLU's input is the affine output; its spread grows and its mean moves
@@ -289,6 +304,7 @@ def test_without_batchnorm_the_layer_input_shifts_and_with_it_the_relus_input_do
     assert np.all(bn.affine_scale[:, -1] > bn.affine_scale[:, 0]), bn.affine_scale[:, [0, -1]]
 
 
+@SLOW
 def test_the_recorded_shift_is_measured_from_initialization(ics):
     for t in ics.values():
         assert t.probe_steps[0] == 0 and np.all(np.diff(t.probe_steps) > 0)
@@ -301,6 +317,7 @@ def health(data, cfg):
     return H.record_training(data, cfg, BN_LAYER, ref.batchnorm_forward, 1e-3)
 
 
+@SLOW
 def test_health_gradients_lie_below_adams_eps_without_batchnorm_and_far_above_with_it(health, cfg):
     n = len(cfg.seeds)
     for t in health.values():
@@ -311,6 +328,7 @@ def test_health_gradients_lie_below_adams_eps_without_batchnorm_and_far_above_wi
     assert min(bn) > 1e3 * H.ADAM_EPS, bn
 
 
+@SLOW
 def test_health_update_ratios_freeze_the_baselines_first_layers_and_start_high_with_batchnorm(health, cfg):
     base, bn = np.log10(health["baseline"].update_ratio), np.log10(health["batchnorm"].update_ratio)
     # the baseline's W1-W3 start near 1e-6, never reach 1e-2 and fade again (every seed) ...
@@ -348,6 +366,7 @@ def test_record_training_rejects_a_layer_that_is_not_hidden(data, cfg):
 
 
 # --------------------------------------------------------------------------- figures
+@SLOW
 def test_plots_are_fully_labelled(data, cfg, reduced_sweep, batch_size_runs, ics, health):
     import matplotlib
     matplotlib.use("Agg")
