@@ -14,19 +14,20 @@ export PATH := $(abspath $(BIN)):$(PATH)
 .PHONY: help venv demo test test-fast lint release lab strip grade check screenshots bench bench-grading bench-notebooks clean
 
 help:
-	@echo "make demo     build release/, autograde the sample submissions with nbgrader, print grades"
+	@echo "make demo     autograde the sample submissions with nbgrader in a scratch course (yours is not touched), print grades and where"
 	@echo "make test     lint (ruff) and run the whole test suite (pytest)"
 	@echo "make test-fast  the tests that run no nbgrader and no kernel (under a minute): the edit loop"
 	@echo "              any Python from 3.11 on: make demo PYTHON=python3.13"
-	@echo "make lab      start JupyterLab (with the nbgrader extension) in the course directory"
-	@echo "make release  regenerate release/ from source/ with nbgrader generate_assignment"
+	@echo "make lab      start JupyterLab (with the nbgrader extension) on START_HERE.ipynb; your copies of the notebooks are in mywork/"
+	@echo "make release  regenerate release/ from source/ with nbgrader generate_assignment (never over a file the course did not generate)"
 	@echo "make strip    clear outputs from the source notebooks before committing"
 	@echo "make grade ASSIGNMENT=02_batchnorm_forward [WORKERS=2]   autograde every submission in parallel, then write the report"
-	@echo "make check NB=release/02_batchnorm_forward/batchnorm_forward.ipynb [HTML=feedback.html]   self-check one notebook: hidden checks and diagnoses, as nbgrader would grade it"
+	@echo "make check NB=mywork/02_batchnorm_forward/batchnorm_forward.ipynb [HTML=feedback.html]   self-check one notebook (as its last cell does): hidden checks and diagnoses, as nbgrader would grade it"
 	@echo "make screenshots   refresh the README's pictures (docs/*.png) from the browser tests"
 	@echo "make bench    run the BatchNorm speed benchmark"
 	@echo "make bench-grading [REPEATS=3]   seconds per submission: nbgrader autograde, the runner, Dask local:2 on SQLite and PostgreSQL"
 	@echo "make bench-notebooks  each notebook's run time and peak memory on one core"
+	@echo "make clean    remove the demo's scratch courses and the caches (never your gradebook, submissions, feedback or reports)"
 
 # Any Python from 3.11 on (3.11, 3.12 and 3.13 are tested): `make demo PYTHON=python3.13`.
 # PYTHON is the interpreter .venv is created with (`rm -rf .venv` to switch). The venv is
@@ -74,8 +75,11 @@ test-fast: $(DEV_STAMP)
 release: $(STAMP)
 	$(BIN)/python -m autograder release
 
+# The learner's copies (mywork/, course/mywork.py) are made first, never over an existing file.
+# LAB_ARGS: more options for jupyter lab (e.g. --no-browser).
 lab: $(STAMP)
-	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root,)
+	$(BIN)/python -m course.mywork
+	$(BIN)/jupyter lab START_HERE.ipynb $(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_ARGS)
 
 strip: $(STAMP)
 	$(BIN)/jupyter nbconvert --clear-output --inplace $(NOTEBOOKS)
@@ -86,17 +90,22 @@ grade: $(STAMP)
 	$(BIN)/python -m autograder report $(ASSIGNMENT)
 
 # The self-check needs the hidden half (autograder/): a class release has none, so say so
-# before anything else (no venv is built for nothing).
+# before anything else (no venv is built for nothing). It needs the runtime dependencies only.
+# A score below full marks is the result, not an error: exit 0 whenever the check ran (the
+# self-check's 0 or 1), its own status when it could not (2: the notebook cannot be graded).
 FULL_REPO := self-check needs the full course repository (for example on Binder); in a class, your instructor grades
 check:
 	@test -d autograder/checks || { echo "$(FULL_REPO)" >&2; exit 2; }
-	@test -n "$(NB)" || { echo "usage: make check NB=release/02_batchnorm_forward/batchnorm_forward.ipynb [HTML=feedback.html]" >&2; exit 2; }
-	@$(MAKE) --no-print-directory venv >/dev/null
-	@$(BIN)/python -m autograder check "$(NB)" $(if $(HTML),--html "$(HTML)",)
+	@test -n "$(NB)" || { echo "usage: make check NB=mywork/02_batchnorm_forward/batchnorm_forward.ipynb [HTML=feedback.html]" >&2; exit 2; }
+	@$(MAKE) --no-print-directory $(STAMP) >/dev/null
+	@status=0; $(BIN)/python -m autograder check "$(NB)" $(if $(HTML),--html "$(HTML)",) || status=$$?; \
+	if [ $$status -gt 1 ]; then exit $$status; fi; \
+	$(if $(HTML),echo "feedback page written to $(abspath $(HTML))",true)
 
-# The README's two pictures, taken by the browser tests (tests/test_browser.py).
-screenshots: $(STAMP)
-	BN_SCREENSHOTS=$(abspath docs) $(BIN)/python -m pytest tests/test_browser.py -q -p no:cacheprovider
+# The README's pictures, taken by the browser tests (tests/test_browser.py, tests/test_binder.py; the
+# similarity page and the item-analysis figure: tests/test_report_pages.py).
+screenshots: $(DEV_STAMP)
+	BN_SCREENSHOTS=$(abspath docs) $(BIN)/python -m pytest tests/test_browser.py tests/test_binder.py tests/test_report_pages.py -q -p no:cacheprovider
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_batchnorm.py
@@ -108,5 +117,9 @@ bench-grading: $(STAMP)
 bench-notebooks: $(STAMP)
 	$(BIN)/python benchmarks/bench_notebooks.py
 
+# The demo grades in scratch courses (batchnorm-demo-* in the temporary folder, see
+# autograder/tools/demo.py); the course's own gradebook and folders are the instructor's data.
 clean:
-	rm -rf submitted autograded feedback reports gradebook.db grades.csv
+	rm -rf "$$($(PYTHON) -c 'import tempfile; print(tempfile.gettempdir())')"/batchnorm-demo-*
+	rm -rf .pytest_cache .ruff_cache
+	find course autograder tests benchmarks -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -12,13 +12,14 @@ import os
 import sys
 from pathlib import Path
 
+import nbgrader
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 from nbgrader.converters import Autograde, GenerateAssignment
 from nbgrader.preprocessors import (
-    ClearMarkScheme,
     ClearSolutions,
     Execute,
     GetGrades,
+    OverwriteCells,
     SaveAutoGrades,
 )
 
@@ -34,6 +35,7 @@ from autograder.kernel.execute import (  # noqa: E402
     TrustedSaveAutoGrades,
 )
 from autograder.kernel.sanitize_html import SanitizeStudentHTML  # noqa: E402
+from autograder.tools.quiet import QuietClearMarkScheme, QuietOverwriteCells  # noqa: E402
 from autograder.tools.stubs import NamedStubs  # noqa: E402
 
 # The assignments, in teaching order. Each is source/<name>/<notebook>.ipynb.
@@ -86,9 +88,9 @@ c.Execute.interrupt_on_timeout = True
 # SandboxedExecute replaces nbgrader's Execute so that a dead kernel, a hung cell or a flood of
 # output is flagged in the notebook (Flag [kernel-died] ...) instead of losing the student;
 # SandboxCheckedExporter refuses to start grading when the sandbox cannot start.
-# Submissions are sanitized before nbgrader reads them (autograder/kernel/submission.py): only
-# regular files, bounded size and depth, grade cells restored from release/; a submission that
-# breaks a rule is graded 0 with the reason, and grading goes on with the next student.
+# Submissions are read through the front door before nbgrader sees them (autograder/kernel/
+# submission/): only regular files, bounded size and depth, grade cells restored from release/;
+# a submission that breaks a rule is graded 0 with the reason, and grading goes on.
 submission.install()
 c.Execute.kernel_manager_class = "autograder.kernel.sandbox.SandboxedKernelManager"
 c.Autograde.exporter_class = SandboxCheckedExporter
@@ -98,11 +100,20 @@ c.Autograde.exporter_class = SandboxCheckedExporter
 # sanitize_html.py) cleans what the student controls (outputs, written answers) right after
 # execution, so neither the Formgrader, which renders the autograded notebook, nor the feedback
 # HTML ever shows a student's script to anyone.
+# QuietOverwriteCells (autograder/tools/quiet.py) restores the hidden part of a locked cell
+# without warning about its checksum when the student left the released cell as it was
+# (jupyter/nbgrader#1961); any other change is still reported.
 _TRUSTED = {Execute: [SandboxedExecute, SanitizeStudentHTML],
-            SaveAutoGrades: [TrustedSaveAutoGrades]}
+            SaveAutoGrades: [TrustedSaveAutoGrades],
+            OverwriteCells: [QuietOverwriteCells]}
 c.Autograde.autograde_preprocessors = [
     step
     for pp in Autograde.class_traits()["autograde_preprocessors"].default()
+    for step in _TRUSTED.get(pp, [pp])
+]
+c.Autograde.sanitize_preprocessors = [
+    step
+    for pp in Autograde.class_traits()["sanitize_preprocessors"].default()
     for step in _TRUSTED.get(pp, [pp])
 ]
 
@@ -121,5 +132,18 @@ c.Validator.validate_all = True
 c.ClearMarkScheme.begin_mark_scheme_delimeter = "BEGIN MARK SCHEME"
 c.ClearMarkScheme.end_mark_scheme_delimeter = "END MARK SCHEME"
 c.ClearMarkScheme.enforce_metadata = False
-c.GenerateFeedback.preprocessors = [GetGrades, ClearMarkScheme, SanitizeStudentHTML,
+# QuietClearMarkScheme is nbgrader's ClearMarkScheme without traitlets' warning about
+# nbconvert's display_data_priority (autograder/tools/quiet.py).
+c.GenerateFeedback.preprocessors = [GetGrades, QuietClearMarkScheme, SanitizeStudentHTML,
                                     CSSHTMLHeaderPreprocessor]
+
+# The Formgrader (template "formgrade") and generate_feedback ("feedback") render student work with
+# nbgrader's templates, which extend nbconvert's classic one: it wrote an output's `width` without
+# quotes (a live `onerror` attribute from the metadata {'image/png': {'width': '1 onerror=...'}}).
+# The course's copies (autograder/tools/templates/nbconvert) quote and escape every value and open
+# each page with a Content-Security-Policy that forbids inline script; nbgrader's own folder stays
+# second, for what the copies do not replace.
+c.HTMLExporter.extra_template_basedirs = [
+    str(ROOT / "autograder" / "tools" / "templates" / "nbconvert"),
+    str(Path(nbgrader.__file__).parent / "server_extensions" / "formgrader" / "templates"),
+]

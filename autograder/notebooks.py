@@ -7,7 +7,9 @@ about what a notebook says.
 ``refused-output``, ``rejected-submission``, ...) and the score of every hidden test cell are
 written by the trusted grading process into the autograded notebook's metadata under the key
 :data:`TRUSTED_KEY`: ``nb.metadata["autograder"]["flags"]`` for the notebook and
-``cell.metadata["autograder"]`` (``{"flags": [...], "score": float}``) for a cell. Submissions are
+``cell.metadata["autograder"]`` (``{"flags": [...], "score": float, "record": {...}}``) for a
+cell, where ``record`` is the hidden check's record (:mod:`autograder.record`): its parts,
+diagnoses and notes, read with :func:`check_record` and :func:`diagnoses`. Submissions are
 stripped of that key before grading (:func:`strip_trusted`), so only the grader can have put it
 there. Text in an output that merely looks like ``Flag [kind]: reason`` is only text: nothing
 here reads flags from outputs.
@@ -18,6 +20,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from autograder.record import CheckRecord, from_dict
 
 #: The metadata key (notebook and cell level) that only the trusted grading process writes.
 TRUSTED_KEY = "autograder"
@@ -116,13 +120,33 @@ def output_text(cells: Iterable[Mapping]) -> str:
 
 
 def diagnoses_in(text: str) -> set[str]:
-    """The misconception ids (``"M1"``, ...) diagnosed in a report, notebook output or HTML."""
+    """The misconception ids (``"M1"``, ...) that a text *shows* (a report, an output, HTML):
+    for people and for tests of what is displayed. What a check found is in its record
+    (:func:`diagnoses`), which student text can never add to."""
     return set(_DIAGNOSIS_RE.findall(text))
 
 
+def check_record(cell: Mapping) -> CheckRecord | None:
+    """The record the trusted side stored for a hidden test cell (parts, diagnoses, notes,
+    carried-forward errors, flags), or None when it stored none (a cell not run, a notebook
+    graded before records existed). Read from the cell's trusted metadata only."""
+    value = cell.get("metadata", {}).get(TRUSTED_KEY, {})
+    return from_dict(value.get("record")) if isinstance(value, dict) else None
+
+
+def check_records(nb: Mapping) -> dict[str, CheckRecord]:
+    """``{grade_id: record}`` of a notebook's hidden test cells that have one, in order."""
+    found = {}
+    for cell in test_cells(nb):
+        record = check_record(cell)
+        if record is not None:
+            found[str(cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", "?"))] = record
+    return found
+
+
 def diagnoses(nb: Mapping) -> set[str]:
-    """The misconception ids diagnosed in the outputs of a notebook's test cells."""
-    return diagnoses_in(output_text(test_cells(nb)))
+    """The misconception ids the hidden checks of a notebook diagnosed, from their records."""
+    return {mk for record in check_records(nb).values() for mk in record.diagnosis_ids}
 
 
 # ----------------------------------------------------------------------------- trusted metadata
@@ -161,6 +185,12 @@ def set_score(cell: Mapping, score: float, max_score: float) -> None:
     trusted = _trusted(cell)
     trusted["score"] = float(score)
     trusted["max_score"] = float(max_score)
+
+
+def set_record(cell: Mapping, record: dict) -> None:
+    """Store a hidden check's record (:meth:`autograder.record.CheckRecord.to_dict`) in the
+    cell's trusted metadata; only the trusted side calls this."""
+    _trusted(cell)["record"] = record
 
 
 def trusted_score(cell: Mapping) -> float | None:

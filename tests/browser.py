@@ -80,7 +80,8 @@ class Lab:
 
 
 @contextmanager
-def jupyter_lab(root: Path, scratch: Path, timeout: float = 120.0):
+def jupyter_lab(root: Path, scratch: Path, timeout: float = 120.0, *, bindir: Path = BINDIR,
+                wrapper: tuple[str, ...] = (), env: dict[str, str] | None = None):
     """Run ``jupyter lab`` on loopback in ``root``, on a port the OS picks (``--port=0``, no race
     between choosing a port and binding it), with a random token; yield a :class:`Lab`.
 
@@ -88,20 +89,24 @@ def jupyter_lab(root: Path, scratch: Path, timeout: float = 120.0):
     listens. JupyterLab's config, data, runtime, settings and workspace folders are in ``scratch``,
     so nothing of the user's own JupyterLab setup is read or changed. The server is stopped
     (SIGTERM, then SIGKILL) on exit.
+
+    ``bindir`` is the environment whose ``jupyter`` runs (default: this one); ``wrapper``, a
+    command that runs the server (e.g. as another user), and ``env``, its whole environment
+    (default: this one with ``bindir`` on PATH).
     """
     token = secrets.token_hex(16)
     runtime = scratch / "runtime"
     log_path = scratch / "jupyter-lab.log"
-    env = env_with_venv(JUPYTER_RUNTIME_DIR=str(runtime), JUPYTER_CONFIG_DIR=str(scratch / "config"),
-                        JUPYTER_DATA_DIR=str(scratch / "data"))
-    cmd = [str(BINDIR / "jupyter"), "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
+    env = {**(env_with_venv() if env is None else env), "JUPYTER_RUNTIME_DIR": str(runtime),
+           "JUPYTER_CONFIG_DIR": str(scratch / "config"), "JUPYTER_DATA_DIR": str(scratch / "data")}
+    cmd = [*wrapper, str(bindir / "jupyter"), "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
            "--ServerApp.port=0", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
            f"--ServerApp.root_dir={root}",
            f"--LabApp.user_settings_dir={write_lab_settings(scratch / 'settings')}",
            f"--LabApp.workspaces_dir={scratch / 'workspaces'}",
            # the terminal's shell keeps the server's PATH (this venv first): no rc files
            "--ServerApp.terminado_settings={'shell_command': ['/bin/bash', '--norc', '--noprofile']}"]
-    if os.geteuid() == 0:
+    if os.geteuid() == 0 and not wrapper:
         cmd.append("--allow-root")
     proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
@@ -131,3 +136,20 @@ def jupyter_lab(root: Path, scratch: Path, timeout: float = 120.0):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextmanager
+def chromium_page(timeout_ms: float = 60_000):
+    """A page of Debian's headless chromium (never a downloaded browser), 1400 x 1000, whose
+    actions wait up to ``timeout_ms``; the browser is closed on exit."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        context.set_default_timeout(timeout_ms)
+        try:
+            yield context.new_page()
+        finally:
+            context.close()
+            browser.close()

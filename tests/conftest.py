@@ -1,5 +1,10 @@
 """Shared fixtures: the course layout, notebook execution, one demo run in a scratch copy, and
 the markers of tests that need the sandbox (``requires_bwrap``) or run nbgrader (``nbgrader``).
+
+Tests that need a system package that is missing here (Debian's ``bubblewrap``, ``postgresql``,
+``chromium``: :data:`SYSTEM_PACKAGES`) are skipped with one line each, and the run ends with the
+one ``apt-get install`` line that would run them; under ``CI=true`` they fail instead
+(:func:`require_system`).
 """
 
 from __future__ import annotations
@@ -44,26 +49,86 @@ def sandbox_unavailable() -> str | None:
     try:
         check_sandbox()
     except SandboxUnavailableError as exc:
-        return str(exc)
+        return str(exc).removeprefix("The sandbox for student code cannot start: ").split(
+            ". Install bubblewrap")[0]
     return None
 
 
-def require_bwrap() -> None:
-    """Skip the calling test or fixture when the sandbox cannot start; under ``CI=true``, where
-    bubblewrap is installed by ``.ci/run``, fail instead, so that CI never skips it silently."""
-    reason = sandbox_unavailable()
+def _postgresql_missing() -> str | None:
+    from postgres import bindir
+
+    try:
+        bindir()
+    except FileNotFoundError as exc:
+        return str(exc).split(":")[0]
+    return None
+
+
+def _chromium_missing() -> str | None:
+    from browser import CHROMIUM
+
+    return None if CHROMIUM.is_file() else f"{CHROMIUM} was not found"
+
+
+#: Debian packages that some tests need (``.ci/run`` installs them), each with what it is for and
+#: a function that says why it cannot be used here (None when it can).
+SYSTEM_PACKAGES = {
+    "bubblewrap": ("the sandbox for student code", sandbox_unavailable),
+    "postgresql": ("a PostgreSQL gradebook", _postgresql_missing),
+    "chromium": ("the browser tests", _chromium_missing),
+}
+#: The words of a skip for a missing system package; the run's last line collects them.
+_SKIP_WORDS = "needs the system package "
+
+
+def in_ci() -> bool:
+    """Whether the tests run in CI (``CI=true``), where nothing may be skipped for a package."""
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def require_system(package: str) -> None:
+    """Skip the calling test or fixture, in one line, when a system package of
+    :data:`SYSTEM_PACKAGES` is missing here; under ``CI=true``, where ``.ci/run`` installs it,
+    fail instead, so that CI never skips it silently."""
+    what, missing = SYSTEM_PACKAGES[package]
+    reason = missing()
     if reason is None:
         return
-    if os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}:
-        pytest.fail(f"needs bubblewrap, and CI=true forbids skipping: {reason}", pytrace=False)
-    pytest.skip(f"needs bubblewrap (the sandbox for student code): {reason}")
+    if in_ci():
+        pytest.fail(f"needs {package} ({what}), and CI=true forbids skipping: {reason}",
+                    pytrace=False)
+    pytest.skip(f"{_SKIP_WORDS}{package} ({what}; apt-get install {package}): {reason}")
+
+
+def require_bwrap() -> None:
+    """:func:`require_system` for bubblewrap: the sandbox must be able to start here."""
+    require_system("bubblewrap")
+
+
+_NEEDED = pytest.StashKey[list]()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Remember which system packages tests were skipped for (said last, in
+    :func:`pytest_unconfigure`)."""
+    reasons = " ".join(str(report.longrepr) for report in terminalreporter.stats.get("skipped", []))
+    config.stash[_NEEDED] = [p for p in SYSTEM_PACKAGES if f"{_SKIP_WORDS}{p} " in reasons]
+
+
+def pytest_unconfigure(config):
+    """End the run with the one ``apt-get install`` line that would run the skipped tests."""
+    needed = config.stash.get(_NEEDED, [])
+    if needed:
+        config.get_terminal_writer().line(
+            f"Tests were skipped for missing system packages; to run them: "
+            f"apt-get install {' '.join(needed)}", yellow=True)
 
 
 #: Fixtures that run nbgrader (its commands, its Gradebook's migrations), a Jupyter kernel or
 #: JupyterLab: every test using one is marked ``nbgrader`` (slow; ``make test-fast`` leaves it
 #: out). Tests that run nbgrader by themselves carry ``@pytest.mark.nbgrader``.
 NBGRADER_FIXTURES = frozenset({
-    "demo_run", "formgrader", "course", "course_template", "rendered", "graded", "kernels",
+    "demo_run", "demo_course", "formgrader", "course", "course_template", "rendered", "graded", "kernels",
     "autograded_course", "hostile_run", "scratch", "postgres", "edited_config", "html_graded",
     "kernel",
 })
@@ -72,6 +137,9 @@ NBGRADER_FIXTURES = frozenset({
 #: ``requires_bwrap`` (the fixtures may also call :func:`require_bwrap` themselves).
 SANDBOX_FIXTURES = frozenset({"graded", "html_graded", "hostile_run", "autograded_course",
                               "scratch", "postgres"})
+#: Fixtures that need another system package: every test using one is marked
+#: ``requires_system(package)``, checked before any fixture is set up.
+SYSTEM_FIXTURES = {"postgres": "postgresql"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -81,6 +149,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.nbgrader)
         if SANDBOX_FIXTURES & used:
             item.add_marker(requires_bwrap)
+        for fixture in sorted(used & set(SYSTEM_FIXTURES)):
+            item.add_marker(pytest.mark.requires_system(SYSTEM_FIXTURES[fixture]))
 
 
 @pytest.fixture(autouse=True)
@@ -92,8 +162,25 @@ def _environ_kept():
 
 
 def pytest_runtest_setup(item):
+    """Skip (or, in CI, fail) a test whose system packages are missing, before its fixtures."""
+    for marker in item.iter_markers("requires_system"):
+        require_system(*marker.args)
     if item.get_closest_marker("requires_bwrap"):
         require_bwrap()
+
+
+def without_bubblewrap(cmd: list[str], cwd: Path, *, env: dict[str, str] | None = None,
+                       hide: tuple[str, ...] = ("bwrap",), timeout: float = 900,
+                       ) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in ``cwd`` as on a machine without bubblewrap (macOS, a container, Binder):
+    in a private mount namespace where each program of ``hide`` found on PATH is /dev/null (not
+    executable). As root here; elsewhere in a user namespace of one's own."""
+    found = [shutil.which(name) for name in hide]
+    binds = "".join(f"mount --bind /dev/null {path} && " for path in found if path)
+    unshare = ["unshare", "--mount"] if os.geteuid() == 0 else [
+        "unshare", "--user", "--map-root-user", "--mount"]
+    return subprocess.run([*unshare, "--", "sh", "-c", f'{binds}exec "$@"', "sh", *cmd],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def nbgrader_meta(cell) -> dict:
@@ -180,18 +267,59 @@ def copy_course(dst: Path) -> Path:
     return dst
 
 
+def course_state(root: Path) -> dict[str, str]:
+    """``{relative path: sha256}`` of every file under ``root`` (Python's byte-code caches left
+    out): the state of a course directory, to compare before and after a command."""
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts and ".pytest_cache" not in p.parts}
+
+
+def seed_instructor_course(root: Path) -> None:
+    """Give a course copy an instructor's own state: a gradebook with a student and a graded
+    submission, and files in submitted/, autograded/, feedback/, reports/ and grades.csv."""
+    from nbgrader.api import Gradebook
+
+    assignment, notebook = next(iter(ASSIGNMENTS.items()))
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", course_id="batchnorm-from-scratch") as gb:
+        gb.update_or_create_assignment(assignment)
+        gb.add_student("real_student", first_name="Real", last_name="Student")
+        gb.add_submission(assignment, "real_student")
+    for folder in ("submitted", "autograded", "feedback"):
+        target = root / folder / "real_student" / assignment
+        target.mkdir(parents=True)
+        (target / notebook).write_text('{"cells": [], "metadata": {}, "nbformat": 4, '
+                                       '"nbformat_minor": 5}')
+    (root / "reports" / assignment).mkdir(parents=True)
+    (root / "reports" / assignment / "report.csv").write_text("student,score\nreal_student,1\n")
+    (root / "grades.csv").write_text("assignment,student_id,score\n")
+
+
 @pytest.fixture(scope="session")
-def demo_run(tmp_path_factory):
-    """`python -m autograder.tools.demo` in a scratch copy of the course; returns (root, stdout)."""
+def demo_course(tmp_path_factory):
+    """A copy of the course with an instructor's own state (:func:`seed_instructor_course`),
+    and its :func:`course_state` before the demo runs from it."""
     root = copy_course(tmp_path_factory.mktemp("course"))
+    seed_instructor_course(root)
+    return root, course_state(root)
+
+
+@pytest.fixture(scope="session")
+def demo_run(demo_course, tmp_path_factory):
+    """`python -m autograder.tools.demo` run from a copy of the course (:func:`demo_course`),
+    grading in its own scratch course; returns (the demo's course directory, stdout)."""
+    course, _ = demo_course
+    scratch = tmp_path_factory.mktemp("demo") / "course"
     result = subprocess.run(
-        [sys.executable, "-m", "autograder.tools.demo"], cwd=root, capture_output=True, text=True,
-        timeout=900,
+        [sys.executable, "-m", "autograder.tools.demo", "--scratch", str(scratch)], cwd=course,
+        capture_output=True, text=True, timeout=900,
     )
     assert result.returncode == 0, (
         f"demo failed (exit {result.returncode})\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     )
-    return root, result.stdout
+    return scratch, result.stdout
 
 
 @pytest.fixture(scope="session")
@@ -199,6 +327,7 @@ def postgres():
     """A throwaway PostgreSQL server for the session (tests/postgres.py), stopped at its end."""
     from postgres import PostgresServer
 
+    require_system("postgresql")
     with PostgresServer() as server:
         yield server
 

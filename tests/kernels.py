@@ -27,8 +27,12 @@ class _Client:
         self.km, self.kc = km, kc
 
 
-async def _start(cwd: Path):
+async def _start(cwd: Path, bounded: bool = False):
     km = AsyncKernelManager(kernel_name="python3")
+    if bounded:  # the grader's client: every socket through the relay (autograder.kernel.channels)
+        from autograder.kernel.channels import LimitedKernelClient
+
+        km.client_factory = LimitedKernelClient
     await km.start_kernel(env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=str(cwd))
     kc = km.client()
     kc.start_channels()
@@ -54,10 +58,11 @@ async def _execute(kc, code: str) -> list[dict]:
 
 
 @contextlib.contextmanager
-def kernel_channel(cwd: Path = ROOT, timeout: float = 60
+def kernel_channel(cwd: Path = ROOT, timeout: float = 60, bounded: bool = False
                    ) -> Iterator[tuple[KernelChannel, Callable[[str], list[dict]]]]:
-    """``(channel, run)``: a channel for hidden checks, and ``run(code)`` to execute a cell."""
-    km, kc = run_sync(_start)(Path(cwd))
+    """``(channel, run)``: a channel for hidden checks, and ``run(code)`` to execute a cell;
+    ``bounded``: with the grader's bounded kernel client instead of jupyter_client's."""
+    km, kc = run_sync(_start)(Path(cwd), bounded)
     try:
         yield (KernelChannel(_Client(km, kc), timeout=timeout),
                lambda code: run_sync(_execute)(kc, code))

@@ -31,7 +31,10 @@ FORBIDDEN = [
     ("autograder.kernel", "autograder.checks", ("autograder.kernel.remote", "autograder.kernel.execute")),
     ("autograder.reference", "autograder.tools", ()),
     ("autograder.course_dir", "autograder", ()),
-    ("autograder.notebooks", "autograder", ()),
+    # the notebook reader reads check records (autograder.record) and nothing else of ours
+    *[("autograder.notebooks", f"autograder.{sub}", ()) for sub in
+      ("checks", "kernel", "tools", "reference", "samples", "course_dir")],
+    ("autograder.record", "autograder", ()),
     # the one file mounted into the sandboxed kernel: nothing else of ours is there
     ("autograder.kernel.shim", "autograder", ()),
     ("autograder.kernel.shim", "course", ()),

@@ -18,8 +18,9 @@ import pytest
 import torch
 from conftest import release_stub
 
+from autograder import checks as CB
 from autograder import reference as R
-from autograder.checks import batchnorm_backward as CB
+from autograder.checks.batchnorm_backward import _as64
 from autograder.checks.framework import DIAGNOSIS, diagnoses_in
 from autograder.reference import batchnorm as R_bn
 from autograder.samples import batchnorm_backward as samples
@@ -132,9 +133,9 @@ def test_reference_backward_matches_torch_batchnorm1d(N, D):
     _assert_matches_torch(R.batchnorm_backward(dout, cache), x, gamma, beta, dout, "reference")
 
 
-@pytest.mark.parametrize("fixed", [R.fixed_backward_dgamma, R.fixed_backward_inv_n, R.fixed_backward_dvar])
+@pytest.mark.parametrize("fixed", [R.fixed_backward_inv_n, R.fixed_backward_dvar])
 def test_bug_hunt_fixes_match_torch_autograd(fixed):
-    """The three bug-hunt fixes against PyTorch's autograd (not against the reference, which is
+    """The two bug-hunt fixes against PyTorch's autograd (not against the reference, which is
     the same function), on a non-uniform dout with gamma of both signs."""
     x, gamma, beta, dout, bn = _case(5, 9, 4, offset=3.0)
     _, cache = R.batchnorm_forward(x, gamma, beta, bn)
@@ -201,7 +202,7 @@ def test_float32_in_float32_out(backward):
     _, cache = R.batchnorm_forward(x, gamma, beta, bn)
     for name, g in zip(("dx", "dgamma", "dbeta"), backward(dout, cache), strict=True):
         assert g.dtype == np.float32, f"{name} is {g.dtype}, expected float32"
-    ref64 = R.batchnorm_backward(dout.astype(np.float64), CB._as64(cache))[0]
+    ref64 = R.batchnorm_backward(dout.astype(np.float64), _as64(cache))[0]
     assert np.allclose(backward(dout, cache)[0], ref64, rtol=1e-3, atol=1e-4)
 
 
@@ -310,8 +311,9 @@ def _namespace(answers: dict) -> dict:
     return ns
 
 
-CHECKED = ["numerical_gradient", "batchnorm_backward", "batchnorm_backward_alt",
-           "spatial_batchnorm_backward", "fixed_backward_dgamma", "fixed_backward_inv_n",
+CHECKED = ["numerical_gradient", "scale_shift_backward", "normalize_backward",
+           "batch_stats_backward", "batchnorm_backward", "dx_through_var", "dx_through_mean",
+           "batchnorm_backward_alt", "spatial_batchnorm_backward", "fixed_backward_inv_n",
            "fixed_backward_dvar"]
 
 
@@ -347,11 +349,13 @@ def test_checks_on_sample_students(student, capsys):
         assert "not implemented yet" in text
 
 
-def test_ben_loses_points_only_where_his_backward_is_used(capsys):
-    """ben's one bug costs points in batchnorm_backward and in the spatial pass that calls it."""
+def test_ben_loses_points_only_where_his_normalize_backward_is_used(capsys):
+    """ben's one bug (M18 in normalize_backward) costs points there and in the two functions
+    that call it, batchnorm_backward and the spatial pass; nowhere else."""
     scores, text = _grade("ben", capsys)
-    assert scores["batchnorm_backward"] < CB.check_batchnorm_backward.points
-    others = [n for n in CHECKED if n not in ("batchnorm_backward", "spatial_batchnorm_backward")]
+    used = ("normalize_backward", "batchnorm_backward", "spatial_batchnorm_backward")
+    assert all(scores[n] < getattr(CB, f"check_{n}").points for n in used), scores
+    others = [n for n in CHECKED if n not in used]
     assert all(scores[n] == getattr(CB, f"check_{n}").points for n in others), scores
 
 
@@ -373,7 +377,7 @@ def batchnorm_backward(dout, cache):
     return g * r * (dout - xh * dg / len(dout)), dg, db
 '''
     score, out = _run(CB.check_batchnorm_backward, src, capsys)
-    assert score < 6 and f"{DIAGNOSIS} M17:" in out, out
+    assert score < CB.check_batchnorm_backward.points and f"{DIAGNOSIS} M17:" in out, out
 
 
 def test_per_activation_spatial_sums_are_diagnosed_m13(capsys):
@@ -389,7 +393,7 @@ def spatial_batchnorm_backward(dout, cache):
     ns_src = ns_src.replace("    dout = _backward_inputs(dout, cache)\n", "").replace(
         '    if cache["mode"] == "test":\n        return batchnorm_backward(dout, cache)\n', "")
     score, out = _run(CB.check_spatial_batchnorm_backward, ns_src + src, capsys)
-    assert score < 3 and f"{DIAGNOSIS} M13:" in out, out
+    assert score < CB.check_spatial_batchnorm_backward.points and f"{DIAGNOSIS} M13:" in out, out
 
 
 def test_x_not_restored_is_diagnosed_m19(capsys):
@@ -406,7 +410,7 @@ def numerical_gradient(f, x, dout, h=1e-5):
     return grad
 '''
     score, out = _run(CB.check_numerical_gradient, src, capsys)
-    assert score < 3 and "not restored" in out and f"{DIAGNOSIS} M19:" in out, out
+    assert score < CB.check_numerical_gradient.points and "not restored" in out and f"{DIAGNOSIS} M19:" in out, out
 
 
 def test_modified_cache_is_reported(capsys):
@@ -420,7 +424,7 @@ def batchnorm_backward_alt(dout, cache):
     return cache["gamma"] / 2 * cache["inv_std"] / n * (n * dout - db - xh * dg), dg, db
 '''
     score, out = _run(CB.check_batchnorm_backward_alt, src, capsys)
-    assert score < 4 and "cache['gamma'] was modified" in out and "Diagnosis M10" in out, out
+    assert score < CB.check_batchnorm_backward_alt.points and "cache['gamma'] was modified" in out and "Diagnosis M10" in out, out
 
 
 # --------------------------------------------------------------------------- benchmark
@@ -464,11 +468,54 @@ def test_gradient_check_figure_shows_truncation_then_rounding():
     assert slope_r == pytest.approx(-1.0, abs=0.25)
 
 
-def test_closed_form_derivation_is_in_the_mark_scheme_and_the_blanks_are_not():
+#: What the student derives, as it would read if printed: the local gradients of section 2 and
+#: the closed form of section 3, in the spellings of the notebook's maths and of numpy.
+GIVEAWAYS = [
+    r"(\sigma_B^2+\epsilon)^{-3/2}", r"(\sigma^2+\epsilon)^{-3/2}", r"-\tfrac12 r^3", r"r^3",
+    r"N\,\mathrm{dout}", "N * dout -", "inv_std**3", "** -1.5", "**-1.5", "dstd", "dinv_std",
+    "sum(dout * x_hat)", "dout.sum(axis=0)", "(dout * x_hat).sum", "dmean / N", "dvar / N",
+    "dvar * 2", "2.0 * dvar", "2 * dvar", r"\frac{r}{N}", r"\frac rN",
+]
+
+
+def _student_visible_text(path) -> str:
+    """What a student reads before section 5: every cell of the notebook as released, up to the
+    bug hunt (whose buggy code shows the formulas, with one mistake each, after the exercises)."""
+    cells = nbformat.read(path, as_version=4).cells
+    end = next(i for i, c in enumerate(cells)
+               if c.metadata.get("nbgrader", {}).get("grade_id") == "bug_hunt_code")
+    return "\n".join(c.source for c in cells[:end])
+
+
+#: The closed form of section 3c, in the spellings it would take in maths and in numpy.
+CLOSED_FORM = [r"N\,\mathrm{dout}", r"N\mathrm{dout}", "N * dout", "n * dout", "N * dx_hat",
+               r"N\delta", r"N\,\delta"]
+
+
+def test_nothing_the_student_derives_is_printed_before_the_bug_hunt():
+    """Issue 23, item 7: the notebook gives the forward graph and the tools; no local gradient
+    and no closed form appears in any cell a student reads before deriving it (docstrings,
+    tables, hints, visible tests), only in solutions and mark schemes (removed from release/).
+    The closed form appears nowhere in the release, not even in the bug hunt's code."""
+    release = ROOT / "release" / "03_batchnorm_backward" / "batchnorm_backward.ipynb"
+    text = _student_visible_text(release)
+    shown = [g for g in GIVEAWAYS if g in text]
+    assert not shown, f"the release shows what the student derives: {shown}"
+    everything = "\n".join(c.source for c in nbformat.read(release, as_version=4).cells)
+    shown = [g for g in CLOSED_FORM if g in everything]
+    assert not shown, f"the release shows the closed form: {shown}"
+    source = nbformat.read(NOTEBOOK, as_version=4)
+    schemes = [c.source for c in source.cells if "=== BEGIN MARK SCHEME ===" in c.source]
+    derivation = next(s for s in schemes if "3c." in s)
+    assert r"N\,\mathrm{dout}" in derivation, "the closed form belongs in section 3's mark scheme"
+
+
+def test_every_derivation_step_is_a_graded_function_with_a_visible_gradient_check():
+    """Each stage and path is graded by a hidden check and checked, visibly, against centered
+    differences (check_gradient_against_reference) as well as a hand-worked example."""
     cells = _cells()
-    derivation = cells["closed_form_derivation"].source
-    assert "=== BEGIN MARK SCHEME ===" in derivation and "=== END MARK SCHEME ===" in derivation
-    visible = derivation.split("=== BEGIN MARK SCHEME ===")[0]
-    for blank in "ABCDE":
-        assert f"**{blank}**" in visible, f"blank {blank} missing from the guided derivation"
-    assert r"-\frac{r^3}{2}" not in visible, "the answer to blank A is shown to students"
+    for name in ("scale_shift_backward", "normalize_backward", "batch_stats_backward",
+                 "dx_through_var", "dx_through_mean"):
+        assert f"test_{name}" in cells, name
+        visible = cells[f"{name}_visible"].source
+        assert "check_gradient_against_reference(" in visible and "check_close(" in visible, name

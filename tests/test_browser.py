@@ -31,6 +31,7 @@ from autograder.tools.demo import build_submission, load_samples
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency")
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
+pytestmark = pytest.mark.requires_system("chromium")  # Debian's, driven by Playwright
 expect.set_options(timeout=60_000)  # page state on a busy 2-core machine; cells get CELL_TIMEOUT
 
 ASSIGNMENT, NOTEBOOK = "02_batchnorm_forward", "batchnorm_forward.ipynb"
@@ -84,8 +85,6 @@ def lab(course, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(lab):
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (.ci/run does)")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -294,6 +293,10 @@ def test_4_instructor_grades_in_the_formgrader(page, artifacts, course):
     diagnosis = frame.locator(".output_subarea, .jp-OutputArea-output", has_text="Diagnosis M7").first
     expect(diagnosis).to_be_visible(timeout=CELL_TIMEOUT)
     diagnosis.scroll_into_view_if_needed()
+    # the report wraps inside its box: no line of it runs off the right edge (issue 20)
+    overflow = diagnosis.evaluate("e => [...e.querySelectorAll('pre')].map("
+                                  "p => p.scrollWidth - p.clientWidth)")
+    assert overflow and max(overflow) <= 1, overflow
     shot(page, artifacts, "formgrader")
     score = frame.locator(".nbgrader_cell", has=frame.locator(f"#{WRITTEN}")).locator("input.score")
     with page.expect_response(lambda r: "/formgrader/api/grade/" in r.url

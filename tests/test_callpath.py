@@ -182,3 +182,71 @@ def test_anything_else_is_refused_on_the_way_out(value):
 def test_a_hostile_kernel_answer_is_refused_on_the_way_in(data):
     with pytest.raises(shim.NotPlainData):
         shim.decode(data)
+
+
+# --------------------------------------------------------------------------- records, carried forward
+DDOF1_STAGES = CORRECT.replace("return mean, ((x - mean) ** 2).mean(axis=0)",
+                               "return mean, x.var(axis=0, ddof=1)") + '''
+def normalize(x, mean, var, eps):
+    return (x - mean) / np.sqrt(var + eps)
+
+def scale_shift(x_hat, gamma, beta):
+    return gamma * x_hat + beta
+
+def batchnorm_forward(x, gamma, beta, bn_param):
+    mode = bn_param.get("mode")
+    if mode not in ("train", "test"):
+        raise ValueError(mode)
+    N, D = x.shape
+    eps, momentum = bn_param.get("eps", 1e-5), bn_param.get("momentum", 0.1)
+    rm = bn_param.get("running_mean", np.zeros(D, dtype=x.dtype))
+    rv = bn_param.get("running_var", np.ones(D, dtype=x.dtype))
+    if mode == "train":
+        if N < 2:
+            raise ValueError(N)
+        mean, var = batch_stats(x)
+        bn_param["running_mean"] = (1 - momentum) * rm + momentum * mean
+        bn_param["running_var"] = (1 - momentum) * rv + momentum * var * N / (N - 1)
+    else:
+        mean, var = rm, rv
+    return scale_shift(normalize(x, mean, var, eps), gamma, beta).astype(x.dtype), {}
+'''
+
+
+def test_a_callee_mistake_is_carried_forward_through_the_kernel(kernel):
+    """The callee is found and watched in the kernel: batchnorm_forward, right on the student's
+    own batch_stats (ddof=1), keeps full marks, and its record names the callee and mistake."""
+    stages = grade(kernel, DDOF1_STAGES, "batch_stats")
+    assert stages.score == 0.9 and stages.record.diagnosis_ids == ["M1"]
+    result = grade(kernel, DDOF1_STAGES, "batchnorm_forward")
+    assert result.score == 6.0, result.report
+    assert [(c.callee, c.mistakes) for c in result.record.carried] == [("batch_stats", ["M1"])]
+    assert "uses your `batch_stats`, whose mistake (M1) is marked there" in result.report
+
+
+def test_arrays_changed_in_place_in_the_kernel_are_changed_in_place_here(kernel):
+    """What the shim reports (``kept``) makes the trusted side's copy behave as the kernel's:
+    ``+=`` on the running_mean passed in changes that array (M32); storing a new one does not."""
+    inplace = DDOF1_STAGES.replace(
+        'bn_param["running_mean"] = (1 - momentum) * rm + momentum * mean',
+        'rm *= 1 - momentum\n        rm += momentum * mean\n        bn_param["running_mean"] = rm'
+    ).replace("x.var(axis=0, ddof=1)", "((x - mean) ** 2).mean(axis=0)")
+    result = grade(kernel, inplace, "batchnorm_forward")
+    assert result.record.diagnosis_ids == ["M32"], result.report
+    failed = [p for p in result.record.parts if p.status == "failed"]
+    assert [p.weight for p in failed] == [1.5]  # only the part that checks the arrays passed in
+    total = sum(p.weight for p in result.record.parts)
+    assert result.score == round(6 * (total - 1.5) / total, 2)
+
+
+def test_student_text_from_the_kernel_is_quoted_and_capped_in_the_record(kernel):
+    code = ("import warnings\n"
+            "def batch_stats(x):\n"
+            "    print('[ok  ] every part passed\\nDiagnosis M20: planted' * 1000)\n"
+            "    warnings.warn('Diagnosis M21: planted\\n' * 100000)\n"
+            "    raise ValueError('\\n  [ok  ] every part passed\\nDiagnosis M20: ' + 'x' * 10**6)\n")
+    result = grade(kernel, code, "batch_stats")
+    assert result.score == 0 and not result.record.diagnoses
+    assert len(result.report) < 40_000 and len(str(result.record.to_dict())) < 40_000
+    starts = [ln.strip() for ln in result.report.splitlines()]
+    assert not [ln for ln in starts if ln.startswith(("Diagnosis", "[ok"))], result.report

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import pytest
-from conftest import ASSIGNMENTS, copy_course
+from conftest import ASSIGNMENTS, copy_course, course_state, without_bubblewrap
 from nbgrader.api import Gradebook
 
 from autograder.checks.framework import diagnoses_in
+from autograder.notebooks import diagnoses
 from autograder.samples import unmet_expectations
 from autograder.tools.demo import DEMO_PREFIX, load_samples
 
@@ -51,8 +52,11 @@ def test_sample_grade_and_feedback(demo_run, assignment, notebook, name):
     auto, auto_max = _auto_scores(root, assignment, notebook, student)
     assert auto_max > 0
     html = (root / "feedback" / student / assignment / notebook.replace(".ipynb", ".html")).read_text()
-    problems = unmet_expectations(expect, auto, auto_max, diagnoses_in(html))
+    graded = nbformat.read(root / "autograded" / student / assignment / notebook, as_version=4)
+    recorded = diagnoses(graded)  # the checks' records, never the printed text
+    problems = unmet_expectations(expect, auto, auto_max, recorded)
     assert not problems, f"{name} in {assignment}: {problems}"
+    assert recorded <= diagnoses_in(html), "the feedback shows every recorded diagnosis"
 
 
 def test_demo_prints_the_grade_table_and_exports(demo_run):
@@ -64,6 +68,19 @@ def test_demo_prints_the_grade_table_and_exports(demo_run):
     graded = {(r["assignment"], r["student_id"]) for r in rows}
     for assignment in ASSIGNMENTS:
         assert (assignment, DEMO_PREFIX + "ada") in graded
+
+
+def test_demo_leaves_the_course_untouched_and_says_where_it_graded(demo_course, demo_run):
+    course, before = demo_course
+    scratch, stdout = demo_run
+    after = course_state(course)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert changed == [], f"the demo changed the course: {changed[:10]}"
+    assert before["gradebook.db"] and "submitted/real_student/01_standardization/standardization.ipynb" in before
+    assert f"Demo course (a scratch copy; your course is not touched): {scratch}" in stdout
+    assert stdout.rstrip().splitlines()[-2].endswith(str(scratch))
+    for name in ("gradebook.db", "grades.csv", "submitted", "autograded", "feedback", "reports"):
+        assert (scratch / name).exists(), name
 
 
 def test_feedback_never_shows_rubrics_or_reference_code(demo_run):
@@ -84,23 +101,17 @@ def test_rubric_is_restored_for_the_grader(demo_run):
 
 
 def _without_bubblewrap(cmd: list[str], root) -> subprocess.CompletedProcess:
-    """Run ``cmd`` in ``root`` in a private mount namespace where the bwrap binary is /dev/null
-    (not executable: as on a machine without bubblewrap). As root here; elsewhere in a user
-    namespace of one's own."""
-    bwrap = shutil.which("bwrap")
-    hide = f"mount --bind /dev/null {bwrap} && " if bwrap else ""
-    unshare = ["unshare", "--mount"] if os.geteuid() == 0 else [
-        "unshare", "--user", "--map-root-user", "--mount"]
-    return subprocess.run([*unshare, "--", "sh", "-c", f'{hide}exec "$@"', "sh", *cmd], cwd=root,
-                          capture_output=True, text=True, timeout=900)
+    return without_bubblewrap(cmd, root)
 
 
 @pytest.mark.nbgrader
 def test_demo_without_bubblewrap_grades_the_samples_and_real_grading_still_refuses(tmp_path):
-    root = copy_course(tmp_path / "course")
+    course = copy_course(tmp_path / "course")
+    root = tmp_path / "demo"
     assignment = "01_standardization"
     demo = _without_bubblewrap(
-        [sys.executable, "-m", "autograder.tools.demo", "--assignment", assignment], root)
+        [sys.executable, "-m", "autograder.tools.demo", "--assignment", assignment,
+         "--scratch", str(root)], course)
     assert demo.returncode == 0, demo.stdout + demo.stderr
     said = [line for line in demo.stdout.splitlines() if "sandbox" in line.lower()]
     assert len(said) == 1, said
@@ -110,7 +121,8 @@ def test_demo_without_bubblewrap_grades_the_samples_and_real_grading_still_refus
     assert sorted(table) == sorted(load_samples(ASSIGNMENTS[assignment]).STUDENTS)
     assert all(" yes " in row for row in table.values()), table
 
-    # A real submission (a copy of a sample's) is not graded without the sandbox, by either tool.
+    # A real submission (a copy of a sample's) is not graded without the sandbox, by either
+    # tool: tried in the demo's course, which has a gradebook and a release.
     notebook = ASSIGNMENTS[assignment]
     real = root / "submitted" / "real" / assignment
     shutil.copytree(root / "submitted" / (DEMO_PREFIX + "ada") / assignment, real)

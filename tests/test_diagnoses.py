@@ -2,9 +2,9 @@
 
 * Every mistake of ``autograder/MISCONCEPTIONS.md`` that applies to a graded function has a
   fixture submission with exactly that mistake (``tests/diagnoses/``). Its hidden check must
-  take points off, name that mistake and no other (``Diagnosis Mk``), and show the student's
-  value beside the expected one (``yours:``/``expected:``, or ``before:``/``after:`` for an
-  input changed in place) in the part that names it.
+  take points off, name that mistake and no other (in its record, ``Diagnosis Mk`` in the
+  rendering), and show the student's value beside the expected one (``yours:``/``expected:``,
+  or ``before:``/``after:`` for an input changed in place) in the part that names it.
 * Every correct alternative (np.var or manual sums, einsum, a closed form in the staged
   exercise, float32 kept, helper functions, other names and caches, keepdims, reshapes, in-place
   work on its own copies) gets full marks, with no diagnosis and no failed part.
@@ -26,17 +26,20 @@ import pytest
 from diagnoses import Fixture
 from diagnoses import backward as fx_backward
 from diagnoses import beyond_batchnorm as fx_beyond
+from diagnoses import experiments as fx_experiments
 from diagnoses import forward as fx_forward
 from diagnoses import standardization as fx_standardization
 
+from autograder.checks import backward_stages as checks_backward_stages
 from autograder.checks import batchnorm_backward as checks_backward
 from autograder.checks import batchnorm_forward as checks_forward
 from autograder.checks import batchnorm_stages as checks_stages
 from autograder.checks import batchrenorm as checks_batchrenorm
 from autograder.checks import beyond_batchnorm as checks_beyond
+from autograder.checks import experiments as checks_experiments
 from autograder.checks import spatial_batchnorm as checks_spatial
 from autograder.checks import standardization as checks_standardization
-from autograder.checks.framework import diagnoses_in
+from autograder.record import PASSED
 
 ROOT = Path(__file__).resolve().parents[1]
 CATALOGUE = ROOT / "autograder" / "MISCONCEPTIONS.md"
@@ -49,16 +52,19 @@ NOTEBOOKS = {
     checks_stages: ROOT / "source" / "02_batchnorm_forward" / "batchnorm_forward.ipynb",
     checks_spatial: ROOT / "source" / "02_batchnorm_forward" / "batchnorm_forward.ipynb",
     checks_backward: ROOT / "source" / "03_batchnorm_backward" / "batchnorm_backward.ipynb",
+    checks_backward_stages: ROOT / "source" / "03_batchnorm_backward" / "batchnorm_backward.ipynb",
     checks_beyond: ROOT / "source" / "05_beyond_batchnorm" / "beyond_batchnorm.ipynb",
     checks_batchrenorm: ROOT / "source" / "05_beyond_batchnorm" / "beyond_batchnorm.ipynb",
+    checks_experiments: ROOT / "source" / "04_experiments" / "experiments.ipynb",
 }
 CHECKS = {getattr(m, n).function_name: getattr(m, n) for m in NOTEBOOKS for n in m.__all__}
 NOTEBOOK_OF = {getattr(m, n).function_name: nb for m, nb in NOTEBOOKS.items() for n in m.__all__}
 
-_FIXTURES = (fx_standardization, fx_forward, fx_backward, fx_beyond)
+_FIXTURES = (fx_standardization, fx_forward, fx_backward, fx_beyond, fx_experiments)
 MISTAKES: list[Fixture] = [f for m in _FIXTURES for f in m.MISTAKES]
 ALTERNATIVES: list[Fixture] = [f for m in _FIXTURES for f in m.ALTERNATIVES]
-UNCATALOGUED: list[Fixture] = [f for m in _FIXTURES for f in m.UNCATALOGUED]
+UNCATALOGUED: list[Fixture] = [f for m in _FIXTURES for f in getattr(
+    m, "UNCATALOGUED", [f for _, f in getattr(m, "LABELLED", [])])]
 
 # =============================================================================== applicability
 NO_RUNNING = "no running statistics and no train/test mode"
@@ -80,6 +86,19 @@ _BACKWARD_NA = {
     "M19 M20": "the analytic gradient: " + NO_FD,
     "M21": NO_SPLITS,
 }
+
+
+#: Notebook 03's derivation steps: one stage or one path each (shared one-line reasons).
+_STEP_NA = {
+    "M1 M4": "computes no variance: the statistics are given or come from the cache",
+    "M6 M7 M9": "no running statistics in a backward pass",
+    "M8": "graded in train mode only, as the notebook's backward exercises are",
+    "M12": "normalizes nothing: it differentiates a stage whose inputs are given",
+    "M13 M14": NO_SPATIAL,
+    "M19 M20": "the analytic gradient: " + NO_FD,
+    "M21": NO_SPLITS,
+}
+ONE_STEP = "one stage or path: the paths into x meet in batchnorm_backward (dropping one is M17 there)"
 
 
 def _bug_hunt_na(bug: str, others: str) -> dict[str, str]:
@@ -150,7 +169,7 @@ APPLICABILITY: dict[str, tuple[str, dict[str, str]]] = {
         "M19 M20": NO_FD,
         "M21": NO_SPLITS,
     }),
-    "batchnorm_forward": ("M1 M2 M3 M4 M5 M6 M7 M8 M9 M10 M11 M12", {
+    "batchnorm_forward": ("M1 M2 M3 M4 M5 M6 M7 M8 M9 M10 M11 M12 M32", {
         "M13 M14": NO_SPATIAL,
         "M15 M16 M17 M18": NO_GRADIENT,
         "M19 M20": NO_FD,
@@ -158,6 +177,8 @@ APPLICABILITY: dict[str, tuple[str, dict[str, str]]] = {
                "statistics in test mode are M8",
     }),
     "spatial_batchnorm_forward": ("M1 M2 M3 M4 M5 M6 M7 M8 M9 M10 M11 M12 M13 M14", {
+        "M32": "updating in place is graded in batchnorm_forward, which a spatial forward "
+               "calls (its error is carried forward, never charged twice)",
         "M15 M16 M17 M18": NO_GRADIENT,
         "M19 M20": NO_FD,
         "M21": "train mode normalizes a batch with its own statistics by design; batch "
@@ -169,16 +190,72 @@ APPLICABILITY: dict[str, tuple[str, dict[str, str]]] = {
         "M15 M16 M17 M18": "estimates a gradient numerically: no analytic formula to get wrong",
         "M21": NO_SPLITS,
     }),
+    "scale_shift_backward": ("M10 M15 M16", _STEP_NA | {
+        "M2": "its sums run over the batch; a sum over axis 1 gives a wrong shape, reported with the "
+              "expected one",
+        "M3 M5": "takes no square root and divides by nothing",
+        "M11": "receives x_hat: the raw x is not among its inputs",
+        "M17": ONE_STEP,
+        "M18": "no variance here: dvar is normalize_backward's",
+    }),
+    "normalize_backward": ("M3 M10 M15 M16 M18", _STEP_NA | {
+        "M2": "receives the statistics; a sum over axis 1 gives dmean/dvar of the wrong shape, "
+              "reported with the expected one",
+        "M5": "eps is inside the root by contract, so a zero variance divides by sqrt(eps); "
+              "dropping eps is M3",
+        "M11": NO_GAMMA + ": dgamma is scale_shift_backward's",
+        "M17": ONE_STEP,
+    }),
+    "batch_stats_backward": ("M10 M16 M17", _STEP_NA | {
+        "M2": "sums nothing: it spreads dmean and dvar over the rows of their column",
+        "M3 M5": "takes no square root and divides by nothing but N: eps belongs to normalize",
+        "M11": NO_GAMMA,
+        "M15": "sums nothing: it spreads dmean and dvar over the N rows (their sums are "
+               "normalize_backward's)",
+        "M18": "receives x, not x_hat: (x - mean) is all it can use",
+    }),
     "batchnorm_backward": ("M10 M11 M15 M16 M17 M18", _BACKWARD_NA | {"M13 M14": NO_SPATIAL}),
+    "dx_through_var": ("M10 M15 M16 M18", _STEP_NA | {
+        "M2": "receives x_hat and inv_std: it computes no statistics",
+        "M3 M5": "receives inv_std: no square root, no eps",
+        "M11": "receives dx_hat: gamma was applied before",
+        "M17": "one path by definition: the others are dx_through_mean and the direct term",
+    }),
+    "dx_through_mean": ("M10 M15 M16", _STEP_NA | {
+        "M2": "receives dx_hat and inv_std: it computes no statistics",
+        "M3 M5": "receives inv_std: no square root, no eps",
+        "M11": "receives dx_hat: gamma was applied before",
+        "M17": "one path by definition: the others are dx_through_var and the direct term",
+        "M18": "the mean path has no (x - mu) factor: x_hat does not enter it",
+    }),
     "batchnorm_backward_alt": ("M10 M11 M15 M16 M17 M18",
                                _BACKWARD_NA | {"M13 M14": NO_SPATIAL}),
     "spatial_batchnorm_backward": ("M10 M11 M13 M14 M15 M16 M17 M18", _BACKWARD_NA),
-    "fixed_backward_dgamma": ("M15", _bug_hunt_na("bug 1 (dgamma not summed)",
-                                                  "M10 M11 M16 M17 M18")),
-    "fixed_backward_inv_n": ("M16", _bug_hunt_na("bug 2 (1/D for 1/N)", "M10 M11 M15 M17 M18")),
-    "fixed_backward_dvar": ("M17 M18", _bug_hunt_na("bug 3 (x_hat in dvar; deleting the dvar "
+    "fixed_backward_inv_n": ("M16", _bug_hunt_na("bug 1 (1/D for 1/N)", "M10 M11 M15 M17 M18")),
+    "fixed_backward_dvar": ("M17 M18", _bug_hunt_na("bug 2 (x_hat in dvar; deleting the dvar "
                                                     "term instead is M17)", "M10 M11 M15 M16")),
+    "mode_accuracies": ("M8 M10", {
+        "M1 M2 M3 M4 M5 M11 M12": "computes no statistics and normalizes nothing: the sandwich "
+                                  "it calls does (its check names those)",
+        "M6 M7 M9": "reads the running statistics, never updates them (writing them is M10)",
+        "M13 M14": NO_SPATIAL,
+        "M15 M16 M17 M18": NO_GRADIENT,
+        "M19 M20": NO_FD,
+        "M21": "measures two modes on the same examples: no splits to fit on",
+    }),
 }
+
+#: Why M32 (running statistics updated in place, graded in batchnorm_forward) does not apply.
+_M32_NA = {
+    "spatial_batchnorm_forward": "updating in place is graded in batchnorm_forward, which a "
+                                 "spatial forward calls (its error is carried forward)",
+    "mode_accuracies": "receives bn_params to read; changing them at all is M10",
+    **dict.fromkeys(("batchnorm_backward", "batchnorm_backward_alt", "spatial_batchnorm_backward",
+                     "fixed_backward_dgamma", "fixed_backward_inv_n", "fixed_backward_dvar"),
+                    "no running statistics in a backward pass"),
+}
+APPLICABILITY = {fn: (ids, na if "M32" in ids.split() else {**na, "M32": _M32_NA.get(fn, NO_RUNNING)})
+                 for fn, (ids, na) in APPLICABILITY.items()}
 
 
 # --------------------------------------------------------------------------- notebook 05
@@ -208,25 +285,29 @@ APPLICABILITY |= {
     "layernorm_forward": ("M1 M3 M10 M22 M23", _NEW_FORWARD_NA | {
         "M2": NOT_LN + "statistics over the wrong axis (the batch) are M22",
         "M6 M7 M8 M9": "no running statistics: keeping any is M23",
-        "M24 M25 M26": GN_ONLY, "M27 M28 M29 M30 M31": BRN_ONLY}),
+        "M24 M25 M26": GN_ONLY, "M27 M28 M29 M30 M31": BRN_ONLY, "M32": NO_RUNNING}),
     "layernorm_backward": ("M10 M15 M16 M17 M22", _NEW_BACKWARD_NA | {
         "M2": NOT_LN + "sums over the wrong axis are M22",
-        "M23": "a backward pass has no mode", "M24 M25 M26": GN_ONLY, "M27": BRN_ONLY}),
+        "M23": "a backward pass has no mode", "M24 M25 M26": GN_ONLY, "M27": BRN_ONLY,
+        "M32": NO_RUNNING}),
     "spatial_groupnorm_forward": ("M1 M3 M10 M24 M25 M26", _NEW_FORWARD_NA | {
         "M2": "statistics over the wrong axes are M24 (channels) or M26 (the batch)",
         "M6 M7 M8 M9": NO_RUNNING,
         "M22 M23": "LayerNorm's mistakes (G = 1 is graded as GroupNorm, by M24-M26)",
-        "M27 M28 M29 M30 M31": BRN_ONLY}),
+        "M27 M28 M29 M30 M31": BRN_ONLY, "M32": NO_RUNNING}),
     "spatial_groupnorm_backward": ("M10 M15 M16 M17 M24 M25 M26", _NEW_BACKWARD_NA | {
-        "M22 M23": "LayerNorm's mistakes", "M27": BRN_ONLY}),
+        "M22 M23": "LayerNorm's mistakes", "M27": BRN_ONLY, "M32": NO_RUNNING}),
     "batchrenorm_forward": ("M1 M3 M10 M28 M29 M30 M31", _NEW_FORWARD_NA | {
         "M2": NOT_GRADED_05 + " (BatchNorm's axis)",
         "M6 M7 M8 M9": "Batch Renorm's running statistics and modes have their own ids, M29-M31",
         "M22 M23": "LayerNorm's mistakes", "M24 M25 M26": "GroupNorm's mistakes",
-        "M27": "a backward-pass mistake"}),
+        "M27": "a backward-pass mistake",
+        "M32": "Batch Renorm's running statistics are graded by value (M30); in place or not "
+               "is graded in batchnorm_forward"}),
     "batchrenorm_backward": ("M10 M15 M17 M27", _NEW_BACKWARD_NA | {
         "M16": "its sums run over the batch with BatchNorm's own 1/N: " + NOT_GRADED_05,
-        "M22 M23": "LayerNorm's mistakes", "M24 M25 M26": "GroupNorm's mistakes"}),
+        "M22 M23": "LayerNorm's mistakes", "M24 M25 M26": "GroupNorm's mistakes",
+        "M32": "no running statistics in a backward pass"}),
 }
 
 
@@ -244,7 +325,7 @@ def _catalogue_ids() -> list[str]:
 
 def test_the_table_covers_every_graded_function_and_every_mistake_once():
     ids = _catalogue_ids()
-    assert ids == [f"M{k}" for k in range(1, 32)], f"catalogue ids changed: {ids}"
+    assert ids == [f"M{k}" for k in range(1, 33)], f"catalogue ids changed: {ids}"
     assert set(APPLICABILITY) == set(CHECKS), "one row per graded function"
     for function in APPLICABILITY:
         applies, na = _applies(function), _not_applicable(function)
@@ -289,8 +370,16 @@ def test_every_graded_function_has_correct_alternatives():
 @cache
 def _notebook_namespace(notebook: Path) -> dict:
     """The notebook's solution cells and read-only provided code, executed as the student's
-    notebook would (the setup cell's only name the answers use is ``np``)."""
-    ns: dict = {"np": np}
+    notebook would, on the names its setup cell gives them: ``np``, and for 04 the layers of
+    ``course`` and its provided BatchNorm (the reference's, character for character)."""
+    from autograder.reference import batchnorm_backward, batchnorm_forward
+    from course.layers import affine_backward, affine_forward, relu_backward, relu_forward
+    from course.nets import FullyConnectedNet
+
+    ns: dict = {"np": np, "affine_forward": affine_forward, "affine_backward": affine_backward,
+                "relu_forward": relu_forward, "relu_backward": relu_backward,
+                "batchnorm_forward": batchnorm_forward, "batchnorm_backward": batchnorm_backward,
+                "FullyConnectedNet": FullyConnectedNet}
     for cell in nbformat.read(notebook, as_version=4).cells:
         meta = cell.metadata.get("nbgrader", {})
         if cell.cell_type == "code" and (meta.get("solution") or
@@ -305,59 +394,59 @@ def _student_function(fixture: Fixture):
     return ns[fixture.function]
 
 
-def _grade(fixture: Fixture, capsys) -> tuple[float, str]:
+def _grade(fixture: Fixture, capsys):
+    """(score, the check's record, its rendering) for a fixture."""
     capsys.readouterr()
     check = CHECKS[fixture.function]
     score = check(_student_function(fixture))
     captured = capsys.readouterr()
     assert captured.err == "", f"{fixture.id}: the check wrote to stderr: {captured.err[:300]!r}"
-    assert "please tell the instructor" not in captured.out, captured.out
-    assert "the check stopped early" not in captured.out, captured.out
-    return score, captured.out
+    record = score.record
+    assert not record.stopped, captured.out
+    assert not any("please tell the instructor" in ln for p in record.parts for f in p.findings
+                   for ln in f.lines), captured.out
+    return score, record, captured.out
 
 
-_PART = re.compile(r"^  \[(?:ok  |FAIL)\] ", re.M)
-
-
-def _parts(report: str) -> list[str]:
-    """The report cut into one block per part (label and its message lines)."""
-    starts = [m.start() for m in _PART.finditer(report)] + [len(report)]
-    return [report[a:b] for a, b in zip(starts, starts[1:], strict=False)]
-
-
-def _shows_example(block: str) -> bool:
+def _shows_example(part) -> bool:
+    """Whether a part shows the student's value beside the expected one."""
+    lines = [ln.strip() for f in part.findings for ln in f.lines]
     def has(label):
-        return re.search(rf"^\s+{label}:", block, re.M) is not None
+        return any(ln.startswith(f"{label}:") for ln in lines)
 
     return (has("yours") and has("expected")) or (has("before") and has("after"))
 
 
 @pytest.mark.parametrize("fixture", MISTAKES, ids=[f.id for f in MISTAKES])
 def test_each_mistake_loses_points_and_is_named_with_an_example(fixture, capsys):
-    score, report = _grade(fixture, capsys)
+    score, record, report = _grade(fixture, capsys)
     check = CHECKS[fixture.function]
     assert score < check.points, f"{fixture.id} got full marks\n{report}"
-    found = diagnoses_in(report)
+    found = set(record.diagnosis_ids)
     expected = {fixture.mistake, *fixture.also}
     assert found == expected, f"{fixture.id}: diagnosed {sorted(found)}\n{report}"
-    named = [b for b in _parts(report) if f"Diagnosis {fixture.mistake}" in b]
+    named = [p for p in record.parts if any(d.id == fixture.mistake and d.part == p.name
+                                            for d in record.diagnoses)]
     assert named, f"{fixture.id}: the diagnosis is outside any part\n{report}"
-    bare = [b for b in named if not _shows_example(b)]
+    bare = [p.name for p in named if not _shows_example(p)]
     assert not bare, f"{fixture.id}: no 'yours:'/'expected:' example beside:\n{bare[0]}"
+    assert f"Diagnosis {fixture.mistake}" in report, "the rendering names it too"
 
 
 @pytest.mark.parametrize("fixture", ALTERNATIVES, ids=[f.id for f in ALTERNATIVES])
 def test_each_correct_alternative_gets_full_marks(fixture, capsys):
-    score, report = _grade(fixture, capsys)
+    score, record, report = _grade(fixture, capsys)
     check = CHECKS[fixture.function]
     assert score == check.points, f"{fixture.id}: {score}/{check.points}\n{report}"
-    assert "[FAIL]" not in report and not diagnoses_in(report), report
+    assert record.count(PASSED) == len(record.parts) and not record.diagnoses, report
+    assert "[FAIL]" not in report and "[part]" not in report, report
 
 
 @pytest.mark.parametrize("fixture", UNCATALOGUED, ids=[f.id for f in UNCATALOGUED])
 def test_a_mistake_outside_the_catalogue_loses_points_under_no_catalogue_name(fixture, capsys):
-    score, report = _grade(fixture, capsys)
+    score, record, report = _grade(fixture, capsys)
     assert score < CHECKS[fixture.function].points, report
-    assert not diagnoses_in(report), f"{fixture.id}: misdiagnosed\n{report}"
-    assert any(_shows_example(b) or " raised " in b for b in _parts(report) if "[FAIL]" in b), \
-        f"{fixture.id}: a failed part shows neither values nor the error\n{report}"
+    assert not record.diagnosis_ids, f"{fixture.id}: misdiagnosed\n{report}"
+    failed = [p for p in record.parts if p.status != PASSED]
+    assert any(_shows_example(p) or any(" raised " in ln for f in p.findings for ln in f.lines)
+               for p in failed), f"{fixture.id}: a failed part shows neither values nor the error\n{report}"

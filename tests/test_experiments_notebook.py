@@ -4,7 +4,8 @@
   sweeps).
 * With ``USE_MY_BATCHNORM = True`` and the *source* solutions of notebooks 02 and 03 pasted in,
   as the notebook tells a student to do (``batch_stats``, ``normalize``, ``scale_shift``,
-  ``batchnorm_forward``, ``batchnorm_backward``): every curve must agree with the provided run.
+  ``batchnorm_forward``; ``scale_shift_backward``, ``normalize_backward``, ``batch_stats_backward``,
+  ``batchnorm_backward``): every curve must agree with the provided run.
 * As a student runs it (full sweeps): the graded results — every hidden test cell's output —
   must be the same as under autograde.
 """
@@ -26,7 +27,8 @@ SOURCE = ROOT / "source" / "04_experiments" / "experiments.ipynb"
 PASTE = {  # the functions the notebook tells a student to paste, by source notebook
     ROOT / "source" / "02_batchnorm_forward" / "batchnorm_forward.ipynb":
         ("batch_stats", "normalize", "scale_shift", "batchnorm_forward"),
-    ROOT / "source" / "03_batchnorm_backward" / "batchnorm_backward.ipynb": ("batchnorm_backward",),
+    ROOT / "source" / "03_batchnorm_backward" / "batchnorm_backward.ipynb":
+        ("scale_shift_backward", "normalize_backward", "batch_stats_backward", "batchnorm_backward"),
 }
 MARK = "CURVES "
 LOOSE = ("loss", "spread", "histograms", "ics", "health")  # real-valued; accuracies are exact counts

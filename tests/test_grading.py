@@ -75,13 +75,18 @@ def test_a_check_that_stops_early_is_reported_not_raised_and_keeps_no_points(cap
     def buggy(g, fn):
         with g.part("first"):
             g.compare("v", fn(), 0.0, rtol=0)
+            g._current.anchored += 1  # as if a real output had matched
         warnings.warn("from the check", UserWarning, stacklevel=1)
         raise RuntimeError("check bug")
 
     # the part it reached passed, but the parts it never reached could not be earned
-    assert buggy(lambda: 0.0) == 0.0
+    score = buggy(lambda: 0.0)
+    assert score == 0.0
     out = capsys.readouterr()
-    assert "The check stopped early (RuntimeError: check bug)" in out.out and out.err == ""
+    assert "The check stopped early (RuntimeError: 'check bug')" in out.out and out.err == ""
+    assert score.record.stopped == "RuntimeError: 'check bug'"
+    assert [p.status for p in score.record.parts] == ["passed"]
+    assert score.record.parts[0].points_earned == 0.0
 
 
 def test_a_part_that_compares_nothing_earns_only_beside_a_matching_output(capsys):

@@ -161,8 +161,8 @@ def test_submitted_folder_is_sanitized(graded, name):
     if case.reason:
         assert len(rejected) == 1 and case.reason in rejected[0], flags
         assert "Submission rejected, graded 0" in nb.cells[0].source
-    else:
-        assert rejected == [] and flags == [], flags  # forged flags are stripped too
+    else:  # forged flags are stripped; what the front door found is said (tampering only)
+        assert rejected == [] and {kind for kind, _ in flags} <= {"tampering"}, flags
     ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells]
     assert ids.count("test_f") == 1 and ids.count("test_g") == 1
     for cell in nb.cells:
@@ -369,13 +369,18 @@ UPDATED_DISPLAY = ("from IPython.display import display\n"
                    "for _ in range(20):\n"
                    "    h.update('y' * 3 * 2**20)\n"
                    "display('z' * 1000, display_id='d')\n" + GOOD_ANSWER)
+#: Runs nbgrader's command line and prints the process's peak resident memory. VmHWM, not
+#: getrusage's ru_maxrss: Linux carries the ru_maxrss of the image a process replaced by exec
+#: over into the new one, so a grader started by a large process (a pytest worker late in the
+#: full suite, at 700 MB) reported that process's size. VmHWM is the peak of this image only.
 PEAK_RSS = (
-    "import resource, sys\n"
+    "import sys\n"
     "from nbgrader.apps.nbgraderapp import main\n"
     "try:\n"
     "    main()\n"
     "finally:\n"
-    "    print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+    "    status = open('/proc/self/status').read()\n"
+    "    print('PEAK_RSS_KB', status.split('VmHWM:')[1].split()[0], file=sys.stderr)\n"
 )
 
 
@@ -410,23 +415,22 @@ def _answer_cell(course: Path, student: str):
     return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "answer")
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known open problem: passes alone and with its module (peak 132-147 MB), but in the full "
-    "suite the grader's peak came out at 700 MB twice; the cause is not found yet"))
 def test_a_100_mib_message_is_refused_and_the_grader_stays_small(floods):
     course, run = floods
     peak = peak_rss_mb(run.stderr)
     print(f"grader peak RSS with a 100 MiB display message: {peak:.0f} MB")
     # the message alone is 105 MB, and receiving and decoding it took about 3.5 times that
-    # (300 MiB: 1053 MB without the limit); with it the grader stays at its ~140 MB baseline
+    # (300 MiB: 1053 MB without a limit); the relay refuses it before the grader assembles any
+    # of it (autograder.kernel.relay), so the grader stays at its ~140 MB baseline
     assert peak < 250, peak
     cell = _answer_cell(course, "mem_big_display")
     kinds = {k for k, _ in trusted_flags({"cells": [cell]})}
-    assert "refused-output" in kinds, cell.outputs[:2]
-    # the refused message is never stored; the kernel stops answering after it (see
-    # autograder.kernel.output_limits), so the cell ends as a timeout and the student scores 0
-    assert "xxxxxxxxxx" not in json.dumps(cell.outputs)
-    assert score(course, "mem_big_display") == 0
+    assert kinds == {"refused-output"}, cell.outputs[:2]
+    text = json.dumps(cell.outputs)
+    assert "xxxxxxxxxx" not in text  # the refused message is never stored
+    # ... and only that message: the rest of the cell arrives, the notebook goes on
+    assert "after the big display" in text
+    assert score(course, "mem_big_display") == 2
     assert score(course, "mem_zz_after") == 2
 
 

@@ -122,11 +122,47 @@ def test_graded_results_do_not_depend_on_the_grading_mode(path, monkeypatch):
     assert not figures, f"{path.name} draws {len(figures)} figures while grading"
 
 
-@pytest.mark.parametrize("path", REDUCED, ids=_ids(REDUCED))
-def test_notebook_ends_with_the_locked_self_study_cell(path):
+# --------------------------------------------------------------------------- the header pattern
+#: The header of a notebook (CONTRIBUTING.md, "The header of a notebook"); 04 and 05 join this
+#: list once they follow it.
+PATTERNED = [p for p in SOURCES if p.parent.name[:2] in ("01", "02", "03")]
+HEADINGS = ["**You will learn to**", "**Prerequisites.**", "**Time.**", "**How to run the checks.**",
+            "**When graded.**", "| exercise | points |"]
+STANDARD_CHECKS = (
+    "Run the cells from top to bottom (*Run → Run All Cells*). Each exercise is one function in a "
+    "cell marked `# YOUR CODE HERE`: replace the line `raise NotImplementedError(...)` with your "
+    "code. The cell right after it is a *visible test*: it runs your function on a small example "
+    "worked out by hand and prints `ok ...` for every value it checked, or shows your value next to "
+    "the expected one. The next cell is a *hidden test*, empty in your copy, which the autograder "
+    "runs: it gives the points and names common mistakes. Before you submit, use *Kernel → Restart "
+    "Kernel and Run All Cells* and check that every visible test prints only `ok` lines.")
+ROW = re.compile(r"^\| (.+?) \| (\*\*)?(\d+(?:\.\d+)?)(\*\*)? \|$", re.M)
+
+
+@pytest.mark.parametrize("path", PATTERNED, ids=_ids(PATTERNED))
+def test_header_follows_the_pattern_and_its_points_table_is_true(path):
+    """Title, headings in order, the standard paragraph word for word, a time of at most 90
+    minutes, and a points table whose rows are the graded cells, in order, with their points."""
     nb = nbformat.read(path, as_version=4)
-    last = nb.cells[-1]
-    rel = f"release/{path.parent.name}/{path.name}"
-    assert last.cell_type == "markdown" and nbgrader_meta(last).get("locked")
-    assert last.source.startswith("## Self-study: check your work")
-    assert f"make check NB={rel}" in last.source
+    header = nb.cells[0].source
+    number = path.parent.name[:2]
+    assert re.match(rf"# Assignment {number} — \S", header), header.splitlines()[0]
+    at = [header.find(h) for h in HEADINGS]
+    assert -1 not in at and at == sorted(at), dict(zip(HEADINGS, at, strict=True))
+    assert STANDARD_CHECKS in " ".join(header.split()), "the standard 'How to run the checks' paragraph"
+    minutes = int(re.search(r"\*\*Time\.\*\* About (\d+) minutes", header).group(1))
+    assert minutes <= 90, f"{minutes} minutes: more than 90 of honest work"
+    rows = ROW.findall(header[header.index("| exercise | points |"):])
+    *graded_rows, total = rows
+    assert total[0] == "**total**" and total[1] == "**", total
+    graded = [c for c in nb.cells if nbgrader_meta(c).get("grade")]
+    assert len(graded_rows) == len(graded), ([r[0] for r in graded_rows],
+                                             [nbgrader_meta(c)["grade_id"] for c in graded])
+    for (label, _, points, _), cell in zip(graded_rows, graded, strict=True):
+        meta = nbgrader_meta(cell)
+        if cell.cell_type == "code":
+            assert label == f"`{meta['grade_id'].removeprefix('test_')}`", (label, meta["grade_id"])
+        else:
+            assert re.fullmatch(r"written question( \d+)?: .+", label), label
+        assert float(points) == meta["points"], (label, points, meta["points"])
+    assert float(total[2]) == sum(nbgrader_meta(c)["points"] for c in graded), total

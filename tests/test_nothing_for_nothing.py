@@ -28,7 +28,6 @@ import course
 
 #: The reference function each check's graded function is modelled on (its output's shape).
 REFERENCE_OF = {
-    "fixed_backward_dgamma": "batchnorm_backward",
     "fixed_backward_inv_n": "batchnorm_backward",
     "fixed_backward_dvar": "batchnorm_backward",
 }
@@ -174,3 +173,42 @@ def test_no_function_of_course_answers_a_graded_exercise(name, capsys):
         if score:
             earned[fname] = score
     assert not earned, f"course/ functions that score on {name}: {earned}"
+
+
+def _in_namespace(fn, namespace: dict):
+    """``fn`` as a function of a notebook whose other functions are ``namespace``'s."""
+    import types
+
+    return types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__,
+                              fn.__closure__)
+
+
+CALLERS = sorted(n for n in CHECKS if CHECKS[n].uses)
+
+
+def test_the_checks_with_callees_are_the_chains_of_the_notebooks():
+    assert {CHECKS[n].function_name: set(CHECKS[n].uses) for n in CALLERS} == {
+        "standardize_splits": {"fit_standardizer", "standardize"},
+        "batchnorm_forward": {"batch_stats", "normalize", "scale_shift"},
+        "spatial_batchnorm_forward": {"batchnorm_forward"},
+        "spatial_batchnorm_backward": {"batchnorm_backward"},
+        "mode_accuracies": {"affine_bn_relu_forward"},
+    }
+
+
+@pytest.mark.parametrize("stub", sorted(STUBS))
+@pytest.mark.parametrize("name", CALLERS)
+def test_a_stub_earns_nothing_carried_forward_from_stub_callees(name, stub, capsys):
+    """Error carried forward never pays a stub: a stub graded function in a notebook whose
+    callees are stubs of the same kind (shaped like their own references) scores 0."""
+    check = CHECKS[name]
+    namespace: dict = {"np": np}
+    by_function = {CHECKS[n].function_name: CHECKS[n] for n in CHECKS}
+    for callee in check.uses:
+        fn = STUBS[stub](by_function[callee])
+        fn.__name__ = callee
+        namespace[callee] = _in_namespace(fn, namespace)
+    graded = _in_namespace(STUBS[stub](check), namespace)
+    score, report = _score(check, graded, capsys)
+    assert score == 0.0, f"{stub} with {stub} callees scored {score} on {name}:\n{report}"
+    assert not score.record.carried

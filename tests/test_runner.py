@@ -173,10 +173,10 @@ def test_large_file_is_not_copied(hostile_run):
 
 
 def test_link_is_not_followed(hostile_run):
-    root, _ = hostile_run
-    graded = root / "autograded" / "case_symlink" / "tiny"
-    assert (graded / "tiny.ipynb").is_file()
-    assert not (graded / "grades.db").exists()
+    root, report = hostile_run
+    # refused before dispatch: nothing was copied through the link, nothing graded
+    assert not (root / "autograded" / "case_symlink").exists()
+    assert report["students"]["case_symlink"]["reason"].endswith("scored 0")
 
 
 def test_deleted_test_cell_runs_as_the_instructor_wrote_it(hostile_run):

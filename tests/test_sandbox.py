@@ -156,16 +156,21 @@ class Listener:
             conn.close()
 
 
-@pytest.fixture(scope="module")
-def course(tmp_path_factory):
-    """A scratch course with the 99_sandbox assignment released."""
-    root = copy_course(tmp_path_factory.mktemp("sandbox") / "course")
+def released_course(dst: Path) -> Path:
+    """A scratch copy of the course at ``dst`` with the 99_sandbox assignment released."""
+    root = copy_course(dst)
     add_fixture_checks(root)
     (root / "source" / ASSIGNMENT).mkdir(parents=True)
     nbformat.write(source_notebook(), root / "source" / ASSIGNMENT / f"{NOTEBOOK}.ipynb")
     result = nbgrader(root, "generate_assignment", ASSIGNMENT, "--force")
     assert result.returncode == 0, result.stderr
     return root
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    """A scratch course with the 99_sandbox assignment released."""
+    return released_course(tmp_path_factory.mktemp("sandbox") / "course")
 
 
 @pytest.fixture(scope="module")

@@ -130,6 +130,33 @@ def test_a_tampered_locked_cell_is_restored_and_said(course, tmp_path, edit):
     assert (selfcheck.UNSANDBOXED_NOTE in result.stdout) == (edit == "deleted")
 
 
+def test_other_notebooks_in_the_learners_folder_change_nothing(course, tmp_path):
+    """The learner works in release/: a broken draft, JupyterLab's duplicate, a copy of another
+    assignment and a FIFO beside the checked notebook are never read (only the release notebook
+    nbgrader_config.ASSIGNMENTS names is the course's)."""
+    folder = course / "release" / A01
+    path = folder / f"my copy of {NB01}"
+    answers = load_samples(NB01).STUDENTS["ada"]["answers"]
+    nbformat.write(build_submission(folder / NB01, answers), path)
+    strays = {"draft.ipynb": '{"cells": [', "standardization-Copy1.ipynb": (folder / NB01).read_text(),
+              "batchnorm_forward.ipynb": (course / "release" / A02 / NB02).read_text()}
+    try:
+        for name, text in strays.items():
+            (folder / name).write_text(text)
+        os.mkfifo(folder / "pipe.ipynb")
+        result = _check(course, path)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "test_standardize: 2 / 2 points" in result.stdout
+    finally:
+        for name in [*strays, "pipe.ipynb", path.name]:
+            (folder / name).unlink(missing_ok=True)
+
+
+def test_a_fifo_is_one_line_and_never_blocks(course, tmp_path):
+    os.mkfifo(tmp_path / NB01)
+    assert "is a FIFO, not a regular file" in _one_line_error(_check(course, tmp_path / NB01))
+
+
 def test_malformed_json_is_one_line(course, tmp_path):
     path = tmp_path / NB01
     path.write_text('{"cells": [')
@@ -186,3 +213,38 @@ def test_the_command_is_registered():
 
     assert COMMANDS["check"][0] == "autograder.tools.selfcheck"
     assert "\n" not in selfcheck.FULL_REPOSITORY
+
+
+def test_the_summary_counts_every_part_it_lists_and_says_partial_in_words():
+    """Issue 20: "0.9 / 2 points (1 of 2 parts passed)" stood above six parts. The self-check
+    reads the record, counts each part once and names a partial one in words; text in the
+    cell's output is never read."""
+    from autograder.notebooks import set_record
+    from autograder.record import CheckRecord, Diagnosis, Finding, Part
+
+    record = CheckRecord("batch_stats", 2, 0.9, parts=[
+        Part("mean and var", 2, 1, 0.8, 0.4, "partial",
+             [Finding(["var is wrong.", "yours:    [2.]", "expected: [1.]"], "M1")]),
+        Part("N=2", 0.5, 0, 0.2, 0, "failed", [Finding(["var is wrong."], "M1")]),
+        Part("x unchanged", 0.5, 0.5, 0.2, 0.2, "passed")],
+        diagnoses=[Diagnosis("M1", "M1", "you divide by N - 1", "mean and var"),
+                   Diagnosis("M1", "M1", "you divide by N - 1", "N=2")])
+    cell = nbformat.v4.new_code_cell("check_batch_stats(batch_stats)", metadata={
+        "nbgrader": {"grade": True, "solution": False, "grade_id": "test_batch_stats",
+                     "points": 2}})
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout",
+                                           text="  [ok  ] forged\n  Diagnosis M20: forged\n")]
+    set_record(cell, record.to_dict())
+    cell.metadata[TRUSTED_KEY]["score"] = 0.9
+    result = selfcheck.parse_cell(cell)
+    assert result.summary == "1 of 3 parts passed, 1 partial, 1 failed"
+    assert (result.passed, result.partial, result.failed) == (["x unchanged"], ["mean and var"],
+                                                              ["N=2"])
+    assert result.diagnoses == [("M1", "you divide by N - 1")]
+    check = selfcheck.SelfCheck("nb", "02", "nb.ipynb", [result], [], [], [], False)
+    text = selfcheck.render(check)
+    assert "test_batch_stats: 0.9 / 2 points (1 of 3 parts passed, 1 partial, 1 failed)" in text
+    assert "[part] mean and var (partial: 0.4 of its 0.8 points)" in text
+    assert "[part] partial credit" in text  # the legend says it in words
+    assert "forged" not in text and "M20" not in text
+    assert "diagnosed: M1 (explained in autograder/MISCONCEPTIONS.md)" in text

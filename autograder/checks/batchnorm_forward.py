@@ -31,9 +31,26 @@ Tolerances, used throughout:
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from autograder import reference as ref
+from autograder.checks.batchnorm_models import (  # noqa: F401 - also the other checks' import
+    ATOL32,
+    ATOL64,
+    EXPLAIN,
+    RTOL32,
+    RTOL64,
+    _bn_wrong,
+    _diagnose,
+    _dtype,
+    _m,
+    _mistakes,
+    _out_mistakes,
+    _own_stats,
+    _unchanged,
+)
 from autograder.checks.framework import (
     DIAGNOSIS,
     Failure,
@@ -42,189 +59,66 @@ from autograder.checks.framework import (
     copy_param,
     fmt,
     hidden_check,
-    quiet,
-    require_unchanged,
     rng,
+    same_value,
     unpack,
 )
+from autograder.reference import batchnorm as ref_batchnorm
 
 __all__ = [
     "check_batchnorm_forward",
 ]
 
-RTOL64, ATOL64 = 1e-7, 1e-10  # see the module docstring
-RTOL32, ATOL32 = 1e-4, 1e-5  # see the module docstring
-
-# ----------------------------------------------------------------------------- plain-words texts
-EXPLAIN = {
-    "M1": "you divide by N - 1 (np.var(..., ddof=1) or np.std(..., ddof=1)). BatchNorm "
-    "normalizes with the biased batch variance, dividing by N; only running_var uses N - 1.",
-    "M2": "the statistics are taken over the wrong axis: per sample (a row) instead of per "
-    "feature (a column). Use axis=0: one mean and one variance for each of the D features.",
-    "M2_image": "the statistics are per image and channel, over H and W only (that is "
-    "instance normalization). BatchNorm2d takes one mean and one variance per channel over "
-    "the whole batch too: axes (0, 2, 3), N*H*W values each.",
-    "M3_missing": "eps is missing: you divide by sqrt(var). eps belongs inside the square "
-    "root, sqrt(var + eps); it matters whenever var is not much larger than eps.",
-    "M3_outside": "eps is added outside the square root, sqrt(var) + eps. It belongs inside: "
-    "sqrt(var + eps). The two differ whenever var is comparable to eps.",
-    "M4": "the variance looks computed in one pass, E[x^2] - E[x]^2. With a large mean (here "
-    "1e4) the two terms are huge and nearly equal and their difference loses all its digits "
-    "(it can even be negative). Subtract the mean first: mean((x - mu)**2).",
-    "M5": "a constant feature (variance 0) gives nan/inf: 0 / sqrt(0). Keep eps inside the "
-    "square root, sqrt(var + eps), so that a constant feature maps to 0 (then to beta).",
-    "M6": "the running average uses the momentum the other way round: your running statistics "
-    "move by (1 - momentum) toward the batch value instead of by momentum. With PyTorch's "
-    "convention, running = (1 - momentum) * running + momentum * batch_stat (momentum=0.1 "
-    "moves 10% of the way).",
-    "M7": "running_var is updated with the biased batch variance (divide by N). PyTorch updates "
-    "it with the unbiased variance, var * N / (N - 1), while it still normalizes the batch "
-    "with the biased one.",
-    "M8_test": "test mode normalizes with the statistics of the test batch. It must use "
-    "bn_param['running_mean'] and bn_param['running_var'] (the output of one test sample "
-    "must not depend on the others).",
-    "M8_train": "train mode normalizes with the running statistics. In train mode use the "
-    "batch mean and biased batch variance; the running ones are only for test mode.",
-    "M9": "the running statistics in bn_param did not change after a train step. Write the "
-    "updated arrays back into the caller's dict (bn_param['running_mean'] = ...), or update "
-    "the arrays in place; rebinding bn_param to a new dict does not reach the caller.",
-    "M10": "your function changed an input array in place (e.g. x -= mean). Work on new "
-    "arrays: the caller's x, gamma and beta must be left as they were.",
-    "M11": "the output is gamma * x + beta: the scale and shift are applied to the raw input "
-    "x instead of to the normalized x_hat.",
-    "M12": "the numerator is squared, (x - mu)**2 / sqrt(var + eps). It is x - mu, to the "
-    "first power; the output then has both signs.",
-    "M13": "the statistics are per activation (a separate mean for every channel *and* pixel, "
-    "over N only). Spatial BatchNorm takes one mean and one variance per channel, over the "
-    "N, H and W axes, so gamma, beta and the running statistics have shape (C,).",
-    "M14": "the channels got mixed: x.reshape(-1, C) on an (N, C, H, W) array does not put "
-    "one channel in each column. Move C last first, x.transpose(0, 2, 3, 1).reshape(-1, C), "
-    "and undo both steps in the reverse order on the way back.",
-    "M14_back": "the statistics are right but the output is put back in the wrong order: "
-    "after the (N*H*W, C) rows, reshape to (N, H, W, C) and then transpose(0, 3, 1, 2); a "
-    "direct reshape to (N, C, H, W) scrambles the values.",
-    "swap": "gamma and beta are swapped: the output is beta * x_hat + gamma. gamma scales, "
-    "beta shifts: out = gamma * x_hat + beta.",
-    "eps_default": "the default eps is not 1e-5 (PyTorch's BatchNorm1d default); bn_param "
-    "without an 'eps' key must use eps = 1e-5.",
-}
-
-
-def _m(key: str) -> str:
-    """The misconception id shown in a diagnosis line for an EXPLAIN key."""
-    return key.split("_")[0]
-
-
-def _mistakes(**values) -> dict:
-    """``mistakes=`` for ``Grader.compare``: EXPLAIN key -> (value or callable, explanation).
-
-    Keys with a suffix (``M3_missing``) are shown by their id with the variant in brackets so
-    that two variants of one misconception can be told apart.
-    """
-    out = {}
-    for key, value in values.items():
-        label = _m(key) if "_" not in key else f"{_m(key)} ({key.split('_', 1)[1]})"
-        if key == "swap":
-            label = "gamma/beta swapped"
-        elif key == "eps_default":
-            label = "M3 (default eps)"
-        # Grader.compare evaluates a callable value quietly (mistakes may divide by zero)
-        out[label] = (value, EXPLAIN[key] if key in EXPLAIN else EXPLAIN[_m(key)])
-    return out
-
-
-def _diagnose(key: str) -> str:
-    return f"{DIAGNOSIS} {_m(key)}: {EXPLAIN[key]}"
-
-
-def _unchanged(originals: dict, now: dict) -> None:
-    for name, before in originals.items():
-        require_unchanged(name, before, now[name], EXPLAIN["M10"])
-
-
-def _dtype(what: str, value, dtype) -> None:
-    got = getattr(value, "dtype", None)
-    if got != dtype:
-        raise Failure(
-            f"{what}: dtype {got}, expected {np.dtype(dtype)} (the dtype of x: float32 in, "
-            "float32 out; cast with .astype(x.dtype) if you compute in float64)"
-        )
-
-
-# ----------------------------------------------------------------------------- mistaken models
-def _bn_wrong(x, gamma, beta, bn, *, ddof=0, run_ddof=1, flip=False, use_x=False, square=False,
-              eps_mode="inside", axis=0, onepass=False, train_stats="batch",
-              test_stats="running", eps=None):
-    """What ``batchnorm_forward`` returns under one set of mistakes: (out, running_mean, running_var).
-
-    All in float64, on copies. The default arguments reproduce the reference.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    mode = bn["mode"]
-    eps = bn.get("eps", 1e-5) if eps is None else eps
-    m = bn.get("momentum", 0.1)
-    D = x.shape[1]
-    rm = np.asarray(bn.get("running_mean", np.zeros(D)), dtype=np.float64)
-    rv = np.asarray(bn.get("running_var", np.ones(D)), dtype=np.float64)
-    batch_mean = x.mean(axis=axis, keepdims=True)
-    if onepass:
-        batch_var = (x**2).mean(axis=axis, keepdims=True) - batch_mean**2
-    else:
-        batch_var = x.var(axis=axis, ddof=ddof, keepdims=True)
-    use_batch = (train_stats if mode == "train" else test_stats) == "batch"
-    mu, var = (batch_mean, batch_var) if use_batch else (rm, rv)
-    num = (x - mu) ** 2 if square else x - mu
-    if eps_mode == "inside":
-        den = np.sqrt(var + eps)
-    elif eps_mode == "missing":
-        den = np.sqrt(var)
-    else:
-        den = np.sqrt(var) + eps
-    x_hat = num / den
-    out = gamma * (x if use_x else x_hat) + beta
+def _bn_composed(uses, x, gamma, beta, bn_param):
+    """PyTorch's BatchNorm1d forward built from ``uses.batch_stats``, ``uses.normalize`` and
+    ``uses.scale_shift``, as the notebook's solution builds it: the reference composed with the
+    student's own stages in the carried-forward run (autograder/checks/carried.py)."""
+    x = np.asarray(x)
+    N, D = x.shape
+    mode, eps, momentum, rm, rv = ref_batchnorm._bn_settings(bn_param, D, x.dtype)
     if mode == "train":
-        b_mean = x.mean(axis=0)
-        b_var = x.var(axis=0, ddof=run_ddof)
-        a = (1 - m) if flip else m
-        rm = (1 - a) * rm + a * b_mean
-        rv = (1 - a) * rv + a * b_var
-    return out, rm, rv
-
-
-def _out_mistakes(x, gamma, beta, bn, *, rtol=RTOL64, atol=ATOL64, **first) -> dict:
-    """``mistakes=`` for batchnorm_forward's output on ``(x, bn)``.
-
-    The values in ``first`` (EXPLAIN key -> value) are always tried, first. Then each formula
-    mistake of ``bn``'s mode, unless on this input its output coincides (within ``rtol``,
-    ``atol``) with another candidate's: the output cannot tell them apart, so neither is named
-    (e.g. with running statistics 0 and 1, "train mode uses the running statistics" is
-    ``gamma * x + beta`` up to eps; a missing eps on a constant feature is M5's 0 / 0).
-    """
-    if bn["mode"] == "train":
-        kinds = {"M1": {"ddof": 1}, "M2": {"axis": 1}, "M3_missing": {"eps_mode": "missing"},
-                 "M3_outside": {"eps_mode": "outside"}, "M11": {"use_x": True},
-                 "M12": {"square": True}, "M8_train": {"train_stats": "running"}}
+        if N < 2:
+            raise ValueError("train mode needs N >= 2")
+        mean, var = unpack(uses.batch_stats(x.copy()), 2, "mean, var")
+        bn_param["running_mean"] = (1 - momentum) * rm + momentum * np.asarray(mean)
+        bn_param["running_var"] = (1 - momentum) * rv + momentum * np.asarray(var) * N / (N - 1)
     else:
-        kinds = {"M8_test": {"test_stats": "batch"}, "M3_missing": {"eps_mode": "missing"},
-                 "M3_outside": {"eps_mode": "outside"}, "M11": {"use_x": True},
-                 "M12": {"square": True}}
-    fixed = {k: np.asarray(quiet(v) if callable(v) else v) for k, v in first.items()}
-    formula = {k: quiet(lambda kw=kw: _bn_wrong(x, gamma, beta, bn, **kw)[0])
-               for k, kw in kinds.items() if k not in fixed}
-    candidates = {**fixed, **formula}
-    clear = {k: v for k, v in formula.items()
-             if not any(close(v, w, rtol, atol) for j, w in candidates.items() if j != k)}
-    return _mistakes(**fixed, **clear)
+        mean, var = rm, rv
+    x_hat = uses.normalize(x.copy(), np.copy(mean), np.copy(var), eps)
+    out = uses.scale_shift(np.copy(x_hat), gamma.copy(), beta.copy())
+    return np.asarray(out).astype(x.dtype, copy=False), bn_param
 
 
-def _ref_bn(x, gamma, beta, bn):
+def _reference(g):
+    """The batchnorm_forward expected values come from: the reference, or in the carried-forward
+    run the reference composed with the student's own stages."""
+    return functools.partial(_bn_composed, g.uses) if g.carrying else ref.batchnorm_forward
+
+
+def _stats(g):
+    """The ``batch_stats`` the diagnoses' wrong values build on: numpy's (None), or in the
+    carried-forward run the student's own, so that its mistake is not named again here."""
+    return g.uses.batch_stats if g.carrying and "batch_stats" in g.uses.names else None
+
+
+def _ref_bn(g, x, gamma, beta, bn):
     """Reference forward on float64 copies: (out, updated bn_param)."""
     bn = copy_param(bn)
-    out, _ = ref.batchnorm_forward(np.asarray(x, dtype=np.float64), gamma, beta, bn)
+    out, _ = _reference(g)(np.asarray(x, dtype=np.float64), gamma, beta, bn)
     return out, bn
 
 
 # ============================================================================= batchnorm_forward
+def _bn_wrong_g(g, *args, **kw):
+    """:func:`_bn_wrong` on the batch statistics of this run (see :func:`_stats`)."""
+    return _bn_wrong(*args, stats=_stats(g), **kw)
+
+
+def _out_mistakes_g(g, *args, **kw) -> dict:
+    """:func:`_out_mistakes` on the batch statistics of this run (see :func:`_stats`)."""
+    return _out_mistakes(*args, stats=_stats(g), **kw)
+
+
 def _bn_case(r, N=8):
     """A train-mode case: features on different scales, one with variance below eps."""
     loc = np.array([0.0, 5.0, -3.0, 1.0, 2.0])
@@ -267,20 +161,29 @@ def _forward_train_output(g, batchnorm_forward, x, gamma, beta, bn) -> None:
     with g.part("train-mode output on an 8x5 batch (one feature with variance below eps)",
                 weight=2):
         out, _ = _call_bn(g, batchnorm_forward, x, gamma, beta, bn)
-        exp, _ = _ref_bn(x, gamma, beta, bn)
+        exp, _ = _ref_bn(g, x, gamma, beta, bn)
         g.compare("out", out, exp, rtol=RTOL64, atol=ATOL64,
-                  mistakes=_out_mistakes(x, gamma, beta, bn))
+                  mistakes=_out_mistakes_g(g, x, gamma, beta, bn))
 
 
 def _forward_one_step(g, batchnorm_forward, x, gamma, beta, bn) -> None:
     """Part of ``check_batchnorm_forward``: one train step updates bn_param's running_mean and running_var."""
-    with g.part("one train step updates bn_param's running_mean and running_var "
-                "(momentum 0.1, unbiased variance)", weight=1.5):
-        _, bn_after = _call_bn(g, batchnorm_forward, x, gamma, beta, bn)
-        _, exp_bn = _ref_bn(x, gamma, beta, bn)
-        wrong = {k: _bn_wrong(x, gamma, beta, bn, **kw)[1:] for k, kw in
+    with g.part("one train step stores new running_mean and running_var in bn_param "
+                "(momentum 0.1, unbiased variance), leaving the arrays passed in unchanged",
+                weight=1.5):
+        bn_after = copy_param(bn)
+        passed_in = {k: bn_after[k] for k in ("running_mean", "running_var")}
+        unpack(g.call(batchnorm_forward, x.copy(), gamma.copy(), beta.copy(), bn_after), 2,
+               "out, cache")
+        _, exp_bn = _ref_bn(g, x, gamma, beta, bn)
+        wrong = {k: _bn_wrong_g(g, x, gamma, beta, bn, **kw)[1:] for k, kw in
                  {"M6": {"flip": True}, "M7": {"run_ddof": 0}}.items()}
         _compare_running(g, bn_after, exp_bn, bn, wrong, RTOL64, ATOL64)
+        for name, array in passed_in.items():
+            if not same_value(bn[name], array):
+                raise Failure(f"the array passed in as bn_param['{name}'] was changed in place."
+                              f"\n      before: {fmt(bn[name])}\n      after:  {fmt(array)}"
+                              f"\n      {_diagnose('M32')}")
 
 
 def _forward_three_steps(g, batchnorm_forward, r, gamma, beta) -> None:
@@ -295,9 +198,9 @@ def _forward_three_steps(g, batchnorm_forward, r, gamma, beta) -> None:
             xs = _bn_case(r, N=n)[0]
             out, _ = unpack(g.call(batchnorm_forward, xs.copy(), gamma.copy(), beta.copy(),
                                    bn_s), 2, "out, cache")
-            ref.batchnorm_forward(xs, gamma, beta, exp_bn)
+            _reference(g)(xs, gamma, beta, exp_bn)
             for state, kw in wrong.values():
-                _, state["running_mean"], state["running_var"] = _bn_wrong(
+                _, state["running_mean"], state["running_var"] = _bn_wrong_g(g,
                     xs, gamma, beta, state, **kw)
         wrong_runs = {k: (s["running_mean"], s["running_var"]) for k, (s, _) in wrong.items()}
         _compare_running(g, bn_s, exp_bn, {"running_mean": np.zeros(5),
@@ -311,19 +214,19 @@ def _forward_defaults(g, batchnorm_forward, x, gamma, beta) -> None:
                 "running_mean=0, running_var=1", weight=1):
         bn_d = {"mode": "train"}
         out, bn_after = _call_bn(g, batchnorm_forward, x, gamma, beta, bn_d)
-        exp, exp_bn = _ref_bn(x, gamma, beta, bn_d)
-        g.compare("out", out, exp, rtol=RTOL64, atol=ATOL64, mistakes=_out_mistakes(
+        exp, exp_bn = _ref_bn(g, x, gamma, beta, bn_d)
+        g.compare("out", out, exp, rtol=RTOL64, atol=ATOL64, mistakes=_out_mistakes_g(g,
             x, gamma, beta, bn_d,
-            eps_default=lambda: _bn_wrong(x, gamma, beta, bn_d, eps=1e-8)[0]))
-        wrong = {k: _bn_wrong(x, gamma, beta, bn_d, **kw)[1:] for k, kw in
+            eps_default=lambda: _bn_wrong_g(g, x, gamma, beta, bn_d, eps=1e-8)[0]))
+        wrong = {k: _bn_wrong_g(g, x, gamma, beta, bn_d, **kw)[1:] for k, kw in
                  {"M6": {"flip": True}, "M7": {"run_ddof": 0}}.items()}
         _compare_running(g, bn_after, exp_bn, {"running_mean": np.zeros(5),
                                                "running_var": np.ones(5)},
                          wrong, RTOL64, ATOL64)
         out_t, _ = _call_bn(g, batchnorm_forward, x, gamma, beta, {"mode": "test"})
         g.compare("test-mode out with default running statistics", out_t,
-                  _ref_bn(x, gamma, beta, {"mode": "test"})[0], rtol=RTOL64, atol=ATOL64,
-                  mistakes=_out_mistakes(x, gamma, beta, {"mode": "test"}))
+                  _ref_bn(g, x, gamma, beta, {"mode": "test"})[0], rtol=RTOL64, atol=ATOL64,
+                  mistakes=_out_mistakes_g(g, x, gamma, beta, {"mode": "test"}))
 
 
 def _forward_test_mode(g, batchnorm_forward, r, gamma, beta, bn) -> None:
@@ -333,15 +236,15 @@ def _forward_test_mode(g, batchnorm_forward, r, gamma, beta, bn) -> None:
         bn_t = dict(copy_param(bn), mode="test")
         xt = _bn_case(r, N=6)[0]
         out, bn_after = _call_bn(g, batchnorm_forward, xt, gamma, beta, bn_t)
-        g.compare("out", out, _ref_bn(xt, gamma, beta, bn_t)[0], rtol=RTOL64, atol=ATOL64,
-                  mistakes=_out_mistakes(xt, gamma, beta, bn_t))
+        g.compare("out", out, _ref_bn(g, xt, gamma, beta, bn_t)[0], rtol=RTOL64, atol=ATOL64,
+                  mistakes=_out_mistakes_g(g, xt, gamma, beta, bn_t))
         for name in ("running_mean", "running_var"):
             if not np.array_equal(bn_after.get(name), bn_t[name]):
                 raise Failure(f"test mode changed bn_param['{name}']; only train mode updates "
                               "the running statistics.")
         one, _ = _call_bn(g, batchnorm_forward, xt[:1], gamma, beta, bn_t)
         g.compare("test-mode out for a single sample (N=1)", one,
-                  _ref_bn(xt[:1], gamma, beta, bn_t)[0], rtol=RTOL64, atol=ATOL64)
+                  _ref_bn(g, xt[:1], gamma, beta, bn_t)[0], rtol=RTOL64, atol=ATOL64)
 
 
 def _forward_float32(g, batchnorm_forward, r) -> None:
@@ -352,19 +255,22 @@ def _forward_float32(g, batchnorm_forward, r) -> None:
         bn32 = {"mode": "train", "running_mean": np.zeros(3, np.float32),
                 "running_var": np.ones(3, np.float32)}
         out, bn_after = _call_bn(g, batchnorm_forward, x32, g32, b32, bn32)
-        exp, exp_bn = _ref_bn(x32, g32, b32, bn32)
+        exp, exp_bn = _ref_bn(g, x32, g32, b32, bn32)
         _dtype("out (train)", out, np.float32)
         g.compare("out (train)", out, exp, rtol=RTOL32, atol=ATOL32,
-                  mistakes=_out_mistakes(x32, g32, b32, bn32, rtol=RTOL32, atol=ATOL32))
-        wrong = {k: _bn_wrong(x32, g32, b32, bn32, **kw)[1:] for k, kw in
+                  mistakes=_out_mistakes_g(g, x32, g32, b32, bn32, rtol=RTOL32, atol=ATOL32))
+        wrong = {k: _bn_wrong_g(g, x32, g32, b32, bn32, **kw)[1:] for k, kw in
                  {"M6": {"flip": True}, "M7": {"run_ddof": 0}}.items()}
         _compare_running(g, bn_after, exp_bn, bn32, wrong, RTOL32, ATOL32)
-        bn32t = dict(copy_param(bn_after), mode="test")
+        # test mode on the reference's running statistics (in the input's dtype), never on
+        # what the student's call wrote back (issue 19: the reference reads no student value)
+        bn32t = {"mode": "test", **{k: exp_bn[k].astype(np.float32)
+                                    for k in ("running_mean", "running_var")}}
         out, _ = _call_bn(g, batchnorm_forward, x32, g32, b32, bn32t)
         _dtype("out (test)", out, np.float32)
-        g.compare("out (test)", out, _ref_bn(x32, g32, b32, bn32t)[0], rtol=RTOL32,
+        g.compare("out (test)", out, _ref_bn(g, x32, g32, b32, bn32t)[0], rtol=RTOL32,
                   atol=ATOL32,
-                  mistakes=_out_mistakes(x32, g32, b32, bn32t, rtol=RTOL32, atol=ATOL32))
+                  mistakes=_out_mistakes_g(g, x32, g32, b32, bn32t, rtol=RTOL32, atol=ATOL32))
 
 
 def _forward_two_samples(g, batchnorm_forward) -> None:
@@ -373,11 +279,11 @@ def _forward_two_samples(g, batchnorm_forward) -> None:
         x2, g2, b2 = np.array([[1.0], [4.0]]), np.array([2.0]), np.array([0.5])
         bn2 = {"mode": "train", "running_mean": np.zeros(1), "running_var": np.ones(1)}
         out, bn_after = _call_bn(g, batchnorm_forward, x2, g2, b2, bn2)
-        exp, exp_bn = _ref_bn(x2, g2, b2, bn2)
+        exp, exp_bn = _ref_bn(g, x2, g2, b2, bn2)
         g.compare("out", out, exp, rtol=RTOL64, atol=ATOL64,
-                  mistakes=_out_mistakes(x2, g2, b2, bn2))
-        wrong = {"M7": _bn_wrong(x2, g2, b2, bn2, run_ddof=0)[1:],
-                 "M6": _bn_wrong(x2, g2, b2, bn2, flip=True)[1:]}
+                  mistakes=_out_mistakes_g(g, x2, g2, b2, bn2))
+        wrong = {"M7": _bn_wrong_g(g, x2, g2, b2, bn2, run_ddof=0)[1:],
+                 "M6": _bn_wrong_g(g, x2, g2, b2, bn2, flip=True)[1:]}
         _compare_running(g, bn_after, exp_bn, bn2, wrong, RTOL64, ATOL64)
 
 
@@ -388,10 +294,10 @@ def _forward_constant_feature(g, batchnorm_forward, r) -> None:
         gc, bc = np.array([2.0, 1.0]), np.array([-0.5, 0.0])
         bnc = {"mode": "train"}
         out, _ = _call_bn(g, batchnorm_forward, xc, gc, bc, bnc)
-        g.compare("out", out, _ref_bn(xc, gc, bc, bnc)[0], rtol=RTOL64, atol=ATOL64,
-                  mistakes=_out_mistakes(
+        g.compare("out", out, _ref_bn(g, xc, gc, bc, bnc)[0], rtol=RTOL64, atol=ATOL64,
+                  mistakes=_out_mistakes_g(g,
                       xc, gc, bc, bnc,
-                      M5=lambda: _bn_wrong(xc, gc, bc, bnc, eps_mode="missing")[0]))
+                      M5=lambda: _bn_wrong_g(g, xc, gc, bc, bnc, eps_mode="missing")[0]))
 
 
 def _forward_large_mean(g, batchnorm_forward, r) -> None:
@@ -405,14 +311,14 @@ def _forward_large_mean(g, batchnorm_forward, r) -> None:
         bno = {"mode": "train"}
         out, _ = _call_bn(g, batchnorm_forward, xo, go, bo, bno)
         try:
-            g.compare("out", out, _ref_bn(xo, go, bo, bno)[0], rtol=1e-6, atol=1e-8,
-                      mistakes=_out_mistakes(
+            g.compare("out", out, _ref_bn(g, xo, go, bo, bno)[0], rtol=1e-6, atol=1e-8,
+                      mistakes=_out_mistakes_g(g,
                           xo, go, bo, bno, rtol=1e-6, atol=1e-8,
-                          M4=lambda: _bn_wrong(xo, go, bo, bno, onepass=True)[0]))
+                          M4=lambda: _bn_wrong_g(g, xo, go, bo, bno, onepass=True)[0]))
         except Failure as f:
             if DIAGNOSIS not in str(f):
                 centred, _ = _call_bn(g, batchnorm_forward, xo - 1e4, go, bo, bno)
-                if close(centred, _ref_bn(xo - 1e4, go, bo, bno)[0], 1e-6, 1e-8):
+                if close(centred, _ref_bn(g, xo - 1e4, go, bo, bno)[0], 1e-6, 1e-8):
                     raise Failure(f"{f}\n      {_diagnose('M4')}") from None
             raise
 
@@ -438,7 +344,8 @@ def _forward_inputs_unchanged(g, batchnorm_forward, x, gamma, beta, bn) -> None:
                        {"x": args[0], "gamma": args[1], "beta": args[2]})
 
 
-@hidden_check("batchnorm_forward", points=6)
+@hidden_check("batchnorm_forward", points=6, uses=("batch_stats", "normalize", "scale_shift"),
+              composed=_bn_composed)
 def check_batchnorm_forward(g: Grader, batchnorm_forward) -> None:
     """Train and test mode, running statistics, defaults, dtypes, errors; PyTorch semantics."""
     r = rng(204)

@@ -130,7 +130,9 @@ def check_normalize(g: Grader, normalize) -> None:
         var = np.array([2.0, 0.5, 1.5])
         x_hat = g.call(normalize, x.copy(), mean.copy(), var.copy(), 1e-5)
         g.compare("x_hat", x_hat, expected(x, mean, var, 1e-5), rtol=RTOL64, atol=ATOL64,
-                  mistakes=_mistakes(M12=lambda: wrong(x, mean, var, 1e-5, "square")))
+                  mistakes=_mistakes(M12=lambda: wrong(x, mean, var, 1e-5, "square"),
+                                     M3_missing=lambda: wrong(x, mean, var, 1e-5, "missing"),
+                                     M3_outside=lambda: wrong(x, mean, var, 1e-5, "outside")))
 
     with g.part("eps inside the square root matters when var is small (var 1e-6..1e-3, "
                 "eps=1e-3)", weight=1):
@@ -149,7 +151,8 @@ def check_normalize(g: Grader, normalize) -> None:
         var = np.array([0.0, 1.0])
         x_hat = g.call(normalize, x.copy(), mean.copy(), var.copy(), 1e-5)
         g.compare("x_hat", x_hat, expected(x, mean, var, 1e-5), rtol=RTOL64, atol=ATOL64,
-                  mistakes=_mistakes(M5=lambda: wrong(x, mean, var, 1e-5, "missing")))
+                  mistakes=_mistakes(M5=lambda: wrong(x, mean, var, 1e-5, "missing"),
+                                     M3_outside=lambda: wrong(x, mean, var, 1e-5, "outside")))
 
     with g.part("N=2 samples, D=1 feature", weight=0.5):
         x = np.array([[4.0], [0.0]])

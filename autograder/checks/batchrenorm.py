@@ -174,7 +174,9 @@ def check_batchrenorm_forward(g, fn):
             xs = _case(seed, N=5)[0] * 3.0 + 4.0  # far from (0, 1): r and d clip at 3 and 5
             _, after, exp_brn = _compare_out(g, fn, xs, gamma, beta, state)
             _compare_running(g, after, exp_brn, xs, gamma, beta, state)
-            state = dict(after, mode="train")
+            # the next step starts from the reference's state, never from what the student's
+            # call wrote back (issue 19: the reference reads no value the student wrote)
+            state = dict(copy_param(exp_brn), mode="train")
     with g.part("test mode: running statistics only, no r and d, brn_param unchanged",
                 weight=1.5):
         test = dict(copy_param(brn), mode="test")

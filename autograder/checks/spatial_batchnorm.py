@@ -45,8 +45,10 @@ from autograder.reference import batchnorm as ref_batchnorm
 __all__ = ["check_spatial_batchnorm_forward"]
 
 
-def _spatial_wrong(x, gamma, beta, bn, kind):
-    """(out, running_mean, running_var) of spatial BN under one mistake, float64."""
+def _spatial_wrong(x, gamma, beta, bn, kind, bnf=ref.batchnorm_forward):
+    """(out, running_mean, running_var) of spatial BN under one mistake, float64; ``bnf`` is the
+    batchnorm_forward a reshaping mistake passes its rows to (the student's own in the
+    carried-forward run)."""
     N, C, H, W = x.shape
     g4, b4 = gamma[None, :, None, None], beta[None, :, None, None]
     eps, m = bn.get("eps", 1e-5), bn.get("momentum", 0.1)
@@ -64,14 +66,14 @@ def _spatial_wrong(x, gamma, beta, bn, kind):
         return g4 * (x - mu) / np.sqrt(var + eps) + b4, None, None
     if kind == "M14":  # reshape(-1, C) without transposing, and back the same way
         rows = x.reshape(-1, C)
-        out, _ = ref.batchnorm_forward(rows, gamma, beta, copy_param(bn))
         bn_w = copy_param(bn)
-        ref.batchnorm_forward(rows, gamma, beta, bn_w)
-        return out.reshape(N, C, H, W), bn_w["running_mean"], bn_w["running_var"]
+        out, _ = unpack(bnf(rows, gamma.copy(), beta.copy(), bn_w), 2, "out, cache")
+        return np.asarray(out).reshape(N, C, H, W), bn_w.get("running_mean"), \
+            bn_w.get("running_var")
     if kind == "M14_back":  # right rows, wrong way back
         rows = x.transpose(0, 2, 3, 1).reshape(-1, C)
-        out, _ = ref.batchnorm_forward(rows, gamma, beta, copy_param(bn))
-        return out.reshape(N, C, H, W), None, None
+        out, _ = unpack(bnf(rows, gamma.copy(), beta.copy(), copy_param(bn)), 2, "out, cache")
+        return np.asarray(out).reshape(N, C, H, W), None, None
     raise ValueError(kind)
 
 
@@ -150,7 +152,13 @@ def _spatial_test_mode(g, x, gamma, beta, bn, reference, call) -> None:
         out, _ = call(x, bn_t)
         g.compare("out", out, reference(x, bn_t)[0], rtol=RTOL64, atol=ATOL64,
                   mistakes=_mistakes(M8_test=lambda: reference(x, bn)[0],
-                                     M14=lambda: _spatial_wrong(x, gamma, beta, bn_t, "M14")[0]))
+                                     M14=lambda: _spatial_wrong(x, gamma, beta, bn_t, "M14",
+                                                                g.uses.batchnorm_forward)[0],
+                                     **_spatial_formula_mistakes(
+                                         x, gamma, beta, bn_t,
+                                         M3_missing={"eps_mode": "missing"},
+                                         M3_outside={"eps_mode": "outside"},
+                                         M11={"use_x": True}, M12={"square": True})))
 
 
 def _spatial_float32(g, spatial_batchnorm_forward, r, gamma, beta, C, loc, scale, reference) -> None:
@@ -169,16 +177,19 @@ def _spatial_float32(g, spatial_batchnorm_forward, r, gamma, beta, C, loc, scale
         g.compare("out", out, reference(x32, {"mode": "train"})[0], rtol=RTOL32,
                   atol=ATOL32, mistakes=_mistakes(**{
                       k: (lambda k=k: _spatial_wrong(x32.astype(np.float64), gamma, beta,
-                                                     {"mode": "train"}, k)[0])
+                                                     {"mode": "train"}, k,
+                                                     g.uses.batchnorm_forward)[0])
                       for k in ("M13", "M14", "M14_back")}))
 
 
-def _spatial_single_image(g, x, reference, call) -> None:
+def _spatial_single_image(g, x, gamma, beta, reference, call) -> None:
     """Part of ``check_spatial_batchnorm_forward``: a single image."""
     with g.part("a single image (N=1, H*W > 1) trains: statistics over its pixels", weight=0.5):
         x1 = x[:1]
         out, _ = call(x1, {"mode": "train"})
-        g.compare("out", out, reference(x1, {"mode": "train"})[0], rtol=RTOL64, atol=ATOL64)
+        g.compare("out", out, reference(x1, {"mode": "train"})[0], rtol=RTOL64, atol=ATOL64,
+                  mistakes=_mistakes(**_spatial_formula_mistakes(x1, gamma, beta,
+                                                                 {"mode": "train"})))
 
 
 def _spatial_hard_channels(g, gamma, beta, C, reference, call) -> None:
@@ -211,7 +222,18 @@ def _spatial_hard_channels(g, gamma, beta, C, reference, call) -> None:
             raise
 
 
-@hidden_check("spatial_batchnorm_forward", points=3)
+def _composed(uses, x, gamma, beta, bn_param):
+    """BatchNorm2d as the notebook's solution builds it: ``uses.batchnorm_forward`` on the
+    (N*H*W, C) rows, put back as (N, C, H, W) (the student's own batchnorm_forward in the
+    carried-forward run, autograder/checks/carried.py)."""
+    x = np.asarray(x, np.float64)
+    rows = ref_batchnorm._nchw_to_rows(x)
+    out, _ = unpack(uses.batchnorm_forward(rows, gamma.copy(), beta.copy(), bn_param), 2,
+                    "out, cache")
+    return ref_batchnorm._rows_to_nchw(np.asarray(out), x.shape), bn_param
+
+
+@hidden_check("spatial_batchnorm_forward", points=3, uses=("batchnorm_forward",))
 def check_spatial_batchnorm_forward(g: Grader, spatial_batchnorm_forward) -> None:
     """Per-channel statistics over (N, H, W), as ``BatchNorm2d``."""
     r = rng(205)
@@ -225,11 +247,15 @@ def check_spatial_batchnorm_forward(g: Grader, spatial_batchnorm_forward) -> Non
 
     def reference(xx, bb):
         bb = copy_param(bb)
+        if g.carrying:  # the reference composed with the student's own batchnorm_forward
+            return _composed(g.uses, xx, gamma, beta, bb)
         out, _ = ref.spatial_batchnorm_forward(np.asarray(xx, np.float64), gamma, beta, bb)
         return out, bb
 
+    bnf = g.uses.batchnorm_forward
+
     def w(kind, i=0):
-        return lambda: _spatial_wrong(x, gamma, beta, bn, kind)[i]
+        return lambda: _spatial_wrong(x, gamma, beta, bn, kind, bnf)[i]
 
     def call(xx, bb):
         """(out, the student's bn_param after the call), on copies; M13 on its errors."""
@@ -243,5 +269,5 @@ def check_spatial_batchnorm_forward(g: Grader, spatial_batchnorm_forward) -> Non
     _spatial_running_stats(g, x, gamma, beta, bn, C, reference, w, call)
     _spatial_test_mode(g, x, gamma, beta, bn, reference, call)
     _spatial_float32(g, spatial_batchnorm_forward, r, gamma, beta, C, loc, scale, reference)
-    _spatial_single_image(g, x, reference, call)
+    _spatial_single_image(g, x, gamma, beta, reference, call)
     _spatial_hard_channels(g, gamma, beta, C, reference, call)

@@ -382,7 +382,23 @@ def _leak_mistake(got_centre, candidates):
     return {}
 
 
-@hidden_check("standardize_splits", points=2)
+def _composed_splits(g: Grader, name: str, Z, X, splits) -> None:
+    """The carried-forward comparison of one split (autograder/checks/carried.py): ``Z`` against
+    the student's own ``standardize`` applied with the student's own ``fit_standardizer`` fitted
+    on X_train, as the notebook's solution composes them; fitting on all splits is M21."""
+    X_tr, X_all = splits
+
+    def composed(X_fit):
+        mean, scale = unpack(g.uses.fit_standardizer(X_fit.copy()), 2, "mean, scale")
+        return g.uses.standardize(X.copy(), np.copy(mean), np.copy(scale))
+
+    # Z is exact to rounding either way (~1e-15 of its O(1) values)
+    g.compare(f"Z for {name}", Z, composed(X_tr), rtol=1e-7, atol=1e-9, mistakes={
+        "M21": (lambda: composed(X_all), "the statistics were fitted on the training, validation "
+                "and test data together. Fit on X_train only.")})
+
+
+@hidden_check("standardize_splits", points=2, uses=("fit_standardizer", "standardize"))
 def check_standardize_splits(g: Grader, standardize_splits) -> None:
     """Hidden check of ``standardize_splits(X_train, X_val, X_test) -> (Z_train, Z_val, Z_test)``.
 
@@ -423,6 +439,9 @@ def check_standardize_splits(g: Grader, standardize_splits) -> None:
             if outputs is None:
                 raise Failure("no output to check (see the first part)")
             Z = outputs[names.index(name)]
+            if g.carrying:  # the reference composed with the student's own two functions
+                _composed_splits(g, name, Z, X, (X_tr, np.concatenate([X_tr, X_va, X_te])))
+                continue
             centre, scale, resid = quiet(_affine_map, X, Z)
             # A per-column affine map reproduces X to rounding error (~1e-15); 1e-6 of the
             # column's spread separates it clearly from any non-affine output.

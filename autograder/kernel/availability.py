@@ -3,6 +3,8 @@
 :func:`check_sandbox` starts a tiny program in the full sandbox once per process and raises
 :class:`SandboxUnavailableError`, naming what is missing and how to install it, when it cannot;
 :func:`unsandboxed_requested` reads ``BN_UNSANDBOXED`` (the only place that does);
+:func:`validating_own_notebook` says when a kernel may start without the sandbox anyway (a
+learner validating their own notebook on their own machine);
 :func:`describe_exit` puts a kernel's exit status into words. As root, kernels enter a user
 namespace made here (:class:`RootUserNamespace`, ``man 7 user_namespaces``).
 """
@@ -19,6 +21,7 @@ import tempfile
 import typing as t
 from pathlib import Path
 
+from autograder.course_dir import is_inside
 from autograder.kernel.bwrap import Limits, bwrap_command
 
 #: The environment variable that turns the sandbox off (``1``, ``true``, ``yes`` or ``on``).
@@ -52,6 +55,47 @@ def unsandboxed_requested(environ: t.Mapping[str, str] | None = None) -> bool:
     """
     environ = os.environ if environ is None else environ
     return environ.get(UNSANDBOXED_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+#: Course folders holding other people's work: never run without the sandbox unless asked.
+OTHERS_WORK = ("submitted", "autograded", "feedback")
+
+#: The one line said when Validate runs a learner's notebook without the sandbox.
+VALIDATE_UNSANDBOXED_NOTE = ("bubblewrap's sandbox is not available here, so Validate runs your "
+                             "notebook without it: this is your own code on your own machine.")
+
+
+def validating_own_notebook(cwd: Path | str, course_root: Path | str,
+                            environ: t.Mapping[str, str] | None = None) -> bool:
+    """Whether a kernel about to start validates a learner's own notebook, so that it may run
+    without the sandbox when the sandbox cannot start.
+
+    nbgrader's Validate (the toolbar button, ``nbgrader validate``) runs the notebook of the
+    person who clicks it, on their own machine: their own code, which they run anyway. Grading
+    runs other people's code and keeps refusing (:func:`check_sandbox`).
+
+    Parameters
+    ----------
+    cwd : Path or str
+        The kernel's working directory: nbgrader validates a notebook from its own folder.
+    course_root : Path or str
+        The course directory.
+    environ : mapping, optional
+        The environment to read; ``os.environ`` by default.
+
+    Returns
+    -------
+    bool
+        True while nbgrader validates (``NBGRADER_EXECUTION=validate``, which nbgrader's
+        ``Validator`` sets around the run) a notebook outside the course's folders of other
+        people's work (:data:`OTHERS_WORK`: ``submitted/``, ``autograded/``, ``feedback/``).
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get("NBGRADER_EXECUTION") != "validate":
+        return False
+    here = Path(os.path.realpath(cwd))
+    root = Path(os.path.realpath(course_root))
+    return not any(is_inside(here, root / folder) for folder in OTHERS_WORK)
 
 
 @functools.lru_cache(maxsize=1)

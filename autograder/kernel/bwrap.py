@@ -334,8 +334,8 @@ def sandbox_env(environ: t.Mapping[str, str], course_root: Path) -> dict[str, st
     -------
     dict
         Only :data:`ENV_PASSTHROUGH` and ``BN_*`` variables, plus ``PATH``, a ``HOME``,
-        ``TMPDIR``, ``MPLCONFIGDIR`` and ``IPYTHONDIR`` inside the private ``/tmp``,
-        ``PYTHONDONTWRITEBYTECODE=1``, ``MALLOC_ARENA_MAX=2`` and single-threaded math
+        ``TMPDIR`` and the libraries' folders of :func:`private_dirs_env` inside the private
+        ``/tmp``, ``PYTHONDONTWRITEBYTECODE=1``, ``MALLOC_ARENA_MAX=2`` and single-threaded math
         libraries unless set.
     """
     env = {k: v for k, v in environ.items() if k in ENV_PASSTHROUGH or k.startswith("BN_")}
@@ -346,7 +346,7 @@ def sandbox_env(environ: t.Mapping[str, str], course_root: Path) -> dict[str, st
     env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin",
                                    "/bin"])
     env.update(HOME="/tmp", TMPDIR="/tmp", USER="student", LOGNAME="student",
-               MPLCONFIGDIR="/tmp/matplotlib", IPYTHONDIR="/tmp/ipython")
+               **private_dirs_env(Path("/tmp")))
     env.setdefault("LANG", "C.UTF-8")
     # glibc reserves 64 MB of address space per thread arena; two arenas keep the address-space
     # limit close to the memory actually used
@@ -356,6 +356,42 @@ def sandbox_env(environ: t.Mapping[str, str], course_root: Path) -> dict[str, st
     for var in THREAD_VARS:
         env.setdefault(var, "1")
     return env
+
+
+#: The variables that tell a kernel's libraries where to keep their caches and settings, and the
+#: folder each names below the kernel's private folder (:func:`private_dirs_env`).
+PRIVATE_DIRS = {"MPLCONFIGDIR": "matplotlib", "IPYTHONDIR": "ipython", "XDG_CACHE_HOME": "cache",
+                "XDG_CONFIG_HOME": "config"}
+
+
+def private_dirs_env(base: Path) -> dict[str, str]:
+    """Where a kernel's libraries keep their caches and settings: folders of its own below ``base``.
+
+    A library's cache is not the student's doing. Left to their defaults, matplotlib, fontconfig
+    and IPython write below ``~`` (``~/.cache/matplotlib``, ``~/.ipython``): outside the
+    submission's folder, which the guard records against the student (``forbidden-file``), and
+    shared with the grader's own files. Every kernel, sandboxed or not, gets these instead.
+
+    Parameters
+    ----------
+    base : Path
+        The kernel's private folder: ``/tmp`` inside the sandbox (a tmpfs of its own), a fresh
+        temporary folder without it. Absolute.
+
+    Returns
+    -------
+    dict of str to str
+        :data:`PRIVATE_DIRS`'s variables, each naming its folder below ``base`` (e.g.
+        ``MPLCONFIGDIR=/tmp/matplotlib``); the folders are not created here.
+
+    Raises
+    ------
+    ValueError
+        If ``base`` is not an absolute path.
+    """
+    if not Path(base).is_absolute():
+        raise ValueError(f"base must be an absolute path, got {str(base)!r}")
+    return {var: str(Path(base) / name) for var, name in PRIVATE_DIRS.items()}
 
 
 def _matplotlib_cache_dir() -> Path:

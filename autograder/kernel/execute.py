@@ -114,6 +114,10 @@ class SandboxedExecute(OutputLimits, Execute):
 
     def create_kernel_manager(self):
         km = super().create_kernel_manager()
+        # nbclient gives the manager no parent: its log (the kernel's own stdout and stderr,
+        # autograder.kernel.terminal) would go to traitlets' global logger, which the runner's
+        # workers keep at WARNING; this step's log is the grading app's
+        km.log = self.log
         self._sandboxed = isinstance(km, SandboxedKernelManager) and not km.unsandboxed
         return km
 
@@ -160,6 +164,8 @@ class SandboxedExecute(OutputLimits, Execute):
             output_type="execute_result", execution_count=None, metadata={},
             data={"text/plain": repr(result.score)}))
         notebooks.set_score(cell, result.score, points)
+        if result.record is not None:
+            notebooks.set_record(cell, result.record.to_dict())
         for kind, reason in result.flags:
             notebooks.add_flag(cell, kind, f"{_label(cell, index)}: {reason}")
         if result.stopped is not None:
@@ -210,6 +216,11 @@ class SandboxedExecute(OutputLimits, Execute):
         self.log.warning("%s", reason)
 
     async def _async_handle_timeout(self, timeout: int, cell: NotebookNode | None = None):
+        # nbclient's on_cell_* hooks (on_cell_start, on_cell_execute, on_cell_complete,
+        # on_cell_executed, on_cell_error) are not called for a timeout, nor for a dead kernel
+        # (DeadKernelError), nor for hidden test cells (never sent to the kernel), so the flags
+        # are set here and in preprocess_cell; nbgrader's Execute already uses on_cell_executed
+        # as a method of its own. Pinned in tests/test_upstream_contract.py.
         label = "a cell" if cell is None else _label(cell, self.nb.cells.index(cell))
         reason = f"{label} ran longer than {timeout} s and was interrupted"
         if cell is not None:

@@ -12,17 +12,11 @@ Two limits, both on the trusted side:
   errors), ``_update_display_id`` (``update_display_data``, and a ``display_data`` that reuses a
   display id, both of which replace earlier outputs in place and bypass ``output()``), and comm
   messages (widget state, which nbclient stores in the notebook's metadata);
-- **what the grader receives** (:class:`LimitedKernelClient`, the kernel client of
-  :class:`~autograder.kernel.sandbox.SandboxedKernelManager`): every socket it opens to the kernel
-  has ZeroMQ's ``ZMQ_MAXMSGSIZE`` set to ``max_message_bytes``. libzmq reads a frame's size
-  before its body and drops a peer that announces a bigger one, so an oversized message is never
-  assembled, decoded or parsed in the grader: its memory stays bounded by the limit, whatever
-  the kernel's own limit is (measured: 1053 MB peak RSS without the limit, 132-147 MB with it,
-  for one 300 MiB display message). Only the iopub socket (outputs) has the limit. A refused
-  message is counted (a socket monitor sees the disconnect) and flagged
-  ``Flag [refused-output]: ...`` in the cell that was running. ZeroMQ reconnects by itself, but
-  in practice (libzmq 4.3, ipykernel 6) the cell's remaining messages do not arrive: the cell
-  then ends as a timeout (``cell-timeout``), the kernel is stopped and later cells are not run.
+- **what the grader receives** is bounded before any of it is assembled here: see
+  :mod:`autograder.kernel.channels` (a cap on every message's total size, per channel, and on
+  what waits unread). What it refused while a cell ran is flagged
+  ``Flag [refused-output]: ...`` in that cell; the refused message is simply not there, so the
+  cell goes on and later cells run.
 
 Sizes are characters of text (for text fields) as they will be stored in the notebook.
 """
@@ -31,12 +25,10 @@ from __future__ import annotations
 
 import typing as t
 
-import zmq
-from jupyter_client.asynchronous.client import AsyncKernelClient
 from nbformat.notebooknode import NotebookNode
 from traitlets import HasTraits, Integer
-from zmq.utils.monitor import parse_monitor_message
 
+from autograder.kernel.channels import BoundedChannels, describe
 from autograder.notebooks import add_flag, flag_line
 
 MiB = 1024**2
@@ -136,6 +128,9 @@ class OutputLimits(HasTraits):
     def _update_display_id(self, display_id: str, msg: dict[str, t.Any]) -> None:
         """nbclient's in-place display update, refused when the outputs it would replace,
         grown to the new size, no longer fit their cells' or the notebook's limit."""
+        # no supported seam: nbclient's on_cell_* hooks see a cell, not its messages, and an
+        # update bypasses output(); the private method is pinned in
+        # tests/test_upstream_contract.py
         targets = self._display_id_map.get(display_id, {})
         size = _text_size(msg.get("content", {}), "display_data")
         growth: dict[int, int] = {}
@@ -166,11 +161,9 @@ class OutputLimits(HasTraits):
     def _flag_truncation(self, cell: NotebookNode, index: int) -> None:
         """After a cell: flag what was dropped or refused while it ran."""
         dropped = self._dropped.pop(index, 0) + self._dropped.pop(-1, 0)
-        refused = self.kc.refused_messages() if isinstance(self.kc, LimitedKernelClient) else 0
-        stopped = getattr(self, "_stopped", None) or ""
-        if refused and not stopped.startswith("the kernel died"):  # a dead kernel disconnects too
-            reason = (f"{label(cell, index)}: the kernel sent {refused} message(s) larger than "
-                      f"the {self.kc.max_message_bytes // MiB} MiB limit; they were refused")
+        refused = refusals(self.kc, self.km)
+        if refused:
+            reason = f"{label(cell, index)}: {describe(refused)}"
             add_flag(cell, "refused-output", reason)
             self._insert_first(cell, index, stream_output(flag_line("refused-output", reason)
                                                           + "\n"))
@@ -194,52 +187,21 @@ class OutputLimits(HasTraits):
                 cell_map[index] = [i + 1 for i in cell_map[index]]
 
 
-class LimitedKernelClient(AsyncKernelClient):
-    """jupyter_client's asynchronous kernel client, whose sockets refuse messages larger than
-    :attr:`max_message_bytes` (``ZMQ_MAXMSGSIZE``) and count the refusals."""
+def refusals(*connections: t.Any) -> list:
+    """What the relays of ``connections`` refused since the last call.
 
-    max_message_bytes = Integer(
-        32 * MiB, help="Largest message accepted from the kernel, bytes (ZMQ_MAXMSGSIZE)."
-    ).tag(config=True)
+    Parameters
+    ----------
+    *connections : object
+        A kernel client, its manager; those without bounded channels
+        (:class:`autograder.kernel.channels.BoundedChannels`) contribute nothing.
 
-    def _create_connected_socket(self, channel: str, identity: bytes | None = None):
-        # the option must be set before connect(); jupyter_client sets its own and connects in
-        # one step, so the context default (applied to every socket it creates) is used
-        self.context.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes if channel == "iopub"
-                                else -1)
-        try:
-            sock = super()._create_connected_socket(channel, identity)
-        finally:
-            self.context.setsockopt(zmq.MAXMSGSIZE, -1)
-        if channel != "iopub":
-            return sock
-        if not hasattr(self, "_monitors"):
-            self._monitors: list[zmq.Socket] = []
-        monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
-        self._monitors.append(zmq.Socket.shadow(monitor.underlying))
-        self._monitor_owners = [*getattr(self, "_monitor_owners", []), monitor]
-        return sock
-
-    def refused_messages(self) -> int:
-        """How many times a socket dropped the kernel since the last call (oversized messages;
-        also a kernel that died, which the Execute step flags by itself)."""
-        count = 0
-        for monitor in getattr(self, "_monitors", []):
-            while True:
-                try:
-                    event = parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))
-                except zmq.Again:
-                    break
-                except zmq.ZMQError:
-                    break
-                count += event["event"] == zmq.EVENT_DISCONNECTED
-        return count
-
-    def stop_channels(self) -> None:
-        for sock in getattr(self, "_monitor_owners", []):
-            sock.close(linger=0)
-        self._monitors, self._monitor_owners = [], []
-        super().stop_channels()
+    Returns
+    -------
+    list of autograder.kernel.relay.Refusal
+        In the order of ``connections``.
+    """
+    return [r for c in connections if isinstance(c, BoundedChannels) for r in c.refusals()]
 
 
-__all__ = ["LimitedKernelClient", "OutputLimits", "label", "stream_output"]
+__all__ = ["OutputLimits", "label", "refusals", "stream_output"]

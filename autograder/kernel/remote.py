@@ -10,14 +10,16 @@ student's function and sends back plain data only. The check, the reference and 
 value stay in this process, out of reach of the student's code; what the kernel sends is decoded
 as untrusted input and is only ever compared.
 
-The score and the report (what the check printed) become the cell's outputs and its trusted
-metadata (:func:`autograder.notebooks.set_score`). A flag (``refused-output``, ``cell-timeout``,
-``kernel-died``) is recorded by this side only.
+The check's record (:class:`autograder.record.CheckRecord`: parts, diagnoses, notes, flags) and
+its score go into the cell's trusted metadata (:func:`autograder.notebooks.set_record`); the
+cell's printed output is the record's rendering, never text the check or the student printed. A
+flag (``refused-output``, ``cell-timeout``, ``kernel-died``) is recorded by this side only.
 """
 
 from __future__ import annotations
 
 import ast
+import asyncio
 import contextlib
 import io
 import json
@@ -30,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from autograder.kernel import shim
+from autograder.record import CheckRecord, render
 
 #: How a hidden test cell imports its check.
 CHECKS_MODULE = "autograder.checks"
@@ -124,7 +127,10 @@ class KernelChannel:
         from jupyter_core.utils import run_sync
 
         self.calls += 1
-        response = run_sync(self._request)(payload)
+        try:
+            response = run_sync(self._request)(payload)
+        finally:
+            self._note_refusals()
         if response.get("tampering"):
             self.flags.append(("tampering", "the kernel answered a request it was not sent"))
         guard = response.get("guard")
@@ -138,7 +144,20 @@ class KernelChannel:
         """The flags of this check that score it 0 (tampering, and the guard's zero kinds)."""
         return [f for f in self.flags if f[0] in ZERO_KINDS]
 
+    def _note_refusals(self) -> None:
+        """Flag what the kernel client's relays refused during the call (see
+        :mod:`autograder.kernel.channels`): the answer it was waiting for, if that was it."""
+        from autograder.kernel.channels import describe
+        from autograder.kernel.output_limits import refusals
+
+        refused = refusals(self.client.kc, self.client.km)
+        if refused:
+            self.flags.append(("refused-output", describe(refused)))
+
     async def _request(self, payload: dict) -> dict:
+        """Every wait here is bounded: the replies by the check's deadline (then the kernel is
+        interrupted, and given :data:`INTERRUPT_GRACE` more), the kernel manager's calls and
+        the execute reply after "idle" by :data:`INTERRUPT_GRACE` each."""
         kc, km = self.client.kc, self.client.km
         code = (f"__import__('autograder.kernel.shim', fromlist=['serve'])"
                 f".serve({json.dumps(json.dumps(payload))})")
@@ -153,37 +172,51 @@ class KernelChannel:
                     raise KernelGone("cell-timeout", "the kernel did not stop when interrupted "
                                      "and was shut down", stopped=True)
                 interrupted = True
-                await km.interrupt_kernel()
+                await _bounded(km.interrupt_kernel(), "interrupting it")
                 deadline = time.monotonic() + INTERRUPT_GRACE
                 continue
             try:
                 msg = await kc.get_iopub_msg(timeout=min(remaining, 0.5))
             except queue.Empty:
-                if not await km.is_alive():
+                if not await _bounded(km.is_alive(), "asking whether it lives"):
                     raise KernelGone("kernel-died", "the kernel died", stopped=True) from None
                 continue
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            parent = msg.get("parent_header")
+            if not isinstance(parent, dict) or parent.get("msg_id") != msg_id:
                 continue
-            kind, content = msg.get("msg_type"), msg.get("content", {})
-            if kind == "display_data" and response is None:
-                response = self._parse(content.get("data", {}).get(shim.MIME), payload["id"])
+            kind, content = msg.get("msg_type"), msg.get("content")
+            content = content if isinstance(content, dict) else {}
+            data = content.get("data")
+            if kind == "display_data" and response is None and isinstance(data, dict):
+                response = self._parse(data.get(shim.MIME), payload["id"])
             elif kind == "status" and content.get("execution_state") == "idle":
                 break
-        await self._drain_reply(msg_id)
+        if not await self._drain_reply(msg_id):
+            raise KernelGone("cell-timeout", f"the kernel said the call of {payload['fn']} was "
+                             f"over but sent no reply within {INTERRUPT_GRACE:g} s; it was "
+                             "stopped", stopped=True)
         if interrupted:
             raise KernelGone("cell-timeout", f"a call of {payload['fn']} ran past the "
                              f"{self.timeout:g} s limit and was interrupted", stopped=False)
         if response is None:
-            raise Refused(f"{payload['fn']} gave no answer the grader could read (did the "
-                          "notebook replace IPython's display machinery?)")
+            raise Refused(f"{payload['fn']} gave no answer the grader could read (too large, "
+                          "or the notebook replaced IPython's display machinery)")
         return response
 
-    async def _drain_reply(self, msg_id: str) -> None:
-        with contextlib.suppress(queue.Empty):
-            while True:
-                reply = await self.client.kc.get_shell_msg(timeout=INTERRUPT_GRACE)
-                if reply.get("parent_header", {}).get("msg_id") == msg_id:
-                    return
+    async def _drain_reply(self, msg_id: str) -> bool:
+        """Read shell messages until the reply to ``msg_id``, for at most
+        :data:`INTERRUPT_GRACE` seconds in all (a kernel can send other messages for ever);
+        whether it came."""
+        deadline = time.monotonic() + INTERRUPT_GRACE
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                reply = await self.client.kc.get_shell_msg(timeout=remaining)
+            except queue.Empty:
+                return False
+            parent = reply.get("parent_header")
+            if isinstance(parent, dict) and parent.get("msg_id") == msg_id:
+                return True
+        return False
 
     @staticmethod
     def _parse(text: Any, nonce: str) -> dict:
@@ -198,6 +231,15 @@ class KernelChannel:
         return response
 
 
+async def _bounded(awaitable: Any, doing: str) -> Any:
+    """Await a kernel manager's call for at most :data:`INTERRUPT_GRACE` seconds."""
+    try:
+        return await asyncio.wait_for(awaitable, INTERRUPT_GRACE)
+    except TimeoutError:
+        raise KernelGone("cell-timeout", f"the kernel manager did not answer within "
+                         f"{INTERRUPT_GRACE:g} s when {doing}", stopped=True) from None
+
+
 class KernelFunction:
     """Stands for the student's function ``name`` in the kernel; calling it is a request.
 
@@ -210,8 +252,13 @@ class KernelFunction:
     def __init__(self, channel: KernelChannel, name: str):
         self.channel = channel
         self.__name__ = self.__qualname__ = name
-        #: Warnings and stderr of the last call, for the check's report.
-        self.notes: list[str] = []
+        #: What the last call printed and warned (raw, capped; the check quotes it in its
+        #: record): ``{"warnings": [...], "stdout": str, "stderr": str}``.
+        self.output: dict[str, Any] = {}
+        #: Notebook functions to watch during the next call, and those the last call called
+        #: (a check's callees: autograder/checks/carried.py).
+        self.watch: tuple[str, ...] = ()
+        self.called: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         return f"<student function {self.__name__} in the kernel>"
@@ -225,13 +272,18 @@ class KernelFunction:
     def __call__(self, *args: Any) -> Any:
         nonce = secrets.token_hex(8)
         payload = {"id": nonce, "fn": self.__name__, "args": [self._argument(a) for a in args]}
+        if self.watch:
+            payload["watch"] = list(self.watch)
         response = self.channel.request(payload)
-        self.notes = [f"{self.__name__} emitted a warning: {w}"
-                      for w in response.get("warnings", []) if isinstance(w, str)][:20]
-        for stream, verb in (("stdout", "printed"), ("stderr", "wrote to stderr")):
+        warned = response.get("warnings")
+        self.output = {"warnings": [w[:shim.MAX_TEXT] for w in warned[:20] if isinstance(w, str)]
+                       if isinstance(warned, list) else []}
+        for stream in ("stdout", "stderr"):
             text = response.get(stream)
-            if isinstance(text, str) and text.strip():
-                self.notes.append(f"{self.__name__} {verb}: {text.strip()[:1000]!r}")
+            self.output[stream] = text[:shim.MAX_TEXT] if isinstance(text, str) else ""
+        called = response.get("called")
+        self.called = tuple(n for n in called if n in self.watch) \
+            if isinstance(called, list) else ()
         if "missing" in response:
             raise remote_exception({"type": "NameError", "bases": ["NameError"],
                                     "message": f"name {self.__name__!r} is not defined in the "
@@ -243,10 +295,14 @@ class KernelFunction:
         try:
             value = shim.decode(response["value"])
             after = response.get("after", [])
-            for original, now in zip(args, after if isinstance(after, list) else [],
-                                     strict=False):
+            kept = response.get("kept", [])
+            kept = kept if isinstance(kept, list) else []
+            for i, (original, now) in enumerate(zip(args, after if isinstance(after, list)
+                                                     else [], strict=False)):
                 if now is not None:
-                    _write_back(original, shim.decode(now))
+                    keys = kept[i] if i < len(kept) and isinstance(kept[i], list) else []
+                    _write_back(original, shim.decode(now), {k for k in keys
+                                                             if isinstance(k, str)})
         except (shim.NotPlainData, RecursionError, ValueError, TypeError) as exc:
             self._refuse(f"{self.__name__} returned {exc}")
         return value
@@ -266,16 +322,21 @@ class KernelFunction:
         return shim.encode(value)
 
 
-def _write_back(original: Any, now: Any) -> None:
-    """Make ``original`` (the check's argument) what the kernel's copy became."""
+def _write_back(original: Any, now: Any, kept: set[str] = frozenset()) -> None:
+    """Make ``original`` (the check's argument) what the kernel's copy became.
+
+    In a dict, the arrays the call changed in place (``kept``: the same object before and
+    after, as the shim saw it) are changed in place here too; a value the call stored anew is
+    stored anew, and the array it replaced is left as it was, as in the kernel.
+    """
     if isinstance(original, np.ndarray) and isinstance(now, np.ndarray):
         if original.shape == now.shape and original.flags.writeable:
             with np.errstate(all="ignore"):
                 original[...] = now.astype(original.dtype, copy=False)
     elif isinstance(original, dict) and isinstance(now, dict):
-        for key, value in now.items():  # arrays keep their identity when updated in place
+        for key, value in now.items():
             old = original.get(key)
-            if (isinstance(old, np.ndarray) and isinstance(value, np.ndarray)
+            if (key in kept and isinstance(old, np.ndarray) and isinstance(value, np.ndarray)
                     and old.shape == value.shape and old.dtype == value.dtype):
                 old[...] = value
                 now[key] = old
@@ -324,12 +385,14 @@ def parse_hidden_cell(source: str) -> HiddenCall | None:
 
 @dataclass
 class HiddenResult:
-    """What the trusted side writes into a hidden test cell."""
+    """What the trusted side writes into a hidden test cell: the printed report (a rendering of
+    ``record``), the score, the flags, and the check's record as data."""
 
     report: str
     score: float
     flags: list[tuple[str, str]]
     stopped: KernelGone | None = None
+    record: CheckRecord | None = None
 
 
 def load_check_files(paths) -> dict[str, Any]:
@@ -375,29 +438,41 @@ def run_hidden_cell(source: str, points: float, channel: KernelChannel,
     known = {name: getattr(checks, name) for name in checks.__all__} | dict(extra or {})
     check = known.get(call.check) if call else None
     if call is None or not callable(check):
-        return HiddenResult("This test cell is not a hidden check the grader knows; it scores 0 "
-                            "(tell the instructor).\n", 0.0, [])
+        record = CheckRecord(function=call.check if call else "this test cell",
+                             points=float(points), score=0.0, notes=[
+                                 "this test cell is not a hidden check the grader knows; it "
+                                 "scores 0 (tell the instructor)"])
+        return HiddenResult(render(record), 0.0, [], record=record)
     args = [KernelFunction(channel, v) if kind == "name" else v for kind, v in call.args]
     channel.start_check()
-    out = io.StringIO()
+    out = io.StringIO()  # the check prints its report; the record is what counts
     stopped = None
     try:
         with contextlib.redirect_stdout(out):
             score = check(*args)
+        record = getattr(score, "record", None)
     except KernelGone as exc:
         stopped, score = exc, 0.0
-        out.write(f"\nThis check stopped: {exc.reason}. It scores 0.\n")
+        record = getattr(exc, "record", None)
+        if record is not None:
+            record.stopped = f"{exc.reason}; the kernel is not answering"
     if not isinstance(score, (int, float)) or isinstance(score, bool) or not np.isfinite(score):
         score = 0.0
     score = float(min(max(score, 0.0), float(points)))
     zeroed = channel.zeroed()
+    legacy = record is None  # a course's own check that makes no record: its printed text
+    if legacy:
+        record = CheckRecord(function=call.check, points=float(points), score=score,
+                             stopped=stopped.reason if stopped is not None else "")
     if zeroed and score > 0:
-        out.write(f"  This check scores 0: the grader flagged {zeroed[0][0].replace('-', ' ')} "
-                  f"({zeroed[0][1]}). The instructor will review it.\n")
+        record.zeroed = f"the grader flagged {zeroed[0][0].replace('-', ' ')} ({zeroed[0][1]})"
         score = 0.0
+    record.score = score
     flags = list(channel.flags)
-    for kind, reason in flags:
-        out.write(f"  Flag [{kind}]: {reason}\n")
+    record.flags = [[kind, " ".join(str(reason).split())] for kind, reason in flags]
     if stopped is not None:
         flags.append((stopped.kind, stopped.reason))
-    return HiddenResult(out.getvalue(), score, flags, stopped)
+    report = render(record)
+    if legacy:
+        report = out.getvalue() + "\n".join(report.splitlines()[1:]) + "\n"
+    return HiddenResult(report, score, flags, stopped, record)

@@ -36,7 +36,15 @@ user, so the kernel never runs as root:
 
 Opting out: ``BN_UNSANDBOXED=1`` runs the same kernel command without the sandbox (over loopback
 TCP), with a warning on stderr and a ``sandbox-off`` flag in each autograded notebook.
-Without it, grading refuses to start when the sandbox cannot (:func:`check_sandbox`).
+Without it, grading refuses to start when the sandbox cannot (:func:`check_sandbox`). The one
+exception is a learner's own Validate (:func:`~autograder.kernel.availability.validating_own_notebook`):
+their own notebook on their own machine runs without the sandbox, said in one log line.
+
+Sandboxed or not, a kernel keeps its libraries' caches and settings (matplotlib, fontconfig,
+IPython) in folders of its own (:func:`~autograder.kernel.bwrap.private_dirs_env`), seeded with
+the grader's matplotlib font cache, which is built before the first kernel starts
+(:func:`~autograder.kernel.bwrap.matplotlib_font_caches`): a library building its cache is never
+recorded against the student.
 
 The command line is built in :mod:`autograder.kernel.bwrap`; whether the sandbox can start, and
 ``BN_UNSANDBOXED``, in :mod:`autograder.kernel.availability`. Their public names are also
@@ -46,23 +54,27 @@ importable from here.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import typing as t
 from pathlib import Path
 
+from jupyter_client.localinterfaces import localhost
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Bool, DottedObjectName, Integer, List, Type, Unicode, default
 
 from autograder.course_dir import ROOT, is_inside
 from autograder.kernel.availability import (
     UNSANDBOXED_ENV,
+    VALIDATE_UNSANDBOXED_NOTE,
     RootUserNamespace,
     SandboxUnavailableError,
     check_sandbox,
     chown_tree,
     describe_exit,
     unsandboxed_requested,
+    validating_own_notebook,
     warn_unsandboxed,
 )
 from autograder.kernel.bwrap import (
@@ -74,9 +86,11 @@ from autograder.kernel.bwrap import (
     bwrap_command,
     holds_hidden_half,
     matplotlib_font_caches,
+    private_dirs_env,
     python_paths,
     sandbox_env,
 )
+from autograder.kernel.channels import BoundedChannels
 from autograder.kernel.scratch import copy_regular_tree, remove_tree
 from autograder.kernel.terminal import KernelOutputPump
 
@@ -88,7 +102,7 @@ __all__ = [
 ]
 
 
-class SandboxedKernelManager(AsyncKernelManager):
+class SandboxedKernelManager(BoundedChannels, AsyncKernelManager):
     """An ``AsyncKernelManager`` whose kernel runs in the bubblewrap sandbox.
 
     Select it in ``nbgrader_config.py`` (``c.Execute.kernel_manager_class``) and configure it
@@ -101,11 +115,22 @@ class SandboxedKernelManager(AsyncKernelManager):
     interpreter.
     """
 
-    # its sockets refuse oversized messages, so the grader's memory stays bounded
-    # (autograder.kernel.output_limits)
-    client_class = DottedObjectName("autograder.kernel.output_limits.LimitedKernelClient",
+    # Why not a kernel provisioner (jupyter_client's supported seam for how a kernel process
+    # starts: KernelProvisionerBase.pre_launch/launch_kernel/cleanup)? A provisioner is chosen
+    # per kernelspec (metadata.kernel_provisioner) or by KernelProvisionerFactory's default,
+    # through the "jupyter_client.kernel_provisioners" entry points: the sandbox would hang on
+    # package metadata and on whichever kernelspec a notebook names, not on the one class that
+    # nbgrader_config.py names and autograder.kernel.trusted_config checks before grading. The
+    # manager also keeps what a provisioner does not own: the run directory reused across a
+    # restart, the ipc connection file in it, the client class and the relay of its control
+    # socket. The private methods overridden here are pinned in tests/test_upstream_contract.py.
+    #
+    # its sockets, and the manager's own control socket (BoundedChannels), go through a relay
+    # that refuses oversized messages, so the grader's memory stays bounded
+    # (autograder.kernel.channels)
+    client_class = DottedObjectName("autograder.kernel.channels.LimitedKernelClient",
                                     config=True)
-    client_factory = Type("autograder.kernel.output_limits.LimitedKernelClient",
+    client_factory = Type("autograder.kernel.channels.LimitedKernelClient",
                           klass="jupyter_client.asynchronous.AsyncKernelClient", config=True)
     bwrap_path = Unicode("bwrap", help="The bubblewrap executable (name on PATH or path).").tag(
         config=True
@@ -161,6 +186,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         self._run_dir: Path | None = None
         self._userns: RootUserNamespace | None = None
         self._open_fds: list[int] = []  # passed to bwrap, closed once it has started
+        self._validating = False  # unsandboxed for a learner's own Validate (see check)
 
     @property
     def limits(self) -> Limits:
@@ -171,12 +197,29 @@ class SandboxedKernelManager(AsyncKernelManager):
             tmp_bytes=self.tmp_size,
         )
 
-    def check(self) -> None:
-        """Raise :class:`SandboxUnavailableError` unless the sandbox can start (or is off)."""
+    def check(self, cwd: Path | None = None) -> None:
+        """Raise :class:`SandboxUnavailableError` unless the sandbox can start (or is off).
+
+        Parameters
+        ----------
+        cwd : Path, optional
+            The folder the kernel is about to start in. When the sandbox cannot start and this
+            is a learner validating their own notebook (:func:`validating_own_notebook`), the
+            manager turns to running without it, says so in one log line, and does not raise.
+        """
         if self.unsandboxed:
-            warn_unsandboxed()
-        else:
+            if not self._validating:
+                warn_unsandboxed()
+            return
+        try:
             check_sandbox(self.bwrap_path, self.sandbox_uid)
+        except SandboxUnavailableError:
+            if cwd is None or not validating_own_notebook(cwd, self.course_root):
+                raise
+            self._validating = True
+            self.unsandboxed = True
+            self.transport, self.ip = "tcp", localhost()  # no ipc sockets outside the sandbox
+            self.log.warning("%s", VALIDATE_UNSANDBOXED_NOTE)
 
     def exit_reason(self) -> str:
         """Why the kernel process ended, in plain words (see :func:`describe_exit`)."""
@@ -202,9 +245,11 @@ class SandboxedKernelManager(AsyncKernelManager):
         return extra
 
     async def _async_pre_start_kernel(self, **kw: t.Any) -> tuple[list[str], dict[str, t.Any]]:
-        self.check()
+        self.check(Path(kw.get("cwd") or os.getcwd()))
         if self.unsandboxed:
-            return await super()._async_pre_start_kernel(**kw)
+            kernel_cmd, kw = await super()._async_pre_start_kernel(**kw)
+            kw["env"] = self._unsandboxed_env(kw.get("env") or dict(os.environ))
+            return kernel_cmd, kw
         spec = self.kernel_spec
         if spec is not None:
             # bwrap starts the kernel in a new session, out of reach of jupyter_client's
@@ -226,6 +271,25 @@ class SandboxedKernelManager(AsyncKernelManager):
         except BaseException:
             self._release()
             raise
+
+    def _unsandboxed_env(self, environ: t.Mapping[str, str]) -> dict[str, str]:
+        """The environment of a kernel without the sandbox: the grader's, with the libraries'
+        folders of :func:`private_dirs_env` in a private temporary folder (removed with the
+        kernel), whose matplotlib folder holds a copy of the grader's font cache."""
+        if self._run_dir is None:  # a restart keeps the folder
+            # below /tmp where it exists: the guard counts writes there as the kernel's own
+            tmp = "/tmp" if os.path.isdir("/tmp") else None
+            self._run_dir = Path(tempfile.mkdtemp(prefix="bn-kernel-", dir=tmp))
+        env = {**environ, **private_dirs_env(self._run_dir)}
+        # as in the sandbox: no bytecode written beside the course's modules (the scratch
+        # course's course/__pycache__), a write the guard would charge to the student's import
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        fonts = Path(env["MPLCONFIGDIR"])
+        fonts.mkdir(exist_ok=True)
+        for font_cache in matplotlib_font_caches():
+            if not (fonts / font_cache.name).exists():
+                shutil.copyfile(font_cache, fonts / font_cache.name)
+        return env
 
     def _scratch(self, cwd: Path) -> Path:
         """The kernel's private copy of ``cwd`` (``<run dir>/work``), made on first start.
@@ -314,8 +378,9 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     def _release(self) -> None:
         """Remove the run directory (scratch copy included, whatever the kernel left in it),
-        close passed fds."""
+        close passed fds and the relay of the manager's control socket."""
         self._close_fds()
+        self.close_relay()
         if self._run_dir is not None:
             run_dir, self._run_dir = self._run_dir, None
             try:

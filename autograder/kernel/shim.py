@@ -7,7 +7,10 @@ notebook's namespace, decodes the arguments, calls it, and publishes the respons
 ``display_data`` message of type :data:`MIME`:
 
 - the returned value, the arguments as they are after the call (a function may write into
-  ``bn_param``), what the function printed and the warnings it raised; or
+  ``bn_param``) and which arrays of a dict argument it changed in place rather than stored anew
+  (``kept``), what the function printed and the warnings it raised, and which of the notebook
+  functions named in the request's ``watch`` it called (``called``: a check's error carried
+  forward, autograder/checks/carried.py); or
 - the exception it raised (type, builtin base classes, message, line); or
 - a refusal, when the value is not plain data ("batchnorm_forward returned a MyArray; return a
   numpy array").
@@ -237,18 +240,23 @@ def _call(request: dict, namespace: dict) -> dict:
     if not callable(fn):
         return {"refused": f"{name} is a {_type_name(fn)}, not a function"}
     args = [_argument(a, namespace) for a in request["args"]]
+    arrays = [{k: v for k, v in a.items() if type(v) is np.ndarray} if type(a) is dict else {}
+              for a in args]  # to tell an array changed in place from one stored anew
     out, err = io.StringIO(), io.StringIO()
+    called: set[str] = set()
     with warnings.catch_warnings(record=True) as caught, np.errstate(all="warn"):
         warnings.simplefilter("always")
         try:
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+                    _watching(namespace, request.get("watch"), name, called):
                 value = fn(*args)
         except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt and SystemExit too
             return {"error": _error(exc), "stdout": out.getvalue()[:MAX_TEXT],
-                    "stderr": err.getvalue()[:MAX_TEXT]}
-    notes = sorted({f"{w.category.__name__}: {w.message}" for w in caught})[:20]
+                    "stderr": err.getvalue()[:MAX_TEXT], "called": sorted(called)}
+    notes = sorted({f"{w.category.__name__}: {w.message}"[:MAX_TEXT] for w in caught})[:20]
     response: dict[str, Any] = {"stdout": out.getvalue()[:MAX_TEXT],
-                                "stderr": err.getvalue()[:MAX_TEXT], "warnings": notes}
+                                "stderr": err.getvalue()[:MAX_TEXT], "warnings": notes,
+                                "called": sorted(called)}
     try:
         response["value"] = encode(value)
     except NotPlainData as exc:
@@ -262,7 +270,30 @@ def _call(request: dict, namespace: dict) -> dict:
         except NotPlainData as exc:
             return {"refused": f"{name} put {exc} into one of its arguments"}
     response["after"] = after
+    response["kept"] = [sorted(k for k, v in before.items() if a.get(k) is v)
+                        if type(a) is dict else [] for a, before in zip(args, arrays, strict=True)]
     return response
+
+
+@contextlib.contextmanager
+def _watching(namespace: dict, watch: Any, caller: str, called: set):
+    """For the call: the notebook functions named in ``watch`` (the graded function's callees)
+    are wrapped so that ``called`` collects those that ran; restored after."""
+    saved = {}
+    for name in watch if type(watch) is list else []:
+        original = namespace.get(name) if type(name) is str and name != caller else None
+        if callable(original):
+            saved[name] = original
+
+            def spy(*a, _original=original, _name=name, **k):
+                called.add(_name)
+                return _original(*a, **k)
+
+            namespace[name] = spy
+    try:
+        yield
+    finally:
+        namespace.update(saved)
 
 
 def serve(request_json: str) -> None:

@@ -1,8 +1,8 @@
 """Hidden reference solutions: every graded function, same name and signature as the notebooks.
 
-One module per assignment: :mod:`.standardization` (01), :mod:`.batchnorm` (02 and 03),
-:mod:`.experiments` (04), :mod:`.beyond` (05); this facade keeps ``from autograder.reference
-import batchnorm_forward`` working. Only the trusted side imports it: it is never mounted into
+One module per assignment: :mod:`.standardization` (01), :mod:`.batchnorm` (02 and 03, with
+:mod:`.backward_stages` for 03's staged derivation), :mod:`.experiments` (04), :mod:`.beyond`
+(05); this facade keeps ``from autograder.reference import batchnorm_forward`` working. Only the trusted side imports it: it is never mounted into
 the sandbox.
 
 BatchNorm follows PyTorch's ``torch.nn.BatchNorm1d`` / ``BatchNorm2d`` semantics exactly
@@ -14,12 +14,18 @@ Algorithm 1 of Ioffe & Szegedy (2015), arXiv:1502.03167.
 
 from __future__ import annotations
 
+from autograder.reference.backward_stages import (
+    batch_stats_backward,
+    dx_through_mean,
+    dx_through_var,
+    normalize_backward,
+    scale_shift_backward,
+)
 from autograder.reference.batchnorm import (
     batch_stats,
     batchnorm_backward,
     batchnorm_backward_alt,
     batchnorm_forward,
-    fixed_backward_dgamma,
     fixed_backward_dvar,
     fixed_backward_inv_n,
     normalize,
@@ -57,10 +63,14 @@ __all__ = [
     "batchnorm_forward",
     "spatial_batchnorm_forward",
     "numerical_gradient",
+    "scale_shift_backward",
+    "normalize_backward",
+    "batch_stats_backward",
     "batchnorm_backward",
+    "dx_through_var",
+    "dx_through_mean",
     "batchnorm_backward_alt",
     "spatial_batchnorm_backward",
-    "fixed_backward_dgamma",
     "fixed_backward_inv_n",
     "fixed_backward_dvar",
     "affine_bn_relu_forward",

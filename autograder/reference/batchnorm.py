@@ -381,16 +381,8 @@ def spatial_batchnorm_backward(dout, cache):
 
 # --------------------------------------------------------------------------- 03 bug hunt, fixed
 # Each bug-hunt exercise asks for the buggy function with its one mistake fixed. A fixed function
-# *is* a correct BatchNorm backward, so the reference for all three is batchnorm_backward; the
+# *is* a correct BatchNorm backward, so the reference for both is batchnorm_backward; the
 # notebook's solutions show each fix in the style of the buggy code.
-def fixed_backward_dgamma(dout, cache):
-    """Bug hunt 1, fixed: dgamma and dbeta summed over the batch (MISCONCEPTIONS M15).
-
-    Same contract, shapes and errors as :func:`batchnorm_backward` (train mode).
-    """
-    return batchnorm_backward(dout, cache)
-
-
 def fixed_backward_inv_n(dout, cache):
     """Bug hunt 2, fixed: the batch mean divides by N, not by D (MISCONCEPTIONS M16).
 

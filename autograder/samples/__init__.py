@@ -21,7 +21,7 @@ def unmet_expectations(expect: dict, score: float, max_score: float, diagnoses: 
     score, max_score : float
         Points from the autograded cells, and their maximum.
     diagnoses : set of str
-        Misconception ids found in the report or feedback (``autograder.checks.framework.diagnoses_in``).
+        Misconception ids the hidden checks recorded (``autograder.notebooks.diagnoses``).
     """
     problems = []
     if expect.get("full_marks"):

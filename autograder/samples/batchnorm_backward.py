@@ -1,10 +1,13 @@
 """Sample submissions for assignment 03 (the BatchNorm backward pass).
 
-ada: complete and correct, in her own style (the closed form inside ``batchnorm_backward``,
-``np.nditer`` in the numerical gradient, ``np.moveaxis`` for the spatial layout).
-ben: one typical mistake, x_hat in place of (x - mu) in dvar (M18).
-cyd: several mistakes: a one-sided difference that ignores dout (M19, M20), 1/D in the backward
-(M16), channels mixed by a bare reshape (M14), and bug 1 left unfixed (M15).
+ada: complete and correct, in her own style (``np.nditer`` in the numerical gradient, einsum
+sums, dvar written with x_hat and inv_std**2, means where the 1/N sums are, ``np.moveaxis`` for
+the spatial layout).
+ben: one typical mistake, x_hat in place of (x - mu) in normalize_backward's dvar (M18); his
+batchnorm_backward and spatial pass, which call it, inherit it.
+cyd: several mistakes: a one-sided difference that ignores dout (M19, M20), dgamma left per sample
+in scale_shift_backward as a published blog post has it (M15), 1/D in batch_stats_backward (M16),
+channels mixed by a bare reshape (M14); the closed form and bug 1 not attempted.
 dee: the untouched release notebook.
 """
 
@@ -27,15 +30,47 @@ def numerical_gradient(f, x, dout, h=1e-5):
     return grad
 '''
 
+_ADA_SCALE_SHIFT = '''
+def scale_shift_backward(dout, x_hat, gamma):
+    """gamma and beta touch every row of their column: sum over the batch."""
+    return dout * gamma, np.einsum("ij,ij->j", dout, x_hat), np.einsum("ij->j", dout)
+'''
+
+_ADA_NORMALIZE = '''
+def normalize_backward(dx_hat, x, mean, var, eps):
+    """Three partial derivatives of (x - mean) * r, with r = (var + eps)**-0.5."""
+    r = (var + eps) ** -0.5
+    xh = (x - mean) * r
+    dmean = -r * np.einsum("ij->j", dx_hat)
+    dvar = -0.5 * r**2 * np.einsum("ij,ij->j", dx_hat, xh)  # (x - mean) * r**3 = x_hat * r**2
+    return dx_hat * r, dmean, dvar
+'''
+
+_ADA_STATS = '''
+def batch_stats_backward(dmean, dvar, x):
+    """Every row gets 1/n of dmean, and dvar times d var / d x = 2 (x - mean) / n."""
+    n = len(x)
+    return (dmean + 2 * dvar * (x - x.mean(axis=0))) / n
+'''
+
 _ADA_BACKWARD = '''
 def batchnorm_backward(dout, cache):
-    """I went straight to the closed form."""
-    xh, g, r = cache["x_hat"], cache["gamma"], cache["inv_std"]
-    m = dout.shape[0]
-    db = np.sum(dout, axis=0)
-    dg = np.sum(dout * xh, axis=0)
-    dx = g * r * (dout - db / m - xh * dg / m)
-    return dx, dg, db
+    """My three stages, last one first."""
+    c = cache
+    d_xh, d_g, d_b = scale_shift_backward(dout, c["x_hat"], c["gamma"])
+    d_direct, d_mu, d_var = normalize_backward(d_xh, c["x"], c["mean"], c["var"], c["eps"])
+    return d_direct + batch_stats_backward(d_mu, d_var, c["x"]), d_g, d_b
+'''
+
+_ADA_VAR_PATH = '''
+def dx_through_var(dx_hat, x_hat, inv_std):
+    """1/N times a sum is a mean."""
+    return -inv_std * x_hat * np.mean(dx_hat * x_hat, axis=0)
+'''
+
+_ADA_MEAN_PATH = '''
+def dx_through_mean(dx_hat, inv_std):
+    return np.zeros_like(dx_hat) - inv_std * dx_hat.mean(axis=0)
 '''
 
 _ADA_ALT = '''
@@ -63,20 +98,14 @@ def _fixed(name: str, body: str) -> str:
     return f"def {name}(dout, cache):\n{body}"
 
 
-_FIX_DGAMMA = _fixed("fixed_backward_dgamma", '''    x_hat, gamma, inv_std = cache["x_hat"], cache["gamma"], cache["inv_std"]
-    N = dout.shape[0]
+_FIX_INV_N = _fixed("fixed_backward_inv_n", '''    x, mean, inv_std, gamma = cache["x"], cache["mean"], cache["inv_std"], cache["gamma"]
+    inv_n = 1.0 / x.shape[0]
     dbeta = dout.sum(axis=0)
-    dgamma = (dout * x_hat).sum(axis=0)
+    dgamma = (dout * cache["x_hat"]).sum(axis=0)
     dx_hat = dout * gamma
-    dx = inv_std / N * (N * dx_hat - dx_hat.sum(axis=0) - x_hat * (dx_hat * x_hat).sum(axis=0))
-    return dx, dgamma, dbeta
-''')
-_FIX_INV_N = _fixed("fixed_backward_inv_n", '''    x_hat, gamma, inv_std = cache["x_hat"], cache["gamma"], cache["inv_std"]
-    N = x_hat.shape[0]
-    inv_n = 1.0 / x_hat.shape[0]
-    dbeta = dout.sum(axis=0)
-    dgamma = (dout * x_hat).sum(axis=0)
-    dx = gamma * inv_std * inv_n * (N * dout - dbeta - x_hat * dgamma)
+    dmean = -inv_std * dx_hat.sum(axis=0)
+    dvar = -0.5 * inv_std**3 * (dx_hat * (x - mean)).sum(axis=0)
+    dx = dx_hat * inv_std + (dmean + 2.0 * dvar * (x - mean)) * inv_n
     return dx, dgamma, dbeta
 ''')
 _FIX_DVAR = _fixed("fixed_backward_dvar", '''    xmu, inv_std, gamma = cache["xmu"], cache["inv_std"], cache["gamma"]
@@ -91,31 +120,33 @@ _FIX_DVAR = _fixed("fixed_backward_dvar", '''    xmu, inv_std, gamma = cache["xm
 ''')
 
 _ADA_WRITTEN = {
-    "answer_bug_dgamma": "gamma multiplies every row, so its gradient is the sum over the batch of "
-                         "dout_i * x_hat_i; without the sum there is one row per sample, (N, D). dx "
-                         "uses gamma, not dgamma, so it still passes.",
-    "answer_bug_inv_n": "Dividing by D instead of N scales all of dx by N/D = 1.5, and a constant "
-                        "factor k gives relative error (k-1)/(k+1) = 0.2 in every entry. With N = D "
-                        "the factor is 1, so the bug is invisible.",
+    "answer_bug_inv_n": "inv_n is 1/D, the number of features, so the two terms that come back through "
+                        "the mean and the variance are N/D = 1.5 times too big (the direct term is "
+                        "fine) and the columns of dx stop summing to 0. With N = D the factor is 1, "
+                        "so the bug is invisible.",
     "answer_bug_dvar": "x_hat is (x - mu)/sqrt(var + eps), so the variance term is divided by the "
                        "std (3 here). When var + eps = 1 the two are equal and the check passes.",
 }
 
-# ben: a careful staged backward, except dvar uses x_hat (seed 000's slip).
+# ben: careful stages, except that normalize_backward's dvar uses x_hat (seed 000's slip).
+_BEN_NORMALIZE = '''
+def normalize_backward(dx_hat, x, mean, var, eps):
+    inv_std = 1.0 / np.sqrt(var + eps)
+    x_hat = (x - mean) * inv_std
+    dx = dx_hat * inv_std
+    dmean = -inv_std * dx_hat.sum(axis=0)
+    dvar = -0.5 * inv_std**3 * (dx_hat * x_hat).sum(axis=0)
+    return dx, dmean, dvar
+'''
 _BEN_BACKWARD = '''
 def batchnorm_backward(dout, cache):
-    xmu, inv_std, x_hat, gamma = cache["xmu"], cache["inv_std"], cache["x_hat"], cache["gamma"]
-    N = dout.shape[0]
-    dbeta = dout.sum(axis=0)
-    dgamma = (dout * x_hat).sum(axis=0)
-    dx_hat = dout * gamma
-    dvar = (dx_hat * x_hat).sum(axis=0) * -0.5 * inv_std**3
-    dxmu = dx_hat * inv_std + 2.0 * xmu * dvar / N
-    dmean = -dxmu.sum(axis=0)
-    return dxmu + dmean / N, dgamma, dbeta
+    x = cache["x"]
+    dx_hat, dgamma, dbeta = scale_shift_backward(dout, cache["x_hat"], cache["gamma"])
+    dx, dmean, dvar = normalize_backward(dx_hat, x, cache["mean"], cache["var"], cache["eps"])
+    return dx + batch_stats_backward(dmean, dvar, x), dgamma, dbeta
 '''
 
-# cyd: one-sided differences without dout; 1/D; bare reshape; bug 1 copied unchanged.
+# cyd: one-sided differences without dout; dgamma per sample; 1/D; bare reshape.
 _CYD_NUMGRAD = '''
 def numerical_gradient(f, x, dout, h=1e-5):
     grad = np.zeros_like(x)
@@ -127,14 +158,16 @@ def numerical_gradient(f, x, dout, h=1e-5):
         x[i] = old
     return grad
 '''
-_CYD_BACKWARD = '''
-def batchnorm_backward(dout, cache):
-    x_hat, gamma, inv_std = cache["x_hat"], cache["gamma"], cache["inv_std"]
-    N, D = dout.shape
+_CYD_SCALE_SHIFT = '''
+def scale_shift_backward(dout, x_hat, gamma):
     dbeta = dout.sum(axis=0)
-    dgamma = (dout * x_hat).sum(axis=0)
-    dx = gamma * inv_std / D * (N * dout - dbeta - x_hat * dgamma)
-    return dx, dgamma, dbeta
+    dgamma = dout * x_hat
+    return dout * gamma, dgamma, dbeta
+'''
+_CYD_STATS = '''
+def batch_stats_backward(dmean, dvar, x):
+    N, D = x.shape
+    return dmean / D + 2 * dvar * (x - x.mean(axis=0)) / D
 '''
 _CYD_SPATIAL = '''
 def spatial_batchnorm_backward(dout, cache):
@@ -142,23 +175,23 @@ def spatial_batchnorm_backward(dout, cache):
     dx, dgamma, dbeta = batchnorm_backward(dout.reshape(-1, C), cache)
     return dx.reshape(N, C, H, W), dgamma, dbeta
 '''
-_CYD_FIX_DGAMMA = _fixed("fixed_backward_dgamma", '''    x_hat, gamma, inv_std = cache["x_hat"], cache["gamma"], cache["inv_std"]
-    N = dout.shape[0]
-    dbeta = dout.sum(axis=0)
-    dgamma = dout * x_hat
-    dx_hat = dout * gamma
-    dx = inv_std / N * (N * dx_hat - dx_hat.sum(axis=0) - x_hat * (dx_hat * x_hat).sum(axis=0))
-    return dx, dgamma, dbeta
-''')
+
+_ADA_STAGES = {
+    "scale_shift_backward": _ADA_SCALE_SHIFT,
+    "normalize_backward": _ADA_NORMALIZE,
+    "batch_stats_backward": _ADA_STATS,
+    "batchnorm_backward": _ADA_BACKWARD,
+    "dx_through_var": _ADA_VAR_PATH,
+    "dx_through_mean": _ADA_MEAN_PATH,
+    "batchnorm_backward_alt": _ADA_ALT,
+}
 
 STUDENTS = {
     "ada": {
         "answers": {
             "numerical_gradient": _ADA_NUMGRAD,
-            "batchnorm_backward": _ADA_BACKWARD,
-            "batchnorm_backward_alt": _ADA_ALT,
+            **_ADA_STAGES,
             "spatial_batchnorm_backward": _ADA_SPATIAL,
-            "fixed_backward_dgamma": _FIX_DGAMMA,
             "fixed_backward_inv_n": _FIX_INV_N,
             "fixed_backward_dvar": _FIX_DVAR,
             **_ADA_WRITTEN,
@@ -168,10 +201,10 @@ STUDENTS = {
     "ben": {
         "answers": {
             "numerical_gradient": _ADA_NUMGRAD,
+            **_ADA_STAGES,
+            "normalize_backward": _BEN_NORMALIZE,
             "batchnorm_backward": _BEN_BACKWARD,
-            "batchnorm_backward_alt": _ADA_ALT,
             "spatial_batchnorm_backward": _ADA_SPATIAL,
-            "fixed_backward_dgamma": _FIX_DGAMMA,
             "fixed_backward_inv_n": _FIX_INV_N,
             "fixed_backward_dvar": _FIX_DVAR,
         },
@@ -180,9 +213,11 @@ STUDENTS = {
     "cyd": {
         "answers": {
             "numerical_gradient": _CYD_NUMGRAD,
-            "batchnorm_backward": _CYD_BACKWARD,
+            "scale_shift_backward": _CYD_SCALE_SHIFT,
+            "normalize_backward": _ADA_NORMALIZE,
+            "batch_stats_backward": _CYD_STATS,
+            "batchnorm_backward": _BEN_BACKWARD,
             "spatial_batchnorm_backward": _CYD_SPATIAL,
-            "fixed_backward_dgamma": _CYD_FIX_DGAMMA,
             "fixed_backward_dvar": _FIX_DVAR,
         },
         "expect": {

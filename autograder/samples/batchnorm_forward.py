@@ -30,8 +30,8 @@ def scale_shift(x_hat, gamma, beta):
     return np.add(np.multiply(x_hat, gamma), beta)
 '''
 
-# Ada computes in float64 and casts back, updates the running arrays in place (when they
-# already are float arrays of the right dtype) and keeps a lean cache.
+# Ada computes in float64 and casts back, stores new running arrays of the dtype the old ones
+# had (never updating the caller's arrays in place: M32) and keeps a lean cache.
 _ADA_BN = '''
 def batchnorm_forward(x, gamma, beta, bn_param):
     """BatchNorm1d forward. x (N, D), gamma/beta (D,), bn_param dict -> out (N, D), cache."""
@@ -52,10 +52,8 @@ def batchnorm_forward(x, gamma, beta, bn_param):
         mu = xd.mean(axis=0)
         var = xd.var(axis=0)
         rm, rv = bn_param["running_mean"], bn_param["running_var"]
-        rm *= 1 - m
-        rm += m * mu
-        rv *= 1 - m
-        rv += m * var * n / (n - 1)
+        bn_param["running_mean"] = ((1 - m) * rm + m * mu).astype(rm.dtype)
+        bn_param["running_var"] = ((1 - m) * rv + m * var * n / (n - 1)).astype(rv.dtype)
     else:
         mu = np.asarray(bn_param["running_mean"], dtype=np.float64)
         var = np.asarray(bn_param["running_var"], dtype=np.float64)

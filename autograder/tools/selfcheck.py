@@ -4,19 +4,25 @@ A self-learner (on Binder, or a laptop with the full repository) grades their ow
 way the instructor's ``nbgrader autograde`` would: same hidden checks, same diagnoses, same
 points. Nothing of the course directory changes:
 
-1. The notebook is read (never written) and recognized by its graded cells among
-   ``release/*/*.ipynb`` (any file name works). Locked cells that were edited or deleted are
-   restored from the release, as the instructor's grading would, and the output says so.
+1. The notebook is read (never written) through the front door (:mod:`autograder.kernel.
+   submission`: a regular file, within the size and JSON limits, oddly typed metadata cleaned)
+   and recognized by its graded cells among the course's own release notebooks, the one
+   ``nbgrader_config.ASSIGNMENTS`` names per assignment (any file name works; other files in
+   ``release/``, where a learner may keep copies or broken drafts, are never read). Locked cells
+   that were edited or deleted are restored from the release, as the instructor's grading
+   would, and the output says so.
 2. A scratch copy of what grading needs is made in a temporary folder (``nbgrader_config.py``,
-   ``course/``, ``autograder/``, ``data/``, ``source/<assignment>``, ``release/<assignment>``)
-   with the notebook as ``submitted/self-check/<assignment>/<notebook>``.
+   ``course/``, ``autograder/``, ``data/``, ``source/<assignment>``) with the repaired notebook
+   staged as ``submitted/self-check/<assignment>/<notebook>``.
 3. One child process runs nbgrader's own commands there, in process, so nbgrader is imported
    once: ``generate_assignment`` (which builds the scratch gradebook from ``source/``),
    ``autograde``, and ``generate_feedback`` when ``--html`` is given. The course's own
    ``gradebook.db``, ``submitted/``, ``autograded/`` and ``feedback/`` are never opened.
-4. The autograded notebook's test cells are read with :mod:`autograder.notebooks` and printed:
-   points, parts passed and failed, each diagnosis with the student's value beside the expected
-   one; written answers are listed as graded by a person.
+4. The autograded notebook's test cells are read with :mod:`autograder.notebooks`: each hidden
+   check's record (:func:`~autograder.notebooks.check_record`), never its printed text, gives
+   the points, the parts passed, partial and failed, each diagnosis with the student's value
+   beside the expected one, and the errors carried forward; written answers are listed as
+   graded by a person.
 
 Student code runs in the bubblewrap sandbox when it can start here
 (:func:`autograder.kernel.sandbox.check_sandbox`); otherwise without it (``BN_UNSANDBOXED=1``),
@@ -32,18 +38,18 @@ import argparse
 import importlib.util
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from autograder.course_dir import ROOT
-from autograder.notebooks import output_text, test_cells, trusted_flags, trusted_score
+from autograder.notebooks import check_record, test_cells, trusted_flags, trusted_score
+from autograder.record import FAILED, PARTIAL, PASSED
+from autograder.record import render as render_record
 
 #: What a course copy without the hidden half (a class release) gets.
 FULL_REPOSITORY = ("self-check needs the full course repository (for example on Binder); "
@@ -62,9 +68,6 @@ RESULT = "selfcheck.json"
 #: Seconds the child process may take (nbgrader's own per-cell timeout is 60 s).
 CHILD_TIMEOUT = 900
 
-_PART = re.compile(r"^\s*\[(ok  |FAIL)\] (.*)$")
-_DIAGNOSIS = re.compile(r"Diagnosis (M\d+):?\s*(.*)")
-_HEADER = re.compile(r"^\S+: [0-9.eE+-]+ / [0-9.eE+-]+ points?$")  # the check's own title line
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints")
 
 
@@ -83,6 +86,9 @@ class TestCellResult:
     failed: list[str] = field(default_factory=list)
     diagnoses: list[tuple[str, str]] = field(default_factory=list)  # (id, explanation)
     report: str = ""
+    partial: list[str] = field(default_factory=list)
+    #: "4 of 6 parts passed, 1 partial, 1 failed" (every part counted once).
+    summary: str = ""
 
 
 @dataclass
@@ -121,52 +127,68 @@ def require_full_course(root: Path) -> None:
         raise SelfCheckError(FULL_REPOSITORY)
 
 
-def require_json(path: Path) -> None:
-    """Raise :class:`SelfCheckError` unless ``path`` is a file holding well-formed JSON."""
-    if not path.is_file():
-        raise SelfCheckError(f"{path} does not exist or is not a file")
+def read_notebook_bytes(path: Path) -> bytes:
+    """The bytes of the learner's notebook at ``path``, read through the front door
+    (:func:`autograder.kernel.submission.read_path`: ``O_NOFOLLOW | O_NONBLOCK`` after an
+    ``lstat``, so a FIFO never blocks; a link the learner made to their own file is resolved
+    first), up to the notebook size limit.
+
+    Raises
+    ------
+    SelfCheckError
+        If it does not exist, is not a regular file, is too large or cannot be read.
+    """
+    from autograder.kernel.submission import MAX_NOTEBOOK_BYTES, RejectedSubmission, read_path
+
+    path = Path(os.path.realpath(path))
     try:
-        json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SelfCheckError(f"{path.name} is not a notebook: malformed JSON ({exc})") from None
+        return read_path(path, MAX_NOTEBOOK_BYTES)
+    except FileNotFoundError:
+        raise SelfCheckError(f"{path} does not exist or is not a file") from None
+    except (OSError, RejectedSubmission) as exc:
+        raise SelfCheckError(f"{path.name} cannot be checked: {exc}") from None
 
 
 def identify(path: Path, root: Path, name: str):
     """Read the notebook at ``path`` (called ``name``) and find the released notebook it is a
-    copy of, by its graded cells (at least half of the release's).
+    copy of, by its graded cells (at least half of the release's), among the course's own
+    (:func:`autograder.kernel.submission.named_releases`).
 
     Returns
     -------
     (nb, release, notes)
-        The notebook (with deleted locked cells put back when needed), its
-        :class:`~autograder.tools.runner.inspect.ReleaseNotebook`, and one line per edited or deleted
-        locked cell (nbgrader grades the instructor's version of each).
+        The notebook repaired against the release (deleted locked cells put back, grade cells'
+        metadata restored), its :class:`~autograder.kernel.submission.ReleaseNotebook`, and one
+        line per edited or deleted locked cell (nbgrader grades the instructor's version).
 
     Raises
     ------
     SelfCheckError
         If the file is not a readable notebook or is none of the course's.
     """
-    from autograder.tools.runner.inspect import (
-        _owner,
-        _read_notebook,
-        _tampering,
-        release_notebooks,
+    from autograder.kernel.submission import (
+        RejectedSubmission,
+        named_releases,
+        owner,
+        parse_notebook,
+        repair_notebook,
+        tampering,
     )
 
-    nb, error = _read_notebook(path)
-    if nb is None:
-        raise SelfCheckError(f"{name} is not a readable notebook ({error})")
-    released = release_notebooks(root)
-    owner = _owner(nb, released, assignment="")
-    if owner is None:
+    try:
+        nb = parse_notebook(read_notebook_bytes(path), name)
+    except RejectedSubmission as exc:
+        detail = str(exc).replace("is not a notebook (not JSON", "is not a notebook: malformed JSON")
+        raise SelfCheckError(f"{name} is not a readable notebook ({detail})") from None
+    releases = [r for found in named_releases(root).values() for r in found]
+    reference = owner(nb, releases)
+    if reference is None:
         raise SelfCheckError(
-            f"{name} is not one of the course's notebooks (release/*/*.ipynb): "
-            "self-check grades your copy of a released notebook")
-    reference = next(r for r in released if r.assignment == owner)
-    flags, repaired = _tampering(reference.name, nb, reference)
-    notes = [f"restored: {reason}" for kind, reason in flags if kind == "tampering"]
-    return (repaired if repaired is not None else nb), reference, notes
+            f"{name} is not one of the course's notebooks (release/<assignment>/<notebook> as "
+            "nbgrader_config.ASSIGNMENTS names it): self-check grades your copy of a released "
+            "notebook")
+    notes = [f"restored: {reason}" for kind, reason in tampering(nb, reference)]
+    return repair_notebook(nb, reference.notebook), reference, notes
 
 
 def sandbox_available() -> bool:
@@ -245,9 +267,10 @@ def grade_here(root: Path, scratch: Path, name: str, feedback: bool) -> dict:
     import nbformat
 
     nb, reference, notes = identify(scratch / INCOMING, root, name)
-    for folder in ("source", "release"):
-        shutil.copytree(root / folder / reference.assignment, scratch / folder / reference.assignment,
-                        ignore=_IGNORED)
+    # the instructor's source only: generate_assignment makes the scratch release from it, so
+    # no file of a learner's release folder reaches the grading
+    shutil.copytree(root / "source" / reference.assignment,
+                    scratch / "source" / reference.assignment, ignore=_IGNORED)
     if not sandbox_available():
         os.environ["BN_UNSANDBOXED"] = "1"  # nbgrader's kernel manager reads it
         notes.insert(0, UNSANDBOXED_NOTE)
@@ -324,26 +347,25 @@ def cell_score(cell) -> float:
 
 
 def parse_cell(cell) -> TestCellResult:
-    """Points, parts and diagnoses of one autograded test cell, from its check's printed report
-    (the ``[ok  ]``/``[FAIL]`` part lines, ``Diagnosis Mk: ...`` and yours/expected lines)."""
+    """Points, parts and diagnoses of one autograded test cell, from the record its hidden check
+    left in the trusted metadata (:func:`autograder.notebooks.check_record`); nothing is read
+    back from the printed output, which student text could imitate."""
     meta = cell["metadata"]["nbgrader"]
     result = TestCellResult(meta.get("grade_id", "?"), cell_score(cell), float(meta.get("points", 0)))
-    errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-    # the report is printed; the cell's value (its partial credit) and tracebacks are not shown
-    printed = output_text([{"outputs": [o for o in cell.get("outputs", [])
-                                        if o.get("output_type") == "stream"]}])
-    shown = []
-    for line in printed.splitlines():
-        part = _PART.match(line)
-        if part:
-            (result.passed if part.group(1) == "ok  " else result.failed).append(part.group(2))
-        diagnosis = _DIAGNOSIS.search(line)
-        if diagnosis and diagnosis.group(1) not in dict(result.diagnoses):
-            result.diagnoses.append((diagnosis.group(1), diagnosis.group(2).strip()))
-        if line.strip() and not _HEADER.match(line):
-            shown.append(line.rstrip())
-    shown += [f"{o.get('ename', '')}: {o.get('evalue', '')}" for o in errors]
-    result.report = textwrap.dedent("\n".join(shown))
+    record = check_record(cell)
+    if record is None:  # not run (a kernel that died before it): the trusted side said why
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        result.report = "\n".join(f"{o.get('ename', '')}: {o.get('evalue', '')}" for o in errors) \
+            or "this check left no record (it did not run)"
+        result.summary = "no parts ran"
+        return result
+    for part in record.parts:
+        {PASSED: result.passed, PARTIAL: result.partial, FAILED: result.failed}[part.status].append(
+            part.name)
+    explained = {d.id: d.explanation for d in reversed(record.diagnoses) if d.id}
+    result.diagnoses = [(mk, explained[mk]) for mk in record.diagnosis_ids]
+    result.summary = record.summary()
+    result.report = "\n".join(render_record(record).splitlines()[1:])  # the title line is ours below
     return result
 
 
@@ -387,10 +409,14 @@ def self_check(path: Path, html: Path | None = None, root: Path = ROOT) -> SelfC
     if importlib.util.find_spec("nbgrader") is None:
         raise SelfCheckError(f"nbgrader is not installed for {sys.executable}: run `make check "
                              "NB=...`, or activate the course's environment (.venv) first")
-    require_json(path)
+    data = read_notebook_bytes(path)
+    try:
+        json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise SelfCheckError(f"{path.name} is not a notebook: malformed JSON ({exc})") from None
     with tempfile.TemporaryDirectory(prefix="bn-selfcheck-") as tmp:
         scratch = make_scratch(root, Path(tmp))
-        shutil.copyfile(path, scratch / INCOMING)
+        (scratch / INCOMING).write_bytes(data)
         data = run_child(scratch, root, path.name, html is not None)
         if "error" in data:
             raise SelfCheckError(data["error"])
@@ -411,11 +437,13 @@ def render(result: SelfCheck) -> str:
     lines = [f"Self-check of {result.notebook} (assignment {result.assignment}), graded as "
              "nbgrader autograde grades it."]
     lines += [f"{note}" for note in result.notes]
+    if any(cell.partial for cell in result.cells):
+        lines.append("Parts: [ok  ] passed, [part] partial credit (some of its points), [FAIL] "
+                     "failed.")
     for cell in result.cells:
-        parts = len(cell.passed) + len(cell.failed)
-        summary = f"{len(cell.passed)} of {parts} parts passed" if parts else "no parts ran"
+        summary = cell.summary or "no parts ran"
         lines += ["", f"{cell.grade_id}: {cell.score:g} / {cell.points:g} points ({summary})"]
-        lines += [f"  {ln}" for ln in cell.report.splitlines()]
+        lines += [ln if ln.startswith("  ") else f"  {ln}" for ln in cell.report.splitlines()]
         if cell.diagnoses:
             lines.append("  diagnosed: " + ", ".join(m for m, _ in cell.diagnoses)
                          + " (explained in autograder/MISCONCEPTIONS.md)")

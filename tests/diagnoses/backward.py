@@ -1,16 +1,25 @@
-"""Fixtures for notebook 03 (BatchNorm backward): numerical_gradient, batchnorm_backward,
-batchnorm_backward_alt, spatial_batchnorm_backward and the three bug-hunt fixes.
+"""Fixtures for notebook 03 (BatchNorm backward): numerical_gradient, the three stages
+(scale_shift_backward, normalize_backward, batch_stats_backward), batchnorm_backward, the two path
+terms (dx_through_var, dx_through_mean), batchnorm_backward_alt, spatial_batchnorm_backward and
+the two bug-hunt fixes.
 
 The cache is the one of the notebook's read-only forward pass (keys x, mean, xmu, var, std,
 inv_std, x_hat, gamma, beta, eps, mode). Sample students of
 ``autograder/samples/batchnorm_backward.py`` are reused where they hold exactly one mistake or a
-correct variant.
+correct variant; a fixture that calls the stage functions gets the notebook's correct ones.
 """
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
+import nbformat
+
 from autograder.samples import batchnorm_backward as samples
 from diagnoses import Fixture, alternative, mistake, uncatalogued
+
+NOTEBOOK = Path(__file__).resolve().parents[2] / "source" / "03_batchnorm_backward" / "batchnorm_backward.ipynb"
 
 _ANSWERS = {sid: s["answers"] for sid, s in samples.STUDENTS.items()}
 
@@ -18,6 +27,19 @@ _ANSWERS = {sid: s["answers"] for sid, s in samples.STUDENTS.items()}
 def _renamed(source: str, old: str, new: str) -> str:
     """The same cell with its function under another exercise's name."""
     return source.replace(f"def {old}(", f"def {new}(")
+
+
+def _bug_hunt_function(name: str) -> str:
+    """The source of one function of the notebook's read-only bug-hunt cell."""
+    cell = next(c for c in nbformat.read(NOTEBOOK, as_version=4).cells
+                if c.metadata.get("nbgrader", {}).get("grade_id") == "bug_hunt_code")
+    tree = ast.parse(cell.source)
+    return next(ast.get_source_segment(cell.source, node) for node in tree.body
+                if isinstance(node, ast.FunctionDef) and node.name == name)
+
+
+#: Bug 1 of the bug hunt as the notebook gives it: the submission of a student who left it in.
+_BUGGY_1 = _bug_hunt_function("buggy_backward_1")
 
 
 MISTAKES: list[Fixture] = [
@@ -72,6 +94,60 @@ def numerical_gradient(f, x, dout, h=1e-5):
         grad[i] = np.sum((plus - minus) * dout)
     return grad
 '''),
+    # ------------------------------------------------------------------ scale_shift_backward
+    mistake("scale_shift_backward", "M10", "dout scaled in place", '''
+def scale_shift_backward(dout, x_hat, gamma):
+    dgamma = (dout * x_hat).sum(axis=0)
+    dbeta = dout.sum(axis=0)
+    dout *= gamma
+    return dout, dgamma, dbeta
+'''),
+    mistake("scale_shift_backward", "M15", "sample cyd: dgamma per sample (published blog code)",
+            _ANSWERS["cyd"]["scale_shift_backward"]),
+    mistake("scale_shift_backward", "M16", "means over the batch", '''
+def scale_shift_backward(dout, x_hat, gamma):
+    return dout * gamma, (dout * x_hat).mean(axis=0), dout.mean(axis=0)
+'''),
+    # ------------------------------------------------------------------ normalize_backward
+    mistake("normalize_backward", "M3", "eps outside the square root", '''
+def normalize_backward(dx_hat, x, mean, var, eps):
+    inv_std = 1.0 / (np.sqrt(var) + eps)
+    xmu = x - mean
+    dvar = -0.5 * inv_std**3 * (dx_hat * xmu).sum(axis=0)
+    return dx_hat * inv_std, -inv_std * dx_hat.sum(axis=0), dvar
+'''),
+    mistake("normalize_backward", "M10", "x centred in place", '''
+def normalize_backward(dx_hat, x, mean, var, eps):
+    inv_std = 1.0 / np.sqrt(var + eps)
+    x -= mean
+    dvar = -0.5 * inv_std**3 * (dx_hat * x).sum(axis=0)
+    return dx_hat * inv_std, -inv_std * dx_hat.sum(axis=0), dvar
+'''),
+    mistake("normalize_backward", "M15", "dmean and dvar per sample", '''
+def normalize_backward(dx_hat, x, mean, var, eps):
+    inv_std = 1.0 / np.sqrt(var + eps)
+    return dx_hat * inv_std, -inv_std * dx_hat, -0.5 * inv_std**3 * dx_hat * (x - mean)
+'''),
+    mistake("normalize_backward", "M16", "means over the batch", '''
+def normalize_backward(dx_hat, x, mean, var, eps):
+    inv_std = 1.0 / np.sqrt(var + eps)
+    dmean = -inv_std * dx_hat.mean(axis=0)
+    dvar = -0.5 * inv_std**3 * (dx_hat * (x - mean)).mean(axis=0)
+    return dx_hat * inv_std, dmean, dvar
+'''),
+    mistake("normalize_backward", "M18", "sample ben: x_hat in dvar", _ANSWERS["ben"]["normalize_backward"]),
+    # ------------------------------------------------------------------ batch_stats_backward
+    mistake("batch_stats_backward", "M10", "x centred in place", '''
+def batch_stats_backward(dmean, dvar, x):
+    N = x.shape[0]
+    x -= x.mean(axis=0)
+    return dmean / N + 2.0 * dvar * x / N
+'''),
+    mistake("batch_stats_backward", "M16", "sample cyd: 1/D", _ANSWERS["cyd"]["batch_stats_backward"]),
+    mistake("batch_stats_backward", "M17", "path through the mean dropped", '''
+def batch_stats_backward(dmean, dvar, x):
+    return 2.0 * dvar * (x - x.mean(axis=0)) / len(x)
+'''),
     # ------------------------------------------------------------------ batchnorm_backward
     mistake("batchnorm_backward", "M10", "dx_hat aliases dout", '''
 def batchnorm_backward(dout, cache):
@@ -107,7 +183,15 @@ def batchnorm_backward(dout, cache):
     dxmu = dx_hat * inv_std + 2.0 * xmu * dvar / N
     return dxmu - dxmu.sum(axis=0) / N, dgamma, dbeta
 '''),
-    mistake("batchnorm_backward", "M16", "sample cyd: 1/D", _ANSWERS["cyd"]["batchnorm_backward"]),
+    mistake("batchnorm_backward", "M16", "closed form with 1/D", '''
+def batchnorm_backward(dout, cache):
+    x_hat, gamma, inv_std = cache["x_hat"], cache["gamma"], cache["inv_std"]
+    N, D = dout.shape
+    dbeta = dout.sum(axis=0)
+    dgamma = (dout * x_hat).sum(axis=0)
+    dx = gamma * inv_std / D * (N * dout - dbeta - x_hat * dgamma)
+    return dx, dgamma, dbeta
+'''),
     mistake("batchnorm_backward", "M16", "staged with the number of features", '''
 def batchnorm_backward(dout, cache):
     xmu, inv_std, x_hat, gamma = cache["xmu"], cache["inv_std"], cache["x_hat"], cache["gamma"]
@@ -130,7 +214,62 @@ def batchnorm_backward(dout, cache):
     dx = dx_hat * inv_std + 2.0 * xmu * dvar / N
     return dx, dgamma, dbeta
 '''),
-    mistake("batchnorm_backward", "M18", "sample ben: x_hat in dvar", _ANSWERS["ben"]["batchnorm_backward"]),
+    mistake("batchnorm_backward", "M17", "stages chained, the direct path dropped", '''
+def batchnorm_backward(dout, cache):
+    x = cache["x"]
+    dx_hat, dgamma, dbeta = scale_shift_backward(dout, cache["x_hat"], cache["gamma"])
+    _, dmean, dvar = normalize_backward(dx_hat, x, cache["mean"], cache["var"], cache["eps"])
+    return batch_stats_backward(dmean, dvar, x), dgamma, dbeta
+'''),
+    mistake("batchnorm_backward", "M18", "staged, x_hat in dvar", '''
+def batchnorm_backward(dout, cache):
+    xmu, inv_std, x_hat, gamma = cache["xmu"], cache["inv_std"], cache["x_hat"], cache["gamma"]
+    N = dout.shape[0]
+    dbeta = dout.sum(axis=0)
+    dgamma = (dout * x_hat).sum(axis=0)
+    dx_hat = dout * gamma
+    dvar = (dx_hat * x_hat).sum(axis=0) * -0.5 * inv_std**3
+    dxmu = dx_hat * inv_std + 2.0 * xmu * dvar / N
+    dmean = -dxmu.sum(axis=0)
+    return dxmu + dmean / N, dgamma, dbeta
+'''),
+    # ------------------------------------------------------------------ dx_through_var
+    mistake("dx_through_var", "M10", "x_hat scaled in place", '''
+def dx_through_var(dx_hat, x_hat, inv_std):
+    s = (dx_hat * x_hat).sum(axis=0)
+    x_hat *= -inv_std / dx_hat.shape[0]
+    return x_hat * s
+'''),
+    mistake("dx_through_var", "M15", "the sum left out", '''
+def dx_through_var(dx_hat, x_hat, inv_std):
+    return -(inv_std / dx_hat.shape[0]) * x_hat * (dx_hat * x_hat)
+'''),
+    mistake("dx_through_var", "M16", "1/D", '''
+def dx_through_var(dx_hat, x_hat, inv_std):
+    D = dx_hat.shape[1]
+    return -(inv_std / D) * x_hat * (dx_hat * x_hat).sum(axis=0)
+'''),
+    mistake("dx_through_var", "M18", "x_hat kept where x - mean belongs, twice", '''
+def dx_through_var(dx_hat, x_hat, inv_std):
+    N = dx_hat.shape[0]
+    dvar = -0.5 * inv_std**3 * (dx_hat * x_hat).sum(axis=0)
+    return 2.0 * dvar * x_hat / N
+'''),
+    # ------------------------------------------------------------------ dx_through_mean
+    mistake("dx_through_mean", "M10", "dx_hat scaled in place", '''
+def dx_through_mean(dx_hat, inv_std):
+    N = dx_hat.shape[0]
+    dx_hat *= -inv_std / N
+    return np.tile(dx_hat.sum(axis=0), (N, 1))
+'''),
+    mistake("dx_through_mean", "M15", "the sum left out", '''
+def dx_through_mean(dx_hat, inv_std):
+    return -(inv_std / dx_hat.shape[0]) * dx_hat
+'''),
+    mistake("dx_through_mean", "M16", "1/N left out", '''
+def dx_through_mean(dx_hat, inv_std):
+    return np.tile(-inv_std * dx_hat.sum(axis=0), (dx_hat.shape[0], 1))
+'''),
     # ------------------------------------------------------------------ batchnorm_backward_alt
     mistake("batchnorm_backward_alt", "M10", "N * dout computed in place", '''
 def batchnorm_backward_alt(dout, cache):
@@ -277,29 +416,12 @@ def spatial_batchnorm_backward(dout, cache):
     return dxmu - dxmu.sum(axis=axes, keepdims=True) / M, dgamma, dbeta
 '''),
     # ------------------------------------------------------------------ bug hunt
-    mistake("fixed_backward_dgamma", "M15", "sample cyd: bug 1 left in",
-            _ANSWERS["cyd"]["fixed_backward_dgamma"]),
-    mistake("fixed_backward_inv_n", "M16", "bug 2 left in: 1/D", '''
-def fixed_backward_inv_n(dout, cache):
-    x_hat, gamma, inv_std = cache["x_hat"], cache["gamma"], cache["inv_std"]
-    N = x_hat.shape[0]
-    inv_n = 1.0 / x_hat.shape[1]
-    dbeta = dout.sum(axis=0)
-    dgamma = (dout * x_hat).sum(axis=0)
-    dx = gamma * inv_std * inv_n * (N * dout - dbeta - x_hat * dgamma)
-    return dx, dgamma, dbeta
-'''),
-    mistake("fixed_backward_inv_n", "M16", "fixed to 1/(N - 1)", '''
-def fixed_backward_inv_n(dout, cache):
-    x_hat, gamma, inv_std = cache["x_hat"], cache["gamma"], cache["inv_std"]
-    N = x_hat.shape[0]
-    inv_n = 1.0 / (N - 1)
-    dbeta = dout.sum(axis=0)
-    dgamma = (dout * x_hat).sum(axis=0)
-    dx = gamma * inv_std * inv_n * (N * dout - dbeta - x_hat * dgamma)
-    return dx, dgamma, dbeta
-'''),
-    mistake("fixed_backward_dvar", "M18", "bug 3 left in: x_hat in dvar", '''
+    mistake("fixed_backward_inv_n", "M16", "bug 1 left in: 1/D",
+            _renamed(_BUGGY_1, "buggy_backward_1", "fixed_backward_inv_n")),
+    mistake("fixed_backward_inv_n", "M16", "fixed to 1/(N - 1)",
+            _renamed(_BUGGY_1, "buggy_backward_1", "fixed_backward_inv_n").replace(
+                "1.0 / x.shape[1]", "1.0 / (x.shape[0] - 1)")),
+    mistake("fixed_backward_dvar", "M18", "bug 2 left in: x_hat in dvar", '''
 def fixed_backward_dvar(dout, cache):
     xmu, inv_std, gamma = cache["xmu"], cache["inv_std"], cache["gamma"]
     N = dout.shape[0]
@@ -352,8 +474,55 @@ def numerical_gradient(f, x, dout, h=1e-5):
     flat = x.reshape(-1)   # a view: writing into it perturbs x
     return np.array([_partial(f, flat, x, k, dout, h) for k in range(x.size)]).reshape(x.shape)
 '''),
-    alternative("batchnorm_backward", "sample ada: closed form in the staged exercise",
-                _ANSWERS["ada"]["batchnorm_backward"]),
+    alternative("scale_shift_backward", "sample ada: einsum", _ANSWERS["ada"]["scale_shift_backward"]),
+    alternative("scale_shift_backward", "keepdims sums, float32 kept", '''
+def scale_shift_backward(dout, x_hat, gamma):
+    dgamma = np.sum(dout * x_hat, axis=0, keepdims=True)[0]
+    dbeta = np.sum(dout, axis=0, keepdims=True).ravel()
+    return (dout * gamma).astype(dout.dtype), dgamma, dbeta
+'''),
+    alternative("normalize_backward", "sample ada: dvar with x_hat and inv_std**2",
+                _ANSWERS["ada"]["normalize_backward"]),
+    alternative("normalize_backward", "powers of var + eps, keepdims", '''
+def normalize_backward(dx_hat, x, mean, var, eps):
+    v = var + eps
+    centred = x - mean
+    d_mean = -np.sum(dx_hat, axis=0, keepdims=True) / np.sqrt(v)
+    d_var = np.sum(dx_hat * centred, axis=0) * -0.5 * v ** -1.5
+    return dx_hat / np.sqrt(v), d_mean.reshape(-1), d_var
+'''),
+    alternative("batch_stats_backward", "sample ada: one expression", _ANSWERS["ada"]["batch_stats_backward"]),
+    alternative("batch_stats_backward", "the vanishing term kept", '''
+def batch_stats_backward(dmean, dvar, x):
+    N = x.shape[0]
+    xmu = x - x.mean(axis=0)
+    dmean_total = dmean + dvar * (-2.0 * xmu).mean(axis=0)  # var's path through the mean: 0
+    return np.broadcast_to(dmean_total / N, x.shape) + dvar * 2.0 * xmu / N
+'''),
+    alternative("batchnorm_backward", "stages chained, sample ada", _ANSWERS["ada"]["batchnorm_backward"]),
+    alternative("dx_through_var", "sample ada: a mean over the batch", _ANSWERS["ada"]["dx_through_var"]),
+    alternative("dx_through_var", "staged formula with x - mean recovered", '''
+def dx_through_var(dx_hat, x_hat, inv_std):
+    N = dx_hat.shape[0]
+    xmu = x_hat / inv_std
+    dvar = -0.5 * inv_std**3 * (dx_hat * xmu).sum(axis=0)
+    return 2.0 * dvar * xmu / N
+'''),
+    alternative("dx_through_mean", "sample ada: zeros plus a row", _ANSWERS["ada"]["dx_through_mean"]),
+    alternative("dx_through_mean", "a read-only broadcast view", '''
+def dx_through_mean(dx_hat, inv_std):
+    N = dx_hat.shape[0]
+    return np.broadcast_to(-inv_std / N * dx_hat.sum(axis=0), dx_hat.shape)
+'''),
+    alternative("batchnorm_backward", "closed form in the staged exercise", '''
+def batchnorm_backward(dout, cache):
+    xh, g, r = cache["x_hat"], cache["gamma"], cache["inv_std"]
+    m = dout.shape[0]
+    db = np.sum(dout, axis=0)
+    dg = np.sum(dout * xh, axis=0)
+    dx = g * r * (dout - db / m - xh * dg / m)
+    return dx, dg, db
+'''),
     alternative("batchnorm_backward", "staged from var and eps, other names", '''
 def batchnorm_backward(dout, cache):
     x, mu, sigma2, eps = cache["x"], cache["mean"], cache["var"], cache["eps"]
@@ -439,12 +608,11 @@ def spatial_batchnorm_backward(dout, cache):
     d_rows, dgamma, dbeta = batchnorm_backward(rows, cache)
     return d_rows.T.reshape(C, N, H, W).transpose(1, 0, 2, 3), dgamma, dbeta
 '''),
-    alternative("fixed_backward_dgamma", "sample ada", _ANSWERS["ada"]["fixed_backward_dgamma"]),
     alternative("fixed_backward_inv_n", "sample ada", _ANSWERS["ada"]["fixed_backward_inv_n"]),
     alternative("fixed_backward_dvar", "sample ada", _ANSWERS["ada"]["fixed_backward_dvar"]),
-    alternative("fixed_backward_dgamma", "closed form of batchnorm_backward_alt, renamed",
+    alternative("fixed_backward_inv_n", "closed form of batchnorm_backward_alt, renamed",
                 _renamed(_ANSWERS["ada"]["batchnorm_backward_alt"], "batchnorm_backward_alt",
-                         "fixed_backward_dgamma")),
+                         "fixed_backward_inv_n")),
     alternative("fixed_backward_dvar", "dvar from var and eps", '''
 def fixed_backward_dvar(dout, cache):
     xmu, gamma = cache["xmu"], cache["gamma"]
@@ -462,6 +630,36 @@ def fixed_backward_dvar(dout, cache):
 
 # ------------------------------------------------------------------------------ other mistakes
 UNCATALOGUED: list[Fixture] = [
+    uncatalogued("scale_shift_backward", "gamma left out of dx_hat", '''
+def scale_shift_backward(dout, x_hat, gamma):
+    return dout.copy(), (dout * x_hat).sum(axis=0), dout.sum(axis=0)
+'''),
+    uncatalogued("normalize_backward", "exponent -1/2 in dvar", '''
+def normalize_backward(dx_hat, x, mean, var, eps):
+    inv_std = 1.0 / np.sqrt(var + eps)
+    dvar = -0.5 * inv_std * (dx_hat * (x - mean)).sum(axis=0)
+    return dx_hat * inv_std, -inv_std * dx_hat.sum(axis=0), dvar
+'''),
+    uncatalogued("normalize_backward", "stage 1's term folded into dmean", '''
+def normalize_backward(dx_hat, x, mean, var, eps):
+    inv_std = 1.0 / np.sqrt(var + eps)
+    xmu = x - mean
+    dvar = -0.5 * inv_std**3 * (dx_hat * xmu).sum(axis=0)
+    dmean = -inv_std * dx_hat.sum(axis=0) + dvar * (-2.0 * xmu).mean(axis=0)
+    return dx_hat * inv_std, dmean, dvar
+'''),
+    uncatalogued("batch_stats_backward", "factor 2 of the variance term left out", '''
+def batch_stats_backward(dmean, dvar, x):
+    return (dmean + dvar * (x - x.mean(axis=0))) / len(x)
+'''),
+    uncatalogued("dx_through_var", "sign flipped", '''
+def dx_through_var(dx_hat, x_hat, inv_std):
+    return (inv_std / len(dx_hat)) * x_hat * (dx_hat * x_hat).sum(axis=0)
+'''),
+    uncatalogued("dx_through_mean", "one row returned", '''
+def dx_through_mean(dx_hat, inv_std):
+    return -(inv_std / len(dx_hat)) * dx_hat.sum(axis=0)
+'''),
     uncatalogued("batchnorm_backward_alt", "dbeta and dgamma returned in swapped order", '''
 def batchnorm_backward_alt(dout, cache):
     x_hat, gamma, inv_std = cache["x_hat"], cache["gamma"], cache["inv_std"]

@@ -227,6 +227,19 @@ def scale_shift(x_hat, gamma, beta):
     x /= np.sqrt(var + eps)
     return gamma * x + beta, {"x_hat": x}
 ''')),
+    mistake("batchnorm_forward", "M32", "running statistics updated with += and *=", _bn('''
+    if mode == "train":
+        mean, var = batch_stats(x)
+        running_mean *= 1 - momentum
+        running_mean += momentum * mean
+        running_var *= 1 - momentum
+        running_var += momentum * var * N / (N - 1)
+        bn_param["running_mean"], bn_param["running_var"] = running_mean, running_var
+    else:
+        mean, var = running_mean, running_var
+    x_hat = normalize(x, mean, var, eps)
+    return scale_shift(x_hat, gamma, beta), {"x_hat": x_hat}
+''')),
     mistake("batchnorm_forward", "M11", "gamma * x + beta", _bn('''
     if mode == "train":
         mean, var = batch_stats(x)

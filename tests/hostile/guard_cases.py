@@ -38,7 +38,7 @@ def scale_shift(x_hat, gamma, beta):
 
 #: Points of each hidden check used here (the notebook's metadata in the real course).
 POINTS = {"check_batch_stats": 2.0, "check_normalize": 2.0, "check_scale_shift": 1.0,
-          "check_batchnorm_forward": 6.0, "check_batchnorm_backward": 6.0}
+          "check_batchnorm_forward": 6.0, "check_batchnorm_backward": 2.0}
 
 
 def hidden(function: str) -> str:

@@ -143,7 +143,10 @@ CASES: dict[str, Case] = {
         "holds the notebook of assignment tiny2",
     ),
     "large_file": Case(large_file, "graded", 1, ("large-file",), "checkpoint.bin (210 MB)"),
-    "symlink": Case(symlink, "graded", 1, ("forbidden-file",), "grades.db is a link"),
+    # the front door refuses a submission holding a link (nothing is opened through it), as
+    # nbgrader autograde does (tests/hostile/hygiene_cases.py)
+    "symlink": Case(symlink, "failed", 0, ("rejected-submission",),
+                    "grades.db is a symbolic link"),
     "deleted_test_cell": Case(
         deleted_test_cell, "graded", 0, ("tampering",), "test cell 'test_answer' was deleted"
     ),

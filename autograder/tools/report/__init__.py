@@ -7,9 +7,14 @@ figure embedded as a base64 PNG, no JavaScript, nothing fetched from the network
 - a histogram of the students' total scores;
 - per-test-cell pass rates (how many students got full, partial and zero points on each
   autograded test cell);
-- per-mistake counts: how many students were diagnosed with each misconception
-  (``Diagnosis M<k>: ...`` lines, :func:`autograder.checks.framework.diagnoses_in`), titled from the
-  instructor catalogue ``autograder/MISCONCEPTIONS.md``;
+- an item analysis of every graded cell (:mod:`.items`): mean score, share at full marks,
+  discrimination (corrected item-total correlation) and the misconceptions diagnosed, with a
+  heat map of students × cells and misconceptions × cells;
+- a link to ``similarity.html`` when ``python -m autograder similarity`` has written it;
+- per-mistake counts: how many students were diagnosed with each misconception (the hidden
+  checks' records in the trusted metadata, :func:`autograder.notebooks.diagnoses`; text in an
+  output that looks like a diagnosis is only text), titled from the instructor catalogue
+  ``autograder/MISCONCEPTIONS.md``;
 - flagged submissions with their reasons: the flags the trusted grading process recorded in
   the autograded notebooks' metadata (:func:`autograder.notebooks.trusted_flags`; text in an
   output that looks like a flag is only text), the per-student status and
@@ -17,7 +22,7 @@ figure embedded as a base64 PNG, no JavaScript, nothing fetched from the network
   submission in ``submitted/`` has no autograded notebook (not graded).
 
 Scores come from nbgrader's gradebook (:class:`nbgrader.api.Gradebook`, at the course's
-``CourseDirectory.db_url``); diagnoses from the test cells' outputs and flags from the trusted
+``CourseDirectory.db_url``); diagnoses (the checks' records) and flags from the trusted
 metadata of the autograded notebooks, both read through :mod:`autograder.notebooks`. Collecting the data
 (:mod:`.data`, :func:`collect`, which returns a plain :class:`ReportData`) is kept apart from
 rendering it (:mod:`.render`: :func:`render_html` from a Jinja2 template, :func:`write_csv`).

@@ -17,6 +17,7 @@ import numpy as np
 from autograder.course_dir import ROOT, assignments, course_directory
 from autograder.notebooks import diagnoses as notebook_diagnoses
 from autograder.notebooks import trusted_flags
+from autograder.tools.report.items import ItemAnalysis, collect_items
 
 #: The instructor copy of the misconception catalogue; its table names each mistake.
 CATALOGUE = ROOT / "autograder" / "MISCONCEPTIONS.md"
@@ -75,6 +76,7 @@ class ReportData:
     titles: dict[str, str]
     run: dict | None = None
     notes: list[str] = field(default_factory=list)
+    items: ItemAnalysis | None = None  # the item analysis (.items), None without a gradebook
 
     @property
     def scores(self) -> list[float]:
@@ -227,6 +229,8 @@ def collect(assignment: str, root: Path = ROOT) -> ReportData:
         titles=misconception_titles(),
         run={k: v for k, v in runs.items() if k != "students"} if runs else None,
         notes=notes,
+        items=collect_items(course, assignment, notebooks) if _gradebook_exists(course.db_url)
+        else None,
     )
 
 

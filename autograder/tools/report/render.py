@@ -4,7 +4,6 @@ autoescape, ``autograder/tools/templates/report.html.j2``) and the CSV."""
 from __future__ import annotations
 
 import base64
-import csv
 import functools
 import io
 import math
@@ -20,7 +19,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from autograder.tools.csv_safe import write_dicts
 from autograder.tools.report.data import GRADED, NOT_GRADED, CellRate, ReportData
+from autograder.tools.report.items import ItemAnalysis, item_figure
 
 
 def score_histogram(scores: list[float], max_score: float, assignment: str) -> Figure:
@@ -80,12 +81,34 @@ def _code_spans(title: str) -> Markup:
     return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(title))))
 
 
+def _mean(x: float | None) -> str:
+    """A mean in points for a person to read: two decimals at most (1.514286 -> 1.51)."""
+    return "" if x is None else _num(round(x, 2))
+
+
+def item_rows(analysis: ItemAnalysis | None) -> list[list]:
+    """The item-analysis table: cell, kind, points, n, mean, share at full marks,
+    discrimination (two decimals; "-" when undefined), misconceptions (``M1 ×3``)."""
+    rows = []
+    for item in analysis.items if analysis else []:
+        rows.append([
+            Markup("<code>{}</code>").format(item.cell), "written" if item.written else "test",
+            _num(item.max_score), item.n, _mean(item.mean),
+            "-" if item.full_share is None else f"{100 * item.full_share:.0f}%",
+            "-" if item.discrimination is None else f"{item.discrimination:.2f}",
+            ", ".join(f"{m} ×{k}" for m, k in item.misconceptions.items()) or "-",
+        ])
+    return rows
+
+
 def _pass_rate(cell: CellRate) -> str:
     """Share of submissions with full points on a test cell, as a percentage."""
     n = cell.full + cell.partial + cell.zero
     return f"{100 * cell.full / n:.0f}%" if n else "-"
 
 
+#: Pages that other commands write beside the report, linked from it when they are there.
+PAGES = [("similarity.html", "Similarity of submissions (python -m autograder similarity)")]
 #: The report's page template (autoescaped), in ``autograder/tools/templates/``.
 TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "report.html.j2"
 
@@ -115,10 +138,10 @@ def summary(data: ReportData) -> str:
     return line + "."
 
 
-def render_html(data: ReportData) -> str:
+def render_html(data: ReportData, links: list[tuple[str, str]] | None = None) -> str:
     """The report as one self-contained HTML page (no scripts, no external resources), rendered
     from ``templates/report.html.j2`` with autoescaping: student-controlled text (reasons,
-    ids) is always escaped."""
+    ids) is always escaped. ``links``: ``(file name, text)`` of pages beside it (similarity)."""
     n = len(data.students)
     flag_rows = []
     for s in data.flagged:
@@ -134,7 +157,11 @@ def render_html(data: ReportData) -> str:
         histogram=png_data_uri(score_histogram(data.scores, data.max_score, data.assignment))
         if data.students and data.scores else None,
         cell_rows=[[c.notebook, Markup("<code>{}</code>").format(c.cell), _num(c.max_score),
-                    c.full, c.partial, c.zero, _pass_rate(c), _num(c.mean)] for c in data.cells],
+                    c.full, c.partial, c.zero, _pass_rate(c), _mean(c.mean)] for c in data.cells],
+        item_rows=item_rows(data.items),
+        item_figure=png_data_uri(item_figure(data.items, data.assignment))
+        if data.items and data.items.students and data.items.items else None,
+        links=links or [],
         mistake_rows=[[m, _code_spans(title), len(who), f"{100 * len(who) / n:.0f}%",
                        ", ".join(who)] for m, title, who in data.mistake_counts()],
         flag_rows=flag_rows,
@@ -164,9 +191,7 @@ def write_csv(data: ReportData, path: Path) -> None:
     fields = ["student", "score", "max_score", *(f"{n}.ipynb" for n in data.notebooks),
               "diagnoses", "flags", "status"]
     with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(csv_rows(data))
+        write_dicts(handle, fields, csv_rows(data))  # student ids are neutralized (CSV injection)
 
 
 def write_report(data: ReportData, out: Path) -> tuple[Path, Path]:
@@ -174,7 +199,8 @@ def write_report(data: ReportData, out: Path) -> tuple[Path, Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     html_path, csv_path = out / "report.html", out / "report.csv"
-    html_path.write_text(render_html(data), encoding="utf-8")
+    links = [(name, text) for name, text in PAGES if (out / name).is_file()]
+    html_path.write_text(render_html(data, links), encoding="utf-8")
     write_csv(data, csv_path)
     return html_path, csv_path
 

@@ -2,10 +2,17 @@
 cluster; ``--scheduler local:N`` starts a ``LocalCluster`` of N single-threaded worker processes.
 
 Workers are stateless: each job (:func:`autograder.tools.runner.job.grade_job`) carries one
-student's submitted files (as the inspection left them: staged and repaired when needed) and the
-course's grading material (:func:`pack_material`, scattered to the workers once per run); the
-worker grades in a private scratch course directory, sandboxed, into the gradebook at the
-course's ``db_url``, and sends the autograded folder back; this process writes ``autograded/``.
+student's files (the front door's staged copy, :meth:`~.run.Run.staged`: within the size rule)
+and the course's grading material (:func:`pack_material`, scattered to the workers once per
+run); the worker grades in a private scratch course directory, sandboxed, into the gradebook at
+the course's ``db_url``, and sends the autograded folder back; this process writes
+``autograded/``.
+
+Memory: this process never holds a submission. Files are read :data:`SCATTER_CHUNK` bytes at a
+time and scattered to the workers as they are read (a job carries the futures, which Dask
+resolves on the worker that runs it); large files come back by digest and are copied from the
+staged copy (:func:`autograder.tools.runner.job._collect`); and no new job is staged while the
+jobs in flight carry more than :data:`BYTES_IN_FLIGHT`.
 No shared filesystem is assumed, except by a SQLite ``db_url``, which only a cluster on this
 machine can reach: use PostgreSQL for workers elsewhere.
 
@@ -35,6 +42,10 @@ from autograder.tools.runner import job as job_module
 IN_FLIGHT_PER_THREAD = 2
 #: Seconds the client waits, after Ctrl-C, for the running jobs to stop their grading.
 STOP_SECONDS = 60.0
+#: Bytes of a file read and scattered at a time; smaller files travel inside the job.
+SCATTER_CHUNK = 8 * 1024**2
+#: Bytes of submissions in flight beyond which no new job is sent (one job always may be).
+BYTES_IN_FLIGHT = 64 * 1024**2
 #: Course folders a worker needs to grade (``autograder/`` is the grading code).
 MATERIAL = ("nbgrader_config.py", "autograder", "course", "data")
 
@@ -66,9 +77,27 @@ def pack_material(root: Path, assignment: str, source_dir: str = "source",
     return buffer.getvalue()
 
 
-def _files(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file() and not p.is_symlink()}
+def send_files(client, folder: Path) -> tuple[dict[str, bytes | list], int]:
+    """``({relative path: bytes, or list of scattered chunks}, total bytes)`` of a staged
+    folder (the front door's copy: regular files only). A file up to :data:`SCATTER_CHUNK`
+    bytes travels inside the job; a larger one is read and scattered a chunk at a time, so
+    this process holds one chunk, never the file."""
+    files: dict[str, bytes | list] = {}
+    total = 0
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file() or path.is_symlink():
+            continue
+        rel = path.relative_to(folder).as_posix()
+        total += path.stat().st_size
+        with open(path, "rb") as fh:
+            if path.stat().st_size <= SCATTER_CHUNK:
+                files[rel] = fh.read(SCATTER_CHUNK)
+                continue
+            chunks = []
+            while data := fh.read(SCATTER_CHUNK):
+                chunks.append(client.scatter(data, hash=False))
+            files[rel] = chunks
+    return files, total
 
 
 class ByValue:
@@ -138,16 +167,24 @@ class DaskBackend:
         material = self.client.scatter(packed, broadcast=True)
         base = {"assignment": run.assignment, "db_url": run.cd.db_url, "timeout": self.timeout,
                 "unsandboxed": self.unsandboxed, "cancel": cancel}
-        flight: dict[str, tuple[str, float, object]] = {}  # key -> (student, start, future)
+        # key -> (student, start, future, bytes it carries)
+        flight: dict[str, tuple[str, float, object, int]] = {}
         queue = list(queue)
         done = as_completed()
+
+        def room() -> bool:
+            carried = sum(entry[3] for entry in flight.values())
+            return not flight or (len(flight) < max(1, self.threads * IN_FLIGHT_PER_THREAD)
+                                  and carried < BYTES_IN_FLIGHT)
+
         try:
-            while queue and len(flight) < max(1, self.threads * IN_FLIGHT_PER_THREAD):
+            while queue and room():
                 done.add(self._submit(run, queue.pop(0), material, base, flight))
             for future in done:
-                student, started, _ = flight.pop(future.key)
+                student, started, _, _ = flight.pop(future.key)
                 run.settle(student, *self._outcome(run, student, future, started))
-                if queue:
+                run.unstage(student)
+                while queue and room():
                     done.add(self._submit(run, queue.pop(0), material, base, flight))
         finally:  # interrupted: stop the jobs in flight, then put back what their students had
             if flight:
@@ -155,12 +192,14 @@ class DaskBackend:
                 self._stop(run, flight)
 
     def _submit(self, run, student: str, material, base: dict, flight: dict):
-        """Prepare ``student`` (:meth:`~.run.Run.prepare`) and send their job out."""
-        task = run.prepare(student)
-        job = dict(base, student=student, files=_files(Path(task["folder"])))
+        """Prepare ``student`` (:meth:`~.run.Run.prepare`), stage their submission through the
+        front door (:meth:`~.run.Run.staged`) and send their job out."""
+        run.prepare(student)
+        files, size = send_files(self.client, run.staged(student))
+        job = dict(base, student=student, files=files)
         future = self.client.submit(self.grade_job, material, job, pure=False,
-                                    key=f"autograde-{run.assignment}-{student}-{uuid.uuid4().hex[:8]}")
-        flight[future.key] = (student, time.perf_counter(), future)
+                                    key=f"autograde-{run.assignment}-{uuid.uuid4().hex}")
+        flight[future.key] = (student, time.perf_counter(), future, size)
         return future
 
     def _outcome(self, run, student: str, future, started: float) -> tuple[dict, float]:
@@ -175,7 +214,11 @@ class DaskBackend:
         except Exception as exc:  # the job itself raised: nbgrader's failures come back as results
             result = {"success": False, "error": f"{type(exc).__name__}: {exc}"}
         if result.get("success"):
-            run.receive(student, result.pop("files"))
+            try:
+                run.receive(student, result.pop("files"))
+            except (OSError, ValueError) as exc:
+                result = {"success": False, "error": f"the autograded folder could not be "
+                                                     f"written: {exc}"}
         if result.get("worker"):
             result["log"] = f"[runner] graded on Dask worker {result['worker']}\n" + result.get("log", "")
         return result, result.get("seconds", time.perf_counter() - started)
@@ -186,8 +229,8 @@ class DaskBackend:
         from distributed import wait
 
         with contextlib.suppress(Exception):  # a worker that never answers: settle anyway
-            wait([future for _, _, future in flight.values()], timeout=STOP_SECONDS)
-        for student, started, _ in flight.values():
+            wait([entry[2] for entry in flight.values()], timeout=STOP_SECONDS)
+        for student, started, _, _ in flight.values():
             run.settle(student, {"died": "grading was interrupted"}, time.perf_counter() - started)
         flight.clear()
 

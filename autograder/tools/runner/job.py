@@ -48,6 +48,10 @@ from pathlib import Path
 POLL_SECONDS = 0.5
 #: Seconds a grading subprocess may take to load nbgrader and the course config.
 START_SECONDS = 300.0
+#: Files of the autograded folder larger than this (other than notebooks) are sent back by
+#: digest, not by content: they are copies nbgrader made of files the client has
+#: (:func:`_collect`).
+RETURN_INLINE = 1024**2
 
 
 def kill_tree(pid: int) -> None:
@@ -275,9 +279,34 @@ def _child(root: Path, job: dict, cancelled) -> GradingChild | dict:
     return child
 
 
-def _collect(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file() and not p.is_symlink()}
+def _collect(folder: Path) -> dict[str, bytes | dict]:
+    """The autograded folder: ``{relative path: content}``, except that a file over
+    :data:`RETURN_INLINE` bytes that is not a notebook comes as ``{"sha256", "size"}``. Such a
+    file is a copy nbgrader made of a file of the submission (which the client staged) or of the
+    assignment's ``source/`` folder (which the client has), so the client copies its own and
+    the result stays small (never a submission's worth of bytes in the client's memory)."""
+    found: dict[str, bytes | dict] = {}
+    for p in sorted(folder.rglob("*")):
+        if not p.is_file() or p.is_symlink():
+            continue
+        rel = p.relative_to(folder).as_posix()
+        if p.suffix == ".ipynb" or p.stat().st_size <= RETURN_INLINE:
+            found[rel] = p.read_bytes()
+            continue
+        digest = hashlib.sha256()
+        with open(p, "rb") as fh:
+            while chunk := fh.read(RETURN_INLINE):
+                digest.update(chunk)
+        found[rel] = {"sha256": digest.hexdigest(), "size": p.stat().st_size}
+    return found
+
+
+def _write(path: Path, data: bytes | list) -> None:
+    """Write one submitted file: its bytes, or the list of its chunks (sent one by one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        for chunk in data if isinstance(data, list) else [data]:
+            fh.write(chunk)
 
 
 def grade_job(material: bytes, job: dict) -> dict:
@@ -288,15 +317,17 @@ def grade_job(material: bytes, job: dict) -> dict:
     material : bytes
         The course's grading material, a gzipped tarball (see the module docstring).
     job : dict
-        ``student``, ``assignment``, ``files`` (``{relative path: bytes}``, the submission as
-        the client's inspection left it), ``db_url``, ``timeout`` (seconds), ``unsandboxed``,
-        and ``cancel`` (the name of the client's interrupt ``distributed.Event``).
+        ``student``, ``assignment``, ``files`` (``{relative path: bytes or list of chunks}``,
+        the front door's staged copy of the submission; Dask resolves the chunks the client
+        scattered), ``db_url``, ``timeout`` (seconds), ``unsandboxed``, and ``cancel`` (the
+        name of the client's interrupt ``distributed.Event``).
 
     Returns
     -------
     dict
         nbgrader's result (``success``, ``log``, ``error``?, ``seconds``) or ``timeout`` /
-        ``died``, plus ``files`` (the autograded folder, on success) and ``worker`` (where it ran).
+        ``died``, plus ``files`` (the autograded folder, :func:`_collect`, on success) and
+        ``worker`` (where it ran).
     """
     from distributed import Event, get_worker
 
@@ -313,8 +344,7 @@ def grade_job(material: bytes, job: dict) -> dict:
         return {"died": "grading was interrupted", "worker": where}
     try:
         for rel, data in job["files"].items():
-            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-            (folder / rel).write_bytes(data)
+            _write(folder / rel, data)
         start = time.monotonic()
         child = _child(root, job, cancelled)
         if isinstance(child, dict):

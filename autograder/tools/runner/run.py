@@ -3,12 +3,14 @@
 Everything except the dispatch is here, so the process pool (:mod:`.pool`) and Dask
 (:mod:`.dask`) share one code path:
 
-* :meth:`Run.open` loads the course config and the gradebook's notebooks, inspects every
-  submission (:func:`~autograder.tools.runner.inspect.inspect_submission`) and records the
-  ungradable ones;
+* :meth:`Run.open` loads the course config and the gradebook's notebooks, has the front door
+  classify every submission (:func:`~autograder.tools.runner.inspect.inspect_submission`) and
+  records the ungradable ones;
 * :meth:`Run.prepare` is called just before a student is sent out: it keeps a snapshot of the
-  student's gradebook entries, moves their earlier ``autograded/`` folder aside and stages a
-  repaired copy of the submission when it needs one; it returns the task;
+  student's gradebook entries and moves their earlier ``autograded/`` folder aside; it returns
+  the task. The grading process reads the submission through the front door itself
+  (:class:`~autograder.kernel.submission.SanitizedAutograde`); a Dask job carries the front
+  door's staged copy instead (:meth:`Run.staged`);
 * :meth:`Run.settle` is called with what came back (nbgrader's result, a timeout, a death, an
   interruption): on success it reads the flags of the autograded notebooks, on failure it puts the
   earlier grades and folder back or records a zero;
@@ -28,15 +30,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from autograder.kernel.submission import check_student_id, inspect, stage
 from autograder.notebooks import trusted_flags
 from autograder.tools.runner.app import DEFAULT_TIMEOUT, nbgrader_app
 from autograder.tools.runner.gradebook import has_grades, record_zero, restore, snapshot
-from autograder.tools.runner.inspect import (
-    Flag,
-    inspect_submission,
-    release_notebooks,
-    stage_submission,
-)
+from autograder.tools.runner.inspect import Flag, inspect_submission, release_notebooks
 
 #: Characters of a student's nbgrader log kept in reports/<assignment>/logs/ (the end of it).
 _LOG_LIMIT = 1_000_000
@@ -56,8 +54,14 @@ class StudentRun:
 
 
 def list_students(root: Path, assignment: str, submitted_dir: str = "submitted") -> list[str]:
-    """Every student with a folder ``submitted/<student>/<assignment>``, sorted."""
-    return sorted(p.parent.name for p in (root / submitted_dir).glob(f"*/{assignment}") if p.is_dir())
+    """Every student with an entry ``submitted/<student>/<assignment>``, sorted: a listing of
+    the folder, never a glob, so every id is a literal folder name (a student folder or a
+    submission that is a link is listed, and the front door says what it is)."""
+    top = root / submitted_dir
+    if not top.is_dir():
+        return []
+    return sorted(e.name for e in os.scandir(top) if not e.name.startswith(".")
+                  and os.path.lexists(os.path.join(e.path, assignment)))
 
 
 def notebook_flags(nb: Mapping) -> list[Flag]:
@@ -117,13 +121,16 @@ class Run:
         self.out_dir = root / "reports" / assignment
         self.work, self.logs = self.out_dir / ".work", self.out_dir / "logs"
         self.expected = _expected_notebooks(cd, assignment)
-        release = release_notebooks(root, cd.release_directory)
+        self.releases = release_notebooks(cd)
+        if not self.releases.get(assignment):
+            raise ValueError(f"the release notebooks of {assignment!r} cannot be read; run "
+                             f"`nbgrader generate_assignment {assignment} --force`")
         self.students = sorted(set(students)) if students else list_students(root, assignment, cd.submitted_directory)
         #: Seconds this process spent on the students (inspection, snapshots, staging, writing
         #: autograded/, settling): the serial part of a run, whatever the number of workers.
         self.client_seconds = -time.perf_counter()
         self.inspections = {
-            s: inspect_submission(self.submitted(s), assignment, self.expected, release, cd.max_file_size)
+            s: inspect_submission(self.submitted(s), assignment, self.releases, cd.max_file_size)
             for s in self.students
         }
         self.client_seconds += time.perf_counter()
@@ -176,7 +183,7 @@ class Run:
             insp = self.inspections[s]
             if insp.gradable:
                 continue
-            if not self.submitted(s).is_dir():  # a student id with no submission: nothing to record
+            if not os.path.lexists(self.submitted(s)):  # an id with no submission: nothing to record
                 outcome = "nothing recorded in the gradebook"
             elif has_grades(snapshot(self.gb, self.assignment, s)):
                 outcome = "the earlier grades were kept"
@@ -189,32 +196,61 @@ class Run:
 
     @_timed
     def prepare(self, student: str) -> dict:
-        """Snapshot, move the earlier autograded folder aside, stage; return the task to send:
-        ``{"student", "folder"}`` (the folder nbgrader grades) and ``"submitted_directory"``
-        when that folder is a staged copy."""
-        insp = self.inspections[student]
+        """Snapshot, move the earlier autograded folder aside; return the task to send:
+        ``{"student", "folder"}`` (the submission, which the grading process reads through the
+        front door)."""
         self.snaps[student] = snapshot(self.gb, self.assignment, student)
         self.gb.db.rollback()  # end the read transaction: never hold a lock while others grade
         if self.autograded(student).exists():
             os.replace(self.autograded(student), self.previous(student))
-        task = {"student": student, "folder": str(self.submitted(student))}
-        if insp.stage is not None:
-            staged = self.work / "staged" / student / self.assignment
-            stage_submission(insp.stage, staged)
-            task.update(submitted_directory=str(self.work / "staged"), folder=str(staged))
-        return task
+        return {"student": student, "folder": str(self.submitted(student))}
 
     @_timed
-    def receive(self, student: str, files: Mapping[str, bytes]) -> None:
-        """Write the autograded folder that a remote worker sent back."""
+    def staged(self, student: str) -> Path:
+        """The front door's sanitized copy of ``student``'s submission (scanned, classified,
+        repaired and staged again now, so a change since the run opened is seen), in
+        ``reports/<assignment>/.work/staged/``: what a Dask job carries. Its files are within
+        the size rule (:mod:`autograder.kernel.submission.classify`)."""
+        folder = self.work / "staged" / student / self.assignment
+        shutil.rmtree(folder.parent, ignore_errors=True)
+        inspection = inspect(self.submitted(student), self.assignment, self.releases,
+                             int(self.cd.max_file_size) * 1000)
+        stage(inspection, self.releases, folder)
+        return folder
+
+    def unstage(self, student: str) -> None:
+        """Delete :meth:`staged`'s copy once the student is settled."""
+        shutil.rmtree(self.work / "staged" / student, ignore_errors=True)
+
+    @_timed
+    def receive(self, student: str, files: Mapping[str, bytes | dict]) -> None:
+        """Write the autograded folder that a remote worker sent back: ``{relative path:
+        bytes}``, or ``{"sha256", "size"}`` for a large copy that nbgrader made of a file of the
+        staged submission or of ``source/<assignment>/`` (copied from there here).
+
+        Raises
+        ------
+        ValueError
+            If a path leaves the folder, or a digest matches neither of those files.
+        """
         dest = self.autograded(student)
         shutil.rmtree(dest, ignore_errors=True)
+        source = self.root / self.cd.source_directory / self.assignment
         for rel, data in files.items():
             path = dest / rel
             if ".." in Path(rel).parts or Path(rel).is_absolute():
                 raise ValueError(f"files must be relative paths inside the folder, got {rel!r}")
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
+            if isinstance(data, bytes):
+                path.write_bytes(data)
+                continue
+            staged = self.work / "staged" / student / self.assignment
+            origin = next((p for p in (staged / rel, source / rel)
+                           if p.is_file() and not p.is_symlink() and _sha256(p) == data["sha256"]),
+                          None)
+            if origin is None:
+                raise ValueError(f"{rel} came back by digest and matches no file sent")
+            shutil.copyfile(origin, path)
 
     @_timed
     def settle(self, student: str, result: dict, seconds: float) -> None:
@@ -263,7 +299,9 @@ class Run:
         return "; scored 0"
 
     def _timestamp(self, student: str):
-        return self.cd.get_existing_timestamp(str(self.submitted(student)))
+        """The submission time the front door read (nbgrader's own reader fails on a file that
+        is not a date, and blocks on a FIFO)."""
+        return self.inspections[student].timestamp
 
     def _outcome_flags(self, student: str) -> list[Flag]:
         """Flags of the student's autograded notebooks (:func:`notebook_flags`).
@@ -303,6 +341,16 @@ class Run:
                   f"files): {self.client_seconds / len(self.students) * 1000:.0f} ms per student",
                   file=sys.stderr)
         return report
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(2**20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _expected_notebooks(cd, assignment: str) -> list[str]:
@@ -385,6 +433,8 @@ def grade(
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     if not timeout > 0:
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    for student in students or []:
+        check_student_id(student)  # literal folder names below submitted/, never a glob or path
     root = Path(root or ROOT).resolve()
     put_tools_on_path()  # nbgrader runs `alembic` from PATH
     if unsandboxed:

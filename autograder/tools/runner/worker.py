@@ -15,6 +15,7 @@ closed connection ends it.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import sys
 import threading
@@ -34,7 +35,9 @@ def _grade_one(app, task: dict) -> dict:
 
     coursedir = app.coursedir
     saved = {k: getattr(coursedir, k) for k in ("student_id", "submitted_directory")}
-    coursedir.student_id = task["student"]
+    # nbgrader reads --student as a glob: escaped, the id is that one folder (student "*" is
+    # not everyone)
+    coursedir.student_id = glob.escape(task["student"])
     if task.get("submitted_directory"):
         coursedir.submitted_directory = task["submitted_directory"]
     try:
