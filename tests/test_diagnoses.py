@@ -371,12 +371,15 @@ def test_every_graded_function_has_correct_alternatives():
 def _notebook_namespace(notebook: Path) -> dict:
     """The notebook's solution cells and read-only provided code, executed as the student's
     notebook would, on the names its setup cell gives them: ``np``, and for 04 the layers of
-    ``course`` and its provided BatchNorm (the reference's, character for character)."""
+    ``course``, ``copy`` (04's answers deep-copy bn_params) and its provided BatchNorm (the
+    reference's, character for character)."""
+    import copy
+
     from autograder.reference import batchnorm_backward, batchnorm_forward
     from course.layers import affine_backward, affine_forward, relu_backward, relu_forward
     from course.nets import FullyConnectedNet
 
-    ns: dict = {"np": np, "affine_forward": affine_forward, "affine_backward": affine_backward,
+    ns: dict = {"np": np, "copy": copy, "affine_forward": affine_forward, "affine_backward": affine_backward,
                 "relu_forward": relu_forward, "relu_backward": relu_backward,
                 "batchnorm_forward": batchnorm_forward, "batchnorm_backward": batchnorm_backward,
                 "FullyConnectedNet": FullyConnectedNet}
