@@ -99,3 +99,38 @@ def histograms(columns, labels, title: str, xlabel: str, bins: int = 30, ax=None
     for col, lab in zip(columns, labels, strict=True):
         ax.hist(np.ravel(col), bins=bins, density=True, alpha=0.55, label=lab)
     return finish(ax, title, xlabel, "density [1/unit of x]")
+
+
+def band(ax, x, values, color: str, label: str, marker: str = "o", ls: str = "-",
+         alpha: float = 0.2):
+    """The mean over seeds as a line, and the min-max range over seeds as a shaded band.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+    x : array_like, shape (K,)
+        The x values (a setting, or a training step).
+    values : array_like, shape (n_seeds, K)
+        One row per seed (nan where a seed has no value: it is left out of that point).
+    color, label, marker, ls : str
+        The line's colour, legend label, marker (``''`` for none) and line style.
+    alpha : float
+        Opacity of the band.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Raises
+    ------
+    ValueError
+        If ``values`` is not 2-D with one column per x value.
+    """
+    v = np.asarray(values, dtype=float)
+    x = np.asarray(x)
+    if v.ndim != 2 or v.shape[1] != len(x):
+        raise ValueError(f"values must have shape (n_seeds, {len(x)}), got {v.shape}")
+    ax.plot(x, np.nanmean(v, axis=0), marker=marker, ls=ls, color=color, label=label)
+    ax.fill_between(x, np.nanmin(v, axis=0), np.nanmax(v, axis=0), color=color, alpha=alpha,
+                    lw=0)
+    return ax

@@ -137,8 +137,7 @@ SCENARIOS = [
              frozenset({"affine_bn_relu_forward"}),
              {"mode_accuracies": ("affine_bn_relu_forward", "M8")}),
     Scenario("caller mode_accuracies keeps bn_params' own mode (M8)", "04_experiments",
-             {"mode_accuracies": ("bn = dict(bn_params[i - 1], mode=mode)",
-                                  "bn = dict(bn_params[i - 1])")},
+             {"mode_accuracies": ('            bn["mode"] = mode\n', "")},
              frozenset({"mode_accuracies"})),
     # ------------------------------------------------------------------ 06
     Scenario("callee rmsnorm_forward subtracts the mean (M33)", "06_modern_normalization",

@@ -10,6 +10,7 @@ nbgrader in ``tests/test_carried_nbgrader.py``.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 
 import numpy as np
@@ -24,7 +25,7 @@ from course.layers import affine_backward, affine_forward, relu_backward, relu_f
 
 def namespace(sources: dict[str, str]) -> dict:
     """The student's notebook: the setup cell's names, then the answer cells run in order."""
-    ns = {"np": np, "affine_forward": affine_forward, "affine_backward": affine_backward,
+    ns = {"np": np, "copy": copy, "affine_forward": affine_forward, "affine_backward": affine_backward,
           "relu_forward": relu_forward, "relu_backward": relu_backward,
           "batchnorm_forward": ref.batchnorm_forward, "batchnorm_backward": ref.batchnorm_backward}
     for grade_id, source in sources.items():

@@ -286,7 +286,7 @@ _NEW_FORWARD_NA = {
     "M21": NO_SPLITS,
 }
 _NEW_BACKWARD_NA = _BACKWARD_NA | {
-    "M11 M16 M18": NOT_GRADED_05,
+    "M11 M18": NOT_GRADED_05,
     "M13 M14": "05's spatial layer groups channels: its layout mistakes are M24-M26",
     "M28 M29 M30 M31": "forward-pass mistakes of Batch Renorm: the cache is the reference's",
 }
@@ -295,7 +295,7 @@ APPLICABILITY |= {
         "M2": NOT_LN + "statistics over the wrong axis (the batch) are M22",
         "M6 M7 M8 M9": "no running statistics: keeping any is M23",
         "M24 M25 M26": GN_ONLY, "M27 M28 M29 M30 M31": BRN_ONLY, "M32": NO_RUNNING}),
-    "layernorm_backward": ("M10 M15 M17 M22", _NEW_BACKWARD_NA | {
+    "layernorm_backward": ("M10 M15 M16 M17 M22", _NEW_BACKWARD_NA | {
         "M2": NOT_LN + "sums over the wrong axis are M22",
         "M23": "a backward pass has no mode", "M24 M25 M26": GN_ONLY, "M27": BRN_ONLY,
         "M32": NO_RUNNING}),
@@ -304,7 +304,7 @@ APPLICABILITY |= {
         "M6 M7 M8 M9": NO_RUNNING,
         "M22 M23": "LayerNorm's mistakes (G = 1 is graded as GroupNorm, by M24-M26)",
         "M27 M28 M29 M30 M31": BRN_ONLY, "M32": NO_RUNNING}),
-    "spatial_groupnorm_backward": ("M10 M15 M17 M24 M25 M26", _NEW_BACKWARD_NA | {
+    "spatial_groupnorm_backward": ("M10 M15 M16 M17 M24 M25 M26", _NEW_BACKWARD_NA | {
         "M22 M23": "LayerNorm's mistakes", "M27": BRN_ONLY, "M32": NO_RUNNING}),
     "batchrenorm_forward": ("M1 M3 M10 M28 M29 M30 M31", _NEW_FORWARD_NA | {
         "M2": NOT_GRADED_05 + " (BatchNorm's axis)",
@@ -314,6 +314,7 @@ APPLICABILITY |= {
         "M32": "Batch Renorm's running statistics are graded by value (M30); in place or not "
                "is graded in batchnorm_forward"}),
     "batchrenorm_backward": ("M10 M15 M17 M27", _NEW_BACKWARD_NA | {
+        "M16": "its sums run over the batch with BatchNorm's own 1/N: " + NOT_GRADED_05,
         "M22 M23": "LayerNorm's mistakes", "M24 M25 M26": "GroupNorm's mistakes",
         "M32": "no running statistics in a backward pass"}),
 }
@@ -433,12 +434,15 @@ def test_every_graded_function_has_correct_alternatives():
 def _notebook_namespace(notebook: Path) -> dict:
     """The notebook's solution cells and read-only provided code, executed as the student's
     notebook would, on the names its setup cell gives them: ``np``, and for 04 the layers of
-    ``course`` and its provided BatchNorm (the reference's, character for character)."""
+    ``course``, ``copy`` (04's answers deep-copy bn_params) and its provided BatchNorm (the
+    reference's, character for character)."""
+    import copy
+
     from autograder.reference import batchnorm_backward, batchnorm_forward
     from course.layers import affine_backward, affine_forward, relu_backward, relu_forward
     from course.nets import FullyConnectedNet
 
-    ns: dict = {"np": np, "affine_forward": affine_forward, "affine_backward": affine_backward,
+    ns: dict = {"np": np, "copy": copy, "affine_forward": affine_forward, "affine_backward": affine_backward,
                 "relu_forward": relu_forward, "relu_backward": relu_backward,
                 "batchnorm_forward": batchnorm_forward, "batchnorm_backward": batchnorm_backward,
                 "FullyConnectedNet": FullyConnectedNet}

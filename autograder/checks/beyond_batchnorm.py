@@ -6,7 +6,8 @@ data, compares the plain numbers it returns with ``autograder.reference`` (PyTor
 mistake would give (``MISCONCEPTIONS.md``): M22 LayerNorm statistics over the batch axis, M23
 LayerNorm that differs between train and test mode, M24 groups formed wrongly, M25 a per-group
 affine, M26 GroupNorm statistics that include the batch axis, and the earlier M1 (ddof=1), M3
-(eps), M10 (inputs changed), M15 (dgamma not summed), M17 (a path of dx dropped). The Batch
+(eps), M10 (inputs changed), M15 (dgamma not summed), M16 (BatchNorm's 1/N kept in a backward
+pass derived from it), M17 (a path of dx dropped). The Batch
 Renorm checks live in :mod:`autograder.checks.batchrenorm`.
 
 The backward checks hand the student a cache made by the reference forward pass, with the keys
@@ -55,6 +56,10 @@ EXPLAIN = {
            "x, gamma, beta and dout must be left as they were.",
     "M15": "{name} is not summed over the batch. gamma and beta are shared by every sample (and "
            "pixel), so their gradients are sums over all of them: {name} has shape {shape}.",
+    "M16": "dx divides its two sums by the wrong count, the batch size N or all of a sample's "
+           "values, as BatchNorm's closed form does. Here the sums run over the values that share "
+           "one mean and one variance, and they are averaged over those: D features of a row "
+           "in LayerNorm, M = (C/G)*H*W values of a group in GroupNorm.",
     "M17": "dx misses a path: x_hat depends on x through the mean and through the variance of "
            "its row (or group), and each adds a term. Without the mean's term dx does not sum "
            "to 0 over the row; without the variance's, it is not orthogonal to x_hat.",
@@ -194,18 +199,20 @@ def check_layernorm_forward(g, fn):
                         what="gamma of shape (6,) for D = 5")
 
 
-def _ln_dx(dout, cache, *, axis=1, mean_path=True, var_path=True):
-    """dx of LayerNorm from the cache, with a mistake switched on (float64)."""
+def _ln_dx(dout, cache, *, axis=1, mean_path=True, var_path=True, count=None):
+    """dx of LayerNorm from the cache, with a mistake switched on (float64); ``count``: the
+    number the row sums are divided by (D when right; M16 keeps BatchNorm's N)."""
     x_hat = np.asarray(cache["x_hat"], np.float64)
     gdx = np.asarray(dout, np.float64) * cache["gamma"]
     inv_std = np.asarray(cache["inv_std"], np.float64)[:, None]
     if axis == 0:  # BatchNorm's backward on LayerNorm's cache
         return ref_beyond._centered_backward(gdx, x_hat, inv_std, axis=0)
+    count = x_hat.shape[1] if count is None else count
     dx = gdx.copy()
     if mean_path:
-        dx -= gdx.mean(axis=1, keepdims=True)
+        dx -= gdx.sum(axis=1, keepdims=True) / count
     if var_path:
-        dx -= x_hat * (gdx * x_hat).mean(axis=1, keepdims=True)
+        dx -= x_hat * (gdx * x_hat).sum(axis=1, keepdims=True) / count
     return inv_std * dx
 
 
@@ -236,7 +243,8 @@ def _ln_backward_parts(g, fn, dout, cache):
     dx_mistakes = {"M22": [lambda: _ln_dx(dout, cache, axis=0)],
                    "M17": [lambda: _ln_dx(dout, cache, mean_path=False),
                            lambda: _ln_dx(dout, cache, var_path=False),
-                           lambda: _ln_dx(dout, cache, mean_path=False, var_path=False)]}
+                           lambda: _ln_dx(dout, cache, mean_path=False, var_path=False)],
+                   "M16": [lambda: _ln_dx(dout, cache, count=dout.shape[0])]}
     _backward_compare(g, fn, dout, cache, expected, dx_mistakes, [dout.shape])
 
 
@@ -348,8 +356,9 @@ def check_spatial_groupnorm_forward(g, fn):
 
 
 def _gn_dx(dout, cache, *, grouping="consecutive", batch=False, mean_path=True,
-           var_path=True):
-    """dx of GroupNorm from the cache, with a mistake switched on (float64)."""
+           var_path=True, count=None):
+    """dx of GroupNorm from the cache, with a mistake switched on (float64); ``count``: the
+    number the group sums are divided by (M when right; M16: N, or C*H*W)."""
     N, C, H, W = np.shape(dout)
     G = int(cache["G"])
     to, back = _regroup(grouping, N, C, H, W, G)
@@ -357,11 +366,13 @@ def _gn_dx(dout, cache, *, grouping="consecutive", batch=False, mean_path=True,
     x_hat = to(np.asarray(cache["x_hat"], np.float64))
     inv_std = np.asarray(cache["inv_std"], np.float64)[:, :, None]
     axis = (0, 2) if batch else 2
+    if count is None:
+        count = int(np.prod([gdx.shape[a] for a in np.atleast_1d(axis)]))
     dx = gdx.copy()
     if mean_path:
-        dx -= gdx.mean(axis=axis, keepdims=True)
+        dx -= gdx.sum(axis=axis, keepdims=True) / count
     if var_path:
-        dx -= x_hat * (gdx * x_hat).mean(axis=axis, keepdims=True)
+        dx -= x_hat * (gdx * x_hat).sum(axis=axis, keepdims=True) / count
     return back(inv_std * dx)
 
 
@@ -373,6 +384,7 @@ def _gn_backward_parts(g, fn, dout, cache):
         "M24": [lambda: _gn_dx(dout, cache, grouping="channels_last"),
                 lambda: _gn_dx(dout, cache, grouping="strided")],
         "M26": [lambda: _gn_dx(dout, cache, batch=True)],
+        "M16": [lambda: _gn_dx(dout, cache, count=N), lambda: _gn_dx(dout, cache, count=C * H * W)],
         "M17": [lambda: _gn_dx(dout, cache, mean_path=False),
                 lambda: _gn_dx(dout, cache, var_path=False),
                 lambda: _gn_dx(dout, cache, mean_path=False, var_path=False)]}

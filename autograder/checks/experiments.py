@@ -53,8 +53,9 @@ EXPLAIN = {
                 "bn_param['mode'] to 'train' (on a copy) for the train-mode pass.",
     "M10": "the test-mode accuracy is what the running statistics give *after* your train-mode "
            "passes updated them: a train-mode pass writes new running_mean/running_var into the "
-           "bn_param it receives. Measuring must not change the network: give each call a copy, "
-           "e.g. dict(bn_params[i], mode='train').",
+           "bn_param it receives. Measuring must not change the network: give each call a deep copy, "
+           "e.g. bn = copy.deepcopy(bn_params[i]); bn['mode'] = 'train' (a dict(...) copy shares "
+           "the running_mean and running_var arrays).",
     "one batch": "the train-mode accuracy is that of the n examples normalized as one single "
                  "batch: cut them into consecutive batches of batch_size, each normalized with its "
                  "own statistics.",
@@ -180,8 +181,9 @@ def _call(g: Grader, fn, case, B: int) -> tuple[float, float]:
                                  "train_acc, test_acc")
     require_unchanged("params", params, p_in)
     require_unchanged("bn_params", bn_params, bn_in,
-                      "measuring must not change the network: give each BatchNorm call a copy "
-                      "of its bn_param, e.g. dict(bn_params[i], mode='train')")
+                      "measuring must not change the network: give each BatchNorm call a deep "
+                      "copy of its bn_param, e.g. bn = copy.deepcopy(bn_params[i]); "
+                      "bn['mode'] = 'train'")
     return train_acc, test_acc
 
 
@@ -209,7 +211,7 @@ def _require_order(test, train, expected) -> None:
 def _composed(uses, params, bn_params, X, y, B: int) -> tuple[float, float]:
     """mode_accuracies as the notebook's solution builds it, on ``uses.affine_bn_relu_forward``
     (the student's own sandwich in the carried-forward run, autograder/checks/carried.py), with
-    the solution's shallow copies of a copy of ``bn_params``."""
+    the solution's deep copies of a copy of ``bn_params``."""
     bn_params = copy.deepcopy(bn_params)
     n = len(y) // B * B
     correct = {"train": 0, "test": 0}

@@ -4,6 +4,8 @@ accuracies of a trained network.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from autograder.reference.batchnorm import batchnorm_backward, batchnorm_forward
@@ -74,12 +76,14 @@ def affine_bn_relu_backward(dout, cache):
 
 def _network_scores(params, bn_params, X, mode: str, sandwich=None):
     """Class scores of the network {affine -> BN -> ReLU} x (L - 1) -> affine for the batch X,
-    BatchNorm in ``mode``, on copies of ``bn_params`` (the caller's are never written)."""
+    BatchNorm in ``mode``, on deep copies of ``bn_params`` (the caller's dicts and their
+    running-statistics arrays are never written, even by a BatchNorm that updates in place)."""
     sandwich = affine_bn_relu_forward if sandwich is None else sandwich
     L = len(bn_params) + 1
     h = X
     for i in range(1, L):
-        bn = {**bn_params[i - 1], "mode": mode}
+        bn = copy.deepcopy(bn_params[i - 1])
+        bn["mode"] = mode
         h, _ = sandwich(h, params[f"W{i}"], params[f"b{i}"], params[f"gamma{i}"],
                         params[f"beta{i}"], bn)
     scores, _ = affine_forward(h, params[f"W{L}"], params[f"b{L}"])

@@ -7,6 +7,7 @@ network never sees its running statistics (M9); his ``mode_accuracies`` is right
 cyd: several mistakes: the BatchNorm backward pass written out inside the sandwich, with dgamma
 and dbeta not summed over the batch (M15) and the path through the mean dropped (M17), and a
 ``mode_accuracies`` that never switches BatchNorm to test mode (M8).
+The answers run after the notebook's setup cell, so ``np`` and ``copy`` are available.
 dee: the untouched release notebook.
 """
 
@@ -83,7 +84,9 @@ def mode_accuracies(params, bn_params, X, y, batch_size):
         for s in range(0, n, batch_size):
             h = X[s:s + batch_size]
             for i in range(layers):
-                settings = {**bn_params[i], "mode": mode}
+                settings = {k: (v.copy() if isinstance(v, np.ndarray) else v)
+                            for k, v in bn_params[i].items()}
+                settings["mode"] = mode
                 h, _ = affine_bn_relu_forward(h, params["W%d" % (i + 1)], params["b%d" % (i + 1)],
                                               params["gamma%d" % (i + 1)], params["beta%d" % (i + 1)],
                                               settings)
@@ -100,7 +103,8 @@ def mode_accuracies(params, bn_params, X, y, batch_size):
     def scores(xb, mode):
         h = xb
         for i in range(1, L):
-            bn = dict(bn_params[i - 1], mode=mode)
+            bn = copy.deepcopy(bn_params[i - 1])
+            bn["mode"] = mode
             h, _ = affine_bn_relu_forward(h, params[f"W{i}"], params[f"b{i}"],
                                           params[f"gamma{i}"], params[f"beta{i}"], bn)
         return affine_forward(h, params[f"W{L}"], params[f"b{L}"])[0]
@@ -114,7 +118,7 @@ def mode_accuracies(params, bn_params, X, y, batch_size):
 '''
 
 # M8: the copies keep bn_params' own mode ('train'), so "test mode" normalizes with batch statistics
-_CYD_MODES = _REF_MODES.replace("bn = dict(bn_params[i - 1], mode=mode)", "bn = dict(bn_params[i - 1])")
+_CYD_MODES = _REF_MODES.replace('            bn["mode"] = mode\n', "")
 
 _ADA_WRITTEN = {
     "answer_weight_scale": (
@@ -123,8 +127,11 @@ _ADA_WRITTEN = {
         "lr*g/eps: the first layers' weights do not move, only the last biases do, and the output "
         "is the same for every image (accuracy 0.1). For s = 1 the baseline does train (training "
         "accuracy near 1) but with huge logits and a huge loss on its mistakes: it overfits. BN "
-        "rescales every hidden layer's output whatever s is, so it trains everywhere; at s = 1 the "
-        "unnormalized last layer gives an initial loss of 8.6 and the effective step is lr/s."
+        "divides by sqrt(var + eps), which is unit scale only when var >> eps: at s = 1e-4 the "
+        "first layer's BN output has std 0.23 and the deeper ones almost 0. It trains anyway "
+        "because its gradients (1e-6) are far above Adam's eps, so the first Adam step moves "
+        "every weight by about 3e-3, 30 times its size, and every layer is at unit scale after "
+        "it. The cost: after one epoch it is at 0.4 instead of 0.9."
     ),
     "answer_batch_size": (
         "In my figure the two modes agree for B = 50 and 200 but differ by more than 0.1 at B = 5 "
@@ -135,18 +142,20 @@ _ADA_WRITTEN = {
         "normalizations, so with the same number of updates it is below the baseline, whose "
         "outputs do not depend on the batch."
     ),
-    "answer_non_iid": (
-        "The baseline only sees each example on its own, and the batches come in random order, so "
-        "it still learns, just more slowly. A single-class batch is centred on that class's mean "
-        "by BatchNorm, which removes what distinguishes it from the other classes, so the BN "
-        "network cannot learn to separate them. The running averages mix all classes, which is not "
-        "how the layers were normalized in training, so test mode is at chance too."
+    "answer_health": (
+        "(a) The baseline's weight gradients are about 1e-15, far below Adam's eps = 1e-8, so "
+        "its steps are about lr*g/eps; with BN they are about 1e-2 in every layer, so every "
+        "weight moves by about lr. (b) Baseline: W1 to W3 stay near 1e-7, far below 1e-3, and "
+        "do not learn; W4 to W7 jump up at first and then fade. BN: every layer starts near 3, "
+        "far above 1e-3, and falls to 2e-2; that is fine because BN does not care about the "
+        "scale of W, so big steps just make W bigger and the next steps relatively smaller."
     ),
     "answer_why": (
-        "(a) Without BN the histograms slide by orders of magnitude from layer to layer; with BN "
-        "every layer keeps unit scale, so the mean and variance of the layer inputs are fixed. "
-        "That does not fix the whole distribution and does not prove this is why training is "
-        "faster. (b) The learning-rate sweep: at 0.1 the baseline is at chance and BN still "
+        "(a) Without BN the input of layer 3's ReLU more than doubles its spread in 20 updates and "
+        "its mean moves by about half a std: that is internal covariate shift. With BN the ReLU "
+        "sees spread 1 and a mean that hardly moves, but BN's own input still drifts, so BN undoes "
+        "the shift rather than preventing it, and the figure does not prove this is why training "
+        "is faster. (b) The learning-rate sweep: at 0.1 the baseline is at chance and BN still "
         "trains. Santurkar et al. add noise after BN (more covariate shift) and it still trains; "
         "they explain BN by a smoother loss whose gradients stay predictive, so larger steps work."
     ),

@@ -62,6 +62,9 @@ def layernorm_forward(x, gamma, beta, ln_param):
         _LN_B, ('    g = dout * cache["gamma"]\n', '    g = dout\n    g *= cache["gamma"]\n'))),
     mistake(_LN_B, "M15", "dgamma not summed", _edit(
         _LN_B, ('np.einsum("ij,ij->j", dout, x_hat)', "dout * x_hat"))),
+    mistake(_LN_B, "M16", "BatchNorm's 1/N kept", _edit(
+        _LN_B, ("g.mean(axis=1, keepdims=True)", "g.sum(axis=1, keepdims=True) / g.shape[0]"),
+        ("[:, None] / g.shape[1]", "[:, None] / g.shape[0]"))),
     mistake(_LN_B, "M17", "the mean's term dropped", _edit(
         _LN_B, ("(g - g.mean(axis=1, keepdims=True)\n                -", "(g -"))),
     mistake(_LN_B, "M22", "BatchNorm's sums over the batch", _edit(
@@ -118,6 +121,9 @@ GROUPNORM = [
     mistake(_GN_B, "M15", "dgamma per sample", _edit(
         _GN_B, ('np.einsum("nchw,nchw->c", dout, cache["x_hat"])',
                 '(dout * cache["x_hat"]).sum(axis=(2, 3))'))),
+    mistake(_GN_B, "M16", "the batch size N for the group's M", _edit(
+        _GN_B, ("g.mean(-1, keepdims=True) - xh * (g * xh).mean(-1, keepdims=True)",
+                "g.sum(-1, keepdims=True) / N - xh * (g * xh).sum(-1, keepdims=True) / N"))),
     mistake(_GN_B, "M17", "the variance's term dropped", _edit(
         _GN_B, (" - xh * (g * xh).mean(-1, keepdims=True))", ")"))),
     mistake(_GN_B, "M24", "strided groups", '''

@@ -50,10 +50,9 @@ def mode_accuracies(params, bn_params, X, y, batch_size):
 
 MISTAKES: list[Fixture] = [
     mistake(FUNCTION, "M8", "test pass keeps bn_params' own mode",
-            _edit("bn = dict(bn_params[i - 1], mode=mode)", "bn = dict(bn_params[i - 1])")),
+            _edit('            bn["mode"] = mode\n', "")),
     mistake(FUNCTION, "M10", "running statistics written, interleaved per batch",
-            _edit("bn = dict(bn_params[i - 1], mode=mode)",
-                  "bn = bn_params[i - 1]\n            bn['mode'] = mode")),
+            _edit("bn = copy.deepcopy(bn_params[i - 1])", "bn = bn_params[i - 1]")),
     mistake(FUNCTION, "M10", "running statistics written, all train batches first",
             _WRITES_ALL_FIRST),
 ]
