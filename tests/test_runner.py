@@ -214,16 +214,25 @@ def _marker_written() -> bool:
 CRASHER = "import os\nos._exit(1)\n\ndef answer():\n    return 42.0"
 
 
-def _course_processes(root: Path) -> list[str]:
-    """Live processes (kernels, sandboxes, workers) started for grading this course."""
+def _course_processes(root: Path, wait: float = 30.0) -> list[str]:
+    """Live processes (kernels, sandboxes, workers) started for grading this course, once those
+    already on their way out have ended: a process killed with its parent (bwrap's
+    ``--die-with-parent``, the grading subprocess's die-with-parent thread) ends a moment after
+    the run returns, so each found process is waited for, up to ``wait`` seconds in all."""
     found = []
     for proc in psutil.process_iter(["pid"]):
         if proc.pid == os.getpid():
             continue
         with __import__("contextlib").suppress(psutil.Error):
             if str(root) in proc.environ().get("PYTHONPATH", "") and proc.status() != "zombie":
-                found.append(" ".join(proc.cmdline()))
-    return found
+                found.append(proc)
+    _, alive = psutil.wait_procs(found, timeout=wait) if found else ([], [])
+    lines = []
+    for proc in alive:
+        with __import__("contextlib").suppress(psutil.Error):
+            if proc.status() != "zombie":
+                lines.append(" ".join(proc.cmdline()))
+    return lines
 
 
 #: The wall-clock limit for the runs whose students hang on purpose (only they are in them).

@@ -75,7 +75,8 @@ def kill_tree(pid: int) -> None:
     for pgid in groups - {own}:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
-    for p in procs:
+    me = os.getpid()  # a process killing its own tree (worker.py's die-with-parent) goes last
+    for p in sorted(procs, key=lambda p: p.pid == me):
         with contextlib.suppress(psutil.NoSuchProcess):
             p.kill()
     psutil.wait_procs(procs, timeout=10)
